@@ -1,0 +1,1 @@
+"""StockTracker Live: real-time market quotes over WebSocket and long-poll."""

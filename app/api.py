@@ -1,0 +1,136 @@
+"""The HTTP API: latest quotes, liveness and readiness. Bad input is a 400 with a JSON error."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.models import encode_quote
+from app.services import Services, services
+from app.symbols import InvalidSymbol, normalize_symbol
+
+_STARTED = time.monotonic()
+
+
+class ApiError(Exception):
+    """A client mistake on the HTTP API; rendered as 400 `{"error": {"code", "message"}}`."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+
+
+def parse_symbols(
+    request: Request, svc: Services, default: tuple[str, ...] | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The `symbols` query parameter: (valid known symbols, [{symbol, code, reason}] unknown).
+
+    Syntax errors and too many symbols are the caller's mistake (400); a well-formed symbol the
+    feed does not know is reported back, like on the WebSocket.
+    """
+    raw = request.query_params.get("symbols")
+    if raw is None or not raw.strip():
+        if default is None:
+            raise ApiError(
+                "missing_symbols", "query parameter 'symbols' is required, e.g. ?symbols=TCS,INFY"
+            )
+        return list(default), []
+    symbols: list[str] = []
+    problems: list[str] = []
+    for part in raw.split(","):
+        try:
+            symbol = normalize_symbol(part)
+        except InvalidSymbol as exc:
+            problems.append(f"{part.strip()[:32]!r}: {exc}")
+            continue
+        if symbol not in symbols:
+            symbols.append(symbol)
+    if problems:
+        raise ApiError("invalid_symbol", "; ".join(problems))
+    limit = svc.settings.max_symbols_per_connection
+    if len(symbols) > limit:
+        raise ApiError("too_many_symbols", f"at most {limit} symbols per request")
+    rejected: list[dict[str, str]] = []
+    known: list[str] = []
+    for symbol in symbols:
+        reason = svc.feed.check_symbol(symbol)
+        if reason is None:
+            known.append(symbol)
+        else:
+            rejected.append({"symbol": symbol, "code": "unknown_symbol", "reason": reason})
+    return known, rejected
+
+
+async def quotes(request: Request) -> Response:
+    svc = services(request)
+    symbols, rejected = parse_symbols(request, svc, default=svc.settings.board_symbols)
+    found = await svc.hub.snapshot(symbols)
+    have = {q.symbol for q in found}
+    body = (
+        b'{"status":'
+        + orjson.dumps(svc.hub.state)
+        + b',"interval":'
+        + orjson.dumps(svc.poller.interval)
+        + b',"missing":'
+        + orjson.dumps([s for s in symbols if s not in have])
+        + b',"rejected":'
+        + orjson.dumps(rejected)
+        + b',"quotes":['
+        + b",".join(encode_quote(q) for q in found)
+        + b"]}"
+    )
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def health(request: Request) -> Response:
+    """Liveness: answering at all proves the process and its event loop run."""
+    svc = services(request)
+    return JSONResponse({
+        "status": "ok",
+        "replica": svc.settings.replica_id,
+        "uptime_seconds": round(time.monotonic() - _STARTED, 1),
+    })  # fmt: skip
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: the bus answers, this process listens on it, and the fetch loop is ticking."""
+    svc = services(request)
+    reasons: list[str] = []
+    bus_ok = await svc.backend.bus.ping()
+    if not bus_ok:
+        reasons.append("bus does not answer")
+    if not svc.hub.bus_connected:
+        reasons.append("bus listener is not connected")
+    for loop in ("poller", "hub"):
+        if not svc.supervisor.healthy(loop):
+            reasons.append(f"{loop} loop is not running")
+    if not svc.poller.alive():
+        detail = f" ({svc.poller.last_error})" if svc.poller.last_error else ""
+        reasons.append(f"fetch loop has not completed a recent tick{detail}")
+    details: dict[str, Any] = {
+        "replica": svc.settings.replica_id,
+        "backend": svc.backend.kind,
+        "feed": svc.feed.name,
+        "connections": svc.hub.connections,
+        "watched_symbols": len(svc.poller.watched),
+        "fetch_ticks": svc.poller.ticks,
+        "loops": {
+            name: {"running": s.running, "restarts": s.restarts, "last_error": s.last_error}
+            for name, s in svc.supervisor.states.items()
+        },
+    }
+    return JSONResponse(
+        {"ready": not reasons, "reasons": reasons, "details": details},
+        status_code=200 if not reasons else 503,
+    )

@@ -1,0 +1,61 @@
+"""The Feed port: where quotes come from.
+
+A feed answers "what are these symbols worth now?" in one call. It knows nothing of the bus, of
+seq numbers or of clients; the poller stamps what it returns. Adapters translate every foreign
+failure into the small hierarchy below, so the poller (and later the circuit breaker) can tell a
+rate limit from an outage from a bad symbol without knowing any provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.models import Quote
+
+
+class FeedError(Exception):
+    """Base of every error a feed raises; the message is safe to show (no secrets)."""
+
+
+class FeedUnavailable(FeedError):
+    """The source cannot answer now (network, 5xx, garbage body, timeout)."""
+
+
+class FeedRateLimited(FeedError):
+    """The source refused for quota; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FeedRejected(FeedError):
+    """The request itself is wrong (bad key, plan): retrying will not help."""
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """Quotes for the symbols the feed could price, and a reason for each it refused."""
+
+    quotes: list[Quote] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+class Feed(Protocol):
+    """A source of quotes. `fetch` must be safe to cancel and must not be called concurrently."""
+
+    name: str
+
+    def check_symbol(self, symbol: str) -> str | None:
+        """A reason why this feed can never price `symbol`, or None if it may.
+
+        Called for every subscription, so it must be cheap and must not do I/O; a symbol that
+        passes here may still be rejected later by `fetch`.
+        """
+        ...
+
+    async def fetch(self, symbols: Sequence[str]) -> FetchResult:
+        """Current quotes for `symbols` (already normalised). Raises `FeedError` subclasses."""
+        ...

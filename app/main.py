@@ -1,0 +1,112 @@
+"""The composition root: `create_app(settings)` wires every part inside one lifespan.
+
+Build order (and reverse teardown): shared-state backend -> feed -> renderer -> hub -> poller,
+then the supervised background loops. Nothing async is built at import time; `app` below is made
+on first access, so `uvicorn app.main:app` reads the environment then, and a bad setting stops
+the process with one clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app import api, pages
+from app.feeds import build_feed
+from app.poller import Poller
+from app.pubsub import open_backend
+from app.rendering import STATIC_DIR, Renderer
+from app.services import Services
+from app.settings import Settings, SettingsError
+from app.supervise import Supervisor
+from app.ws.hub import Hub
+from app.ws.longpoll import poll
+from app.ws.websocket import websocket_endpoint
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with AsyncExitStack() as stack:
+            backend = await stack.enter_async_context(
+                open_backend(
+                    settings.bus_url,
+                    registry_ttl=settings.registry_ttl,
+                    client_name=f"stocktracker:{settings.replica_id}",
+                )
+            )
+            feed = build_feed(settings)
+            renderer = Renderer()
+            hub = Hub(
+                backend,
+                settings.replica_id,
+                lease_refresh=settings.registry_ttl / 3,
+                poll_linger=settings.poll_timeout + 5,
+            )
+            poller = Poller(
+                feed, backend, interval=settings.fetch_interval, board=settings.board_symbols
+            )
+            supervisor = Supervisor()
+            stack.push_async_callback(hub.withdraw)
+            stack.push_async_callback(supervisor.aclose)
+            supervisor.start("hub", hub.run)
+            supervisor.start("poller", poller.run)
+            log.info(
+                "replica %s serving on %s bus, feed %s, fetching every %gs",
+                settings.replica_id,
+                backend.kind,
+                feed.name,
+                settings.fetch_interval,
+            )
+            yield {"services": Services(settings, backend, feed, hub, poller, renderer, supervisor)}
+
+    return Starlette(
+        routes=[
+            Route("/", pages.dashboard),
+            Route("/api/quotes", api.quotes),
+            Route("/api/poll", poll),
+            Route("/health", api.health),
+            Route("/ready", api.ready),
+            WebSocketRoute("/ws", websocket_endpoint),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        exception_handlers={api.ApiError: api.api_error_handler},
+        lifespan=lifespan,
+    )
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(level.upper())
+
+
+def _app_from_env() -> Starlette:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"stocktracker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn app.main:app` looks the attribute up; build the app only then.
+    if name == "app":
+        application = _app_from_env()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

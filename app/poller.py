@@ -1,0 +1,173 @@
+"""The fetch loop: every interval, price what somebody watches and publish what changed.
+
+One tick: reconcile the cluster's subscriptions (which also refreshes the `subscriptions:*` keys),
+fetch the watched symbols plus the default board from the feed, stamp each *changed* quote with
+the next `seq` for its symbol and this term's `epoch`, store it as the symbol's snapshot, and
+publish all of them as one message on `market-data:updates`. Ticks never overlap: a slow fetch is
+cut off by a timeout shorter than the interval, and a missed tick is skipped, not queued.
+
+A symbol that becomes watched between ticks (an event on `market-data:subscriptions`) is fetched
+at once, so a new subscriber does not wait a whole interval for its first price.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+import orjson
+
+from app.feeds.base import Feed, FeedError
+from app.models import Quote, decode_quote, encode_quote, is_newer
+from app.pubsub import Backend
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def encode_update(epoch: int, quotes: Sequence[str]) -> bytes:
+    """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded."""
+    return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]}}'.encode()
+
+
+class Poller:
+    def __init__(
+        self,
+        feed: Feed,
+        backend: Backend,
+        *,
+        interval: float,
+        board: Sequence[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.feed = feed
+        self._backend = backend
+        self.interval = interval
+        self._board = tuple(board)
+        self._clock = clock
+        self._last: dict[str, Quote] = {}
+        self._seeded = False
+        self._urgent: set[str] = set()
+        self._wake = asyncio.Event()
+        self.epoch = 0
+        self.watched: frozenset[str] = frozenset()
+        self.last_success: float | None = None  # monotonic time of the last complete tick
+        self.last_error: str | None = None
+        self.ticks = 0
+
+    def alive(self) -> bool:
+        """A tick completed within the last three intervals (at least 10 s)."""
+        if self.last_success is None:
+            return False
+        return time.monotonic() - self.last_success < max(3 * self.interval, 10.0)
+
+    async def run(self) -> None:
+        """The fetch loop, plus the listener that wakes it for newly watched symbols."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen_for_new_symbols())
+            await self._loop()
+
+    async def _loop(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            await self.tick()
+            next_tick += self.interval
+            now = time.monotonic()
+            if next_tick < now:  # fell behind: skip the missed ticks instead of bunching them
+                next_tick = now + self.interval
+            while True:
+                try:
+                    async with asyncio.timeout(max(next_tick - time.monotonic(), 0)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    break
+                self._wake.clear()
+                urgent, self._urgent = self._urgent, set()
+                fresh = [s for s in urgent if s not in self._last]
+                if fresh and self._seeded:
+                    try:
+                        await self._fetch_and_publish(fresh)
+                    except (BusUnavailable, FeedError, TimeoutError) as exc:
+                        log.warning("early fetch of %s failed: %s", ", ".join(fresh), exc)
+
+    async def tick(self) -> None:
+        """One full poll. Errors are logged and remembered, never raised."""
+        try:
+            if not self._seeded:
+                await self._seed()
+            try:
+                watched = await self._backend.registry.reconcile()
+                self.watched = frozenset(watched)
+            except BusUnavailable as exc:
+                log.warning("keeping last known subscriptions: %s", exc)
+            symbols = list(dict.fromkeys([*self._board, *sorted(self.watched)]))
+            await self._fetch_and_publish(symbols)
+            self.last_success = time.monotonic()
+            self.last_error = None
+        except (BusUnavailable, FeedError, TimeoutError) as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            log.warning("fetch tick failed: %s", exc)
+        finally:
+            self.ticks += 1
+
+    async def _seed(self) -> None:
+        """Continue seq and epoch from the stored snapshots, so restarts never rewind."""
+        max_epoch = 0
+        for data in (await self._backend.snapshots.get_all()).values():
+            try:
+                quote = decode_quote(data)
+            except ValueError:
+                continue
+            self._last[quote.symbol] = quote
+            max_epoch = max(max_epoch, quote.epoch)
+        self.epoch = max(int(self._clock() * 1000), max_epoch + 1)
+        self._seeded = True
+        log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._last))
+
+    async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
+        candidates = [s for s in symbols if self.feed.check_symbol(s) is None]
+        if not candidates:
+            return
+        async with asyncio.timeout(self.interval * 0.8):
+            result = await self.feed.fetch(candidates)
+        for symbol, reason in result.rejected.items():
+            log.info("feed %s rejected %s: %s", self.feed.name, symbol, reason)
+        changed = self._stamp(result.quotes)
+        if changed:
+            await self._publish(changed)
+
+    def _stamp(self, quotes: Iterable[Quote]) -> list[Quote]:
+        now_ms = int(self._clock() * 1000)
+        out: list[Quote] = []
+        for quote in quotes:
+            last = self._last.get(quote.symbol)
+            if last is not None and last.same_market_data(quote):
+                continue
+            seq = last.seq + 1 if last is not None else 1
+            out.append(replace(quote, seq=seq, epoch=self.epoch, published_at=now_ms))
+        return out
+
+    async def _publish(self, quotes: list[Quote]) -> None:
+        encoded = {q.symbol: encode_quote(q) for q in quotes}
+        # Snapshot first: a client that subscribes after seeing this update must find it stored.
+        await self._backend.snapshots.put(encoded)
+        message = encode_update(self.epoch, [b.decode() for b in encoded.values()])
+        await self._backend.bus.publish(UPDATES_CHANNEL, message)
+        for quote in quotes:
+            if is_newer(quote, self._last.get(quote.symbol)):
+                self._last[quote.symbol] = quote
+
+    async def _listen_for_new_symbols(self) -> None:
+        async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):
+            try:
+                event = orjson.loads(message.data)
+                added = [s for s in event.get("added", ()) if isinstance(s, str)]
+            except (orjson.JSONDecodeError, AttributeError):
+                log.warning("ignoring malformed subscription event")
+                continue
+            if added:
+                self._urgent.update(added)
+                self._wake.set()

@@ -1,0 +1,86 @@
+"""Ports to the shared state every replica sees: the bus, last-quote snapshots, subscriptions.
+
+All three speak bytes or plain str/int, never pickles. Two adapters implement them: `memory`
+(one process, first-class, used by `make run` and the unit tests) and `redis` (many replicas).
+The same contract tests run against both. Errors from the backend surface as `BusUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+# Names kept from the original design so its runbook commands still work.
+UPDATES_CHANNEL = "market-data:updates"
+SUBSCRIPTIONS_CHANNEL = "market-data:subscriptions"
+CONTROL_CHANNEL = "market-data:control"
+
+
+class BusUnavailable(Exception):
+    """The backend cannot be reached now; the caller may retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    channel: str
+    data: bytes
+
+
+StateCallback = Callable[[bool], None]
+
+
+class Bus(Protocol):
+    """At-most-once publish/subscribe of byte messages on named channels."""
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Deliver `data` to every listener of `channel` now listening. Raises BusUnavailable."""
+        ...
+
+    def listen(
+        self, channels: Sequence[str], on_state: StateCallback | None = None
+    ) -> AsyncIterator[Message]:
+        """Yield messages from `channels`, in publish order, until the iterator is closed.
+
+        Never ends on its own: when the backend drops, it calls `on_state(False)`, reconnects with
+        capped backoff and resubscribes, then calls `on_state(True)`. Messages published while it
+        was disconnected are lost (at-most-once): callers re-read snapshots on `on_state(True)`.
+        `on_state(True)` is also called once the first subscription is in place, so a caller can
+        wait for it before publishing.
+        """
+        ...
+
+    async def ping(self) -> bool:
+        """True if the backend answers now (bounded by a short timeout)."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    """The last published quote per symbol, as encoded bytes, readable by every replica."""
+
+    async def put(self, items: Mapping[str, bytes]) -> None: ...
+
+    async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
+        """The stored bytes of those `symbols` that have a snapshot."""
+        ...
+
+    async def get_all(self) -> dict[str, bytes]: ...
+
+
+class SubscriptionRegistry(Protocol):
+    """Who watches what, across replicas, with leases so a dead replica's entries expire.
+
+    Each replica reports its own per-symbol subscriber counts with `report`, again at least every
+    `ttl / 3` seconds; the fetcher calls `reconcile` to get the cluster-wide totals, which also
+    rewrites the `subscriptions:active` set and `subscriptions:count:{symbol}` keys.
+    """
+
+    async def report(self, replica_id: str, counts: Mapping[str, int]) -> None: ...
+
+    async def withdraw(self, replica_id: str) -> None:
+        """Remove a replica's entries at once (clean shutdown)."""
+        ...
+
+    async def reconcile(self) -> dict[str, int]:
+        """Sum of the counts of every replica whose lease has not expired."""
+        ...

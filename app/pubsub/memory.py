@@ -1,0 +1,91 @@
+"""In-process adapters: the whole cluster is this one process.
+
+Used by `make run` without Redis and by unit tests. Same semantics as Redis where it matters:
+at-most-once delivery to listeners present at publish time, per-replica leases that expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+from app.pubsub.base import Message, StateCallback
+
+log = logging.getLogger(__name__)
+
+# A listener that falls this far behind loses the oldest messages rather than growing memory.
+LISTENER_BACKLOG = 10_000
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[asyncio.Queue[Message]]] = {}
+        self.dropped = 0
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        message = Message(channel, bytes(data))
+        for queue in self._listeners.get(channel, ()):
+            if queue.full():
+                queue.get_nowait()
+                self.dropped += 1
+                log.warning("memory bus listener lagging on %s: dropped oldest message", channel)
+            queue.put_nowait(message)
+
+    async def listen(
+        self, channels: Sequence[str], on_state: StateCallback | None = None
+    ) -> AsyncIterator[Message]:
+        queue: asyncio.Queue[Message] = asyncio.Queue(LISTENER_BACKLOG)
+        for channel in channels:
+            self._listeners.setdefault(channel, set()).add(queue)
+        try:
+            if on_state is not None:
+                on_state(True)
+            while True:
+                yield await queue.get()
+        finally:
+            for channel in channels:
+                self._listeners.get(channel, set()).discard(queue)
+
+    async def ping(self) -> bool:
+        return True
+
+
+class MemorySnapshotStore:
+    def __init__(self) -> None:
+        self._items: dict[str, bytes] = {}
+
+    async def put(self, items: Mapping[str, bytes]) -> None:
+        self._items.update(items)
+
+    async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
+        return {s: self._items[s] for s in symbols if s in self._items}
+
+    async def get_all(self) -> dict[str, bytes]:
+        return dict(self._items)
+
+
+class MemoryRegistry:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._replicas: dict[str, tuple[float, dict[str, int]]] = {}
+
+    async def report(self, replica_id: str, counts: Mapping[str, int]) -> None:
+        live = {s: n for s, n in counts.items() if n > 0}
+        self._replicas[replica_id] = (self._clock() + self._ttl, live)
+
+    async def withdraw(self, replica_id: str) -> None:
+        self._replicas.pop(replica_id, None)
+
+    async def reconcile(self) -> dict[str, int]:
+        now = self._clock()
+        totals: dict[str, int] = {}
+        for replica_id, (expires, counts) in list(self._replicas.items()):
+            if expires <= now:
+                del self._replicas[replica_id]
+                continue
+            for symbol, n in counts.items():
+                totals[symbol] = totals.get(symbol, 0) + n
+        return totals

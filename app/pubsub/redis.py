@@ -1,0 +1,206 @@
+"""Redis adapters: pub/sub channels, a hash of last quotes, and leased subscription counts.
+
+Keys (see docs/architecture in the README):
+- `market-data:*` channels (pub/sub).
+- `quotes:last` hash: symbol -> encoded quote.
+- `subscriptions:replica:{id}` hash: symbol -> subscriber count on that replica, expiring with
+  the replica's lease; `subscriptions:replicas` sorted set: replica id -> lease expiry (ms).
+- `subscriptions:active` set and `subscriptions:count:{symbol}`: the cluster-wide view, rewritten
+  by `reconcile` from the live replicas only, so a SIGKILLed replica's counts vanish by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.pubsub.base import BusUnavailable, Message, StateCallback
+
+log = logging.getLogger(__name__)
+
+LAST_QUOTES_KEY = "quotes:last"
+ACTIVE_KEY = "subscriptions:active"
+COUNT_PREFIX = "subscriptions:count:"
+REPLICA_PREFIX = "subscriptions:replica:"
+REPLICAS_KEY = "subscriptions:replicas"
+
+BACKOFF_START = 0.1
+BACKOFF_CAP = 5.0
+PING_TIMEOUT = 0.5
+
+
+def connect(url: str, client_name: str) -> aioredis.Redis:
+    """A client that fails fast (no silent retries): our loops own the retry policy."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=5,
+        retry=Retry(NoBackoff(), 0),
+        client_name=client_name,
+    )
+    return client
+
+
+class RedisBus:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        try:
+            await self._client.publish(channel, data)
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"publish to {channel} failed: {exc}") from exc
+
+    async def listen(
+        self, channels: Sequence[str], on_state: StateCallback | None = None
+    ) -> AsyncIterator[Message]:
+        delay = BACKOFF_START
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            connected = False
+            try:
+                await pubsub.subscribe(*channels)
+                connected = True
+                delay = BACKOFF_START
+                if on_state is not None:
+                    on_state(True)
+                while True:
+                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if raw is not None and raw["type"] == "message":
+                        yield Message(_text(raw["channel"]), bytes(raw["data"]))
+            except (RedisError, OSError) as exc:
+                if connected and on_state is not None:
+                    on_state(False)
+                log.warning("redis listener lost (%s); retrying in %.1fs", exc, delay)
+            finally:
+                await _close_quietly(pubsub)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+
+class RedisSnapshotStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def put(self, items: Mapping[str, bytes]) -> None:
+        if not items:
+            return
+        try:
+            mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
+            await self._client.hset(LAST_QUOTES_KEY, mapping=mapping)
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"storing snapshots failed: {exc}") from exc
+
+    async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
+        if not symbols:
+            return {}
+        try:
+            values: list[Any] = await self._client.hmget(LAST_QUOTES_KEY, list(symbols))
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
+        return {s: bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
+
+    async def get_all(self) -> dict[str, bytes]:
+        try:
+            raw: dict[Any, Any] = await self._client.hgetall(LAST_QUOTES_KEY)
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
+        return {_text(k): bytes(v) for k, v in raw.items()}
+
+
+class RedisRegistry:
+    def __init__(self, client: aioredis.Redis, ttl: float) -> None:
+        self._client = client
+        self._ttl_ms = int(ttl * 1000)
+
+    async def report(self, replica_id: str, counts: Mapping[str, int]) -> None:
+        key = REPLICA_PREFIX + replica_id
+        live: dict[Any, Any] = {s: n for s, n in counts.items() if n > 0}
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                if live:
+                    pipe.hset(key, mapping=live)
+                    pipe.pexpire(key, self._ttl_ms)
+                pipe.zadd(REPLICAS_KEY, {replica_id: _now_ms() + self._ttl_ms})
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"reporting subscriptions failed: {exc}") from exc
+
+    async def withdraw(self, replica_id: str) -> None:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(REPLICA_PREFIX + replica_id)
+                pipe.zrem(REPLICAS_KEY, replica_id)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"withdrawing subscriptions failed: {exc}") from exc
+
+    async def reconcile(self) -> dict[str, int]:
+        now = _now_ms()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(REPLICAS_KEY, now, "+inf")
+                pipe.zremrangebyscore(REPLICAS_KEY, "-inf", f"({now}")
+                pipe.smembers(ACTIVE_KEY)
+                live_ids, _, active = await pipe.execute()
+            totals: dict[str, int] = {}
+            if live_ids:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for replica_id in live_ids:
+                        pipe.hgetall(REPLICA_PREFIX + _text(replica_id))
+                    for counts in await pipe.execute():
+                        for symbol, n in counts.items():
+                            name = _text(symbol)
+                            totals[name] = totals.get(name, 0) + int(n)
+            await self._rewrite_view(totals, {_text(s) for s in active})
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"reconciling subscriptions failed: {exc}") from exc
+        return totals
+
+    async def _rewrite_view(self, totals: dict[str, int], previous: set[str]) -> None:
+        # The view outlives its writer by a few leases only, so it heals even if every replica dies.
+        view_ttl = self._ttl_ms * 3
+        gone = previous - totals.keys()
+        async with self._client.pipeline(transaction=True) as pipe:
+            if gone:
+                pipe.srem(ACTIVE_KEY, *gone)
+                pipe.delete(*(COUNT_PREFIX + s for s in gone))
+            if totals:
+                pipe.sadd(ACTIVE_KEY, *totals)
+                pipe.pexpire(ACTIVE_KEY, view_ttl)
+                for symbol, n in totals.items():
+                    pipe.set(COUNT_PREFIX + symbol, n, px=view_ttl)
+            await pipe.execute()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except (RedisError, OSError) as exc:
+        log.debug("closing pubsub: %s", exc)

@@ -1,0 +1,113 @@
+"""HTML rendering: the Jinja environment, number formatting, and the two wire formats.
+
+The `_quote_row.html` partial is the single source of a quote's HTML: the page renders it in place,
+and the `html` wire format renders the very same partial with `hx-swap-oob` for WebSocket frames,
+so what htmx swaps in is byte-for-byte what a reload would show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from app.models import Quote, encode_quote
+from app.symbols import dom_id
+from app.ws import protocol
+from app.ws.outbox import FrameKind, WireFormat
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+_CURRENCY_SIGNS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+_EXCHANGE_ZONES = {
+    "NSE": "Asia/Kolkata", "BSE": "Asia/Kolkata",
+    "NASDAQ": "America/New_York", "NYSE": "America/New_York", "CBOE": "America/Chicago",
+}  # fmt: skip
+
+
+def price(value: Decimal | None, currency: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{_CURRENCY_SIGNS.get(currency, '')}{value:,.2f}"
+
+
+def signed(value: Decimal | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+,.2f}".replace("-", "−")
+
+
+def percent(value: Decimal | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.2f}%".replace("-", "−")
+
+
+def volume(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def direction(quote: Quote | None) -> str:
+    if quote is None or quote.change == 0:
+        return "flat"
+    return "up" if quote.change > 0 else "down"
+
+
+def exchange_time(quote: Quote) -> tuple[str, str]:
+    """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
+    moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
+    zone = _EXCHANGE_ZONES.get(quote.exchange)
+    local = moment.astimezone(ZoneInfo(zone)) if zone else moment
+    return moment.isoformat(timespec="seconds"), local.strftime("%H:%M:%S %Z")
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(price=price, signed=signed, percent=percent, volume=volume)
+    env.globals.update(dom_id=dom_id, direction=direction, exchange_time=exchange_time)
+    return env
+
+
+class Renderer:
+    """Renders quote fragments; the same environment serves the pages."""
+
+    def __init__(self, env: jinja2.Environment | None = None) -> None:
+        self.env = env or make_environment()
+        self._row = self.env.get_template("_quote_row.html")
+        self._status = self.env.get_template("_status.html")
+
+    def quote_row(self, quote: Quote, *, oob: bool = True) -> str:
+        return self._row.render(symbol=quote.symbol, q=quote, oob=oob)
+
+    def status(self, state: str, reason: str | None) -> str:
+        return self._status.render(state=state, reason=reason, oob=True)
+
+    def html_format(self) -> WireFormat:
+        return WireFormat("html", self.quote_row, _join_fragments, self.status)
+
+
+def _join_fragments(kind: FrameKind, fragments: Sequence[str]) -> str:
+    return "".join(fragments)
+
+
+def _json_status(state: str, reason: str | None) -> str:
+    return protocol.status(state, reason)
+
+
+def _encode_json(quote: Quote) -> str:
+    return encode_quote(quote).decode()
+
+
+JSON_FORMAT = WireFormat("json", _encode_json, protocol.quotes_frame, _json_status)

@@ -1,0 +1,31 @@
+"""What the composition root hands to every endpoint, through the lifespan state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from app.feeds.base import Feed
+from app.poller import Poller
+from app.pubsub import Backend
+from app.rendering import Renderer
+from app.settings import Settings
+from app.supervise import Supervisor
+from app.ws.hub import Hub
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    backend: Backend
+    feed: Feed
+    hub: Hub
+    poller: Poller
+    renderer: Renderer
+    supervisor: Supervisor
+
+
+def services(conn: HTTPConnection) -> Services:
+    found: Services = conn.state.services
+    return found

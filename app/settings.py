@@ -1,0 +1,201 @@
+"""Every setting comes from the environment, is validated once at start, and is immutable after.
+
+`Settings.from_env()` collects *all* bad values before failing, so an operator fixes a deployment in
+one go: `SettingsError` carries one line per variable, naming the variable, the value and what was
+expected. The README's configuration table lists the same names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from app.symbols import InvalidSymbol, normalize_symbol
+
+T = TypeVar("T")
+
+DEFAULT_WATCHLIST = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "NIFTY 50", "AAPL", "MSFT")
+DEFAULT_BOARD = DEFAULT_WATCHLIST + (
+    "ICICIBANK", "SBIN", "BHARTIARTL", "ITC", "LT", "SENSEX",
+    "GOOGL", "AMZN", "NVDA", "TSLA", "META", "SPX",
+)  # fmt: skip
+KNOWN_FEEDS = ("simulated",)
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold a value the app cannot run with."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration. Durations are seconds, sizes are bytes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Empty means the in-memory bus: one process, nothing to install.
+    redis_url: str = ""
+    feeds: tuple[str, ...] = ("simulated",)
+    # None: a different random walk each start; an int makes the simulated feed reproducible.
+    sim_seed: int | None = None
+    fetch_interval: float = 2.0
+    default_watchlist: tuple[str, ...] = DEFAULT_WATCHLIST
+    board_symbols: tuple[str, ...] = DEFAULT_BOARD
+    max_symbols_per_connection: int = 50
+    max_message_bytes: int = 64 * 1024
+    # Empty: only the app's own host may open /ws from a browser.
+    allowed_origins: tuple[str, ...] = ()
+    poll_timeout: float = 25.0
+    # A client whose socket accepts nothing for this long is closed with 1013.
+    send_timeout: float = 10.0
+    # Messages per second a client may send, with a burst of twice that.
+    client_rate: float = 20.0
+    # Recommended client ping interval announced in `welcome`.
+    heartbeat_interval: float = 25.0
+    # How long a replica's subscription list outlives the replica in Redis.
+    registry_ttl: float = 10.0
+    replica_id: str = field(default_factory=lambda: _default_replica_id())
+    log_level: str = "info"
+
+    @property
+    def bus_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            host=reader.get("HOST", "127.0.0.1", _text),
+            port=reader.get("PORT", 8000, _int_in(1, 65535)),
+            redis_url=reader.get("REDIS_URL", "", _redis_url),
+            feeds=reader.get("FEEDS", ("simulated",), _feeds),
+            sim_seed=reader.get("SIM_SEED", None, _optional_int),
+            fetch_interval=reader.get("FETCH_INTERVAL", 2.0, _seconds(0.05, 3600)),
+            default_watchlist=reader.get("DEFAULT_WATCHLIST", DEFAULT_WATCHLIST, _symbols),
+            board_symbols=reader.get("BOARD_SYMBOLS", DEFAULT_BOARD, _symbols),
+            max_symbols_per_connection=reader.get(
+                "MAX_SYMBOLS_PER_CONNECTION", 50, _int_in(1, 10_000)
+            ),
+            max_message_bytes=reader.get("MAX_MESSAGE_BYTES", 64 * 1024, _int_in(256, 16 << 20)),
+            allowed_origins=reader.get("ALLOWED_ORIGINS", (), _origins),
+            poll_timeout=reader.get("POLL_TIMEOUT", 25.0, _seconds(0.1, 120)),
+            send_timeout=reader.get("SEND_TIMEOUT", 10.0, _seconds(0.1, 300)),
+            client_rate=reader.get("CLIENT_RATE", 20.0, _seconds(0.1, 100_000)),
+            heartbeat_interval=reader.get("HEARTBEAT_INTERVAL", 25.0, _seconds(1, 3600)),
+            registry_ttl=reader.get("REGISTRY_TTL", 10.0, _seconds(1, 3600)),
+            replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
+            log_level=reader.get("LOG_LEVEL", "info", _log_level),
+        )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            self.problems.append(f"{name}={raw!r}: {exc}")
+            return default
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _optional_int(raw: str) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number (the random seed)") from None
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _feeds(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    unknown = [n for n in names if n not in KNOWN_FEEDS]
+    if not names or unknown:
+        raise ValueError(f"expected a comma-separated list of {', '.join(KNOWN_FEEDS)}")
+    return names
+
+
+def _symbols(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            symbol = normalize_symbol(part)
+        except InvalidSymbol as exc:
+            raise ValueError(f"{part.strip()!r}: {exc}") from None
+        if symbol not in out:
+            out.append(symbol)
+    if not out:
+        raise ValueError("expected a comma-separated list of symbols")
+    return tuple(out)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r}: expected origins like https://example.com, or *")
+    return origins
+
+
+def _log_level(raw: str) -> str:
+    level = raw.lower()
+    if level not in ("critical", "error", "warning", "info", "debug"):
+        raise ValueError("expected one of critical, error, warning, info, debug")
+    return level

@@ -1,0 +1,75 @@
+"""Background loops that never die silently.
+
+`Supervisor.start(name, factory)` runs `factory()` in a task; if it ever returns or raises, the
+failure is logged with its traceback, counted, and the loop is started again after a capped,
+jittered backoff. `healthy(name)` is what readiness checks look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+RESTART_START = 0.5
+RESTART_CAP = 30.0
+
+
+@dataclass(slots=True)
+class LoopState:
+    running: bool = False
+    restarts: int = 0
+    last_error: str | None = None
+    last_failure_at: float | None = None
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.states: dict[str, LoopState] = {}
+
+    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        if name in self._tasks:
+            raise RuntimeError(f"loop {name!r} already started")
+        self.states[name] = LoopState()
+        self._tasks[name] = asyncio.create_task(self._run(name, factory), name=name)
+
+    def healthy(self, name: str) -> bool:
+        state = self.states.get(name)
+        task = self._tasks.get(name)
+        return state is not None and task is not None and not task.done() and state.running
+
+    async def aclose(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def _run(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        state = self.states[name]
+        delay = RESTART_START
+        while True:
+            state.running = True
+            started = time.monotonic()
+            try:
+                await factory()
+                state.last_error = "returned unexpectedly"
+                log.error("loop %s returned; restarting", name)
+            except asyncio.CancelledError:
+                state.running = False
+                raise
+            except Exception as exc:
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("loop %s crashed; restarting", name)
+            state.running = False
+            state.restarts += 1
+            state.last_failure_at = time.monotonic()
+            if time.monotonic() - started > RESTART_CAP:
+                delay = RESTART_START
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RESTART_CAP)

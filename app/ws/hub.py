@@ -1,0 +1,244 @@
+"""The hub: who watches what in this process, and the fan-out from the bus to their outboxes.
+
+One listener per process reads `market-data:updates`, decodes each quote once, encodes it once per
+wire format that somebody watching it uses, and offers the same text to every such outbox. It
+never awaits a client. The hub also reports this replica's per-symbol counts to the subscription
+registry (on change and on every lease refresh) and announces newly watched symbols on
+`market-data:subscriptions`, so the fetcher prices them at once.
+
+When the bus connection drops, clients are told the data is delayed; when it comes back, every
+watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
+published meanwhile. No Starlette here: the hub is tested on the in-memory backend alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import orjson
+
+from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
+from app.pubsub import Backend
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.ws.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+# Changes to the local subscription set are reported at most this often.
+REPORT_COALESCE = 0.05
+
+
+class Hub:
+    def __init__(
+        self, backend: Backend, replica_id: str, *, lease_refresh: float, poll_linger: float
+    ) -> None:
+        self._backend = backend
+        self._replica_id = replica_id
+        self._lease_refresh = lease_refresh
+        self._poll_linger = poll_linger
+        self._watchers: dict[str, set[Outbox]] = {}
+        self._outboxes: set[Outbox] = set()
+        self._recent_polls: dict[str, float] = {}
+        self.latest: dict[str, Quote] = {}
+        self.bus_connected = False
+        self._resync = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._reported: set[str] = set()
+        self.last_report: float | None = None
+        self.delivered = 0
+
+    # ---- connections -------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return len(self._outboxes)
+
+    @property
+    def state(self) -> str:
+        return "live" if self.bus_connected else "delayed"
+
+    def attach(self, outbox: Outbox) -> None:
+        self._outboxes.add(outbox)
+
+    def detach(self, outbox: Outbox) -> None:
+        self.unwatch(outbox, list(outbox.symbols))
+        self._outboxes.discard(outbox)
+
+    def watch(self, outbox: Outbox, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            outbox.symbols.add(symbol)
+            self._watchers.setdefault(symbol, set()).add(outbox)
+        self._dirty.set()
+
+    def unwatch(self, outbox: Outbox, symbols: Sequence[str]) -> None:
+        for symbol in symbols:
+            outbox.symbols.discard(symbol)
+            watchers = self._watchers.get(symbol)
+            if watchers is not None:
+                watchers.discard(outbox)
+                if not watchers:
+                    del self._watchers[symbol]
+        outbox.forget(symbols)
+        self._dirty.set()
+
+    def note_poll(self, symbols: Iterable[str]) -> None:
+        """A long-poll client asked for `symbols`: keep them watched a while after it returns."""
+        until = time.monotonic() + self._poll_linger
+        for symbol in symbols:
+            if symbol not in self._recent_polls:
+                self._dirty.set()
+            self._recent_polls[symbol] = until
+
+    def counts(self) -> dict[str, int]:
+        """Subscribers per symbol on this replica; a recently polled symbol counts at least once."""
+        counts = {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
+        now = time.monotonic()
+        for symbol, until in list(self._recent_polls.items()):
+            if until < now:
+                del self._recent_polls[symbol]
+                self._dirty.set()
+            else:
+                counts[symbol] = max(counts.get(symbol, 0), 1)
+        return counts
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    async def snapshot(self, symbols: Sequence[str]) -> list[Quote]:
+        """The newest quote known for each of `symbols` (this process, else the shared store)."""
+        missing = [s for s in symbols if s not in self.latest]
+        if missing:
+            try:
+                stored = await self._backend.snapshots.get(missing)
+            except BusUnavailable as exc:
+                log.warning("snapshot read failed: %s", exc)
+                stored = {}
+            for data in stored.values():
+                try:
+                    self._remember(decode_quote(data))
+                except QuoteDecodeError as exc:
+                    log.warning("ignoring corrupt stored quote: %s", exc)
+        return [self.latest[s] for s in symbols if s in self.latest]
+
+    # ---- background work ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen())
+            tg.create_task(self._resync_loop())
+            tg.create_task(self._report_loop())
+
+    async def withdraw(self) -> None:
+        """Clean shutdown: take this replica's subscriptions out of the registry at once."""
+        try:
+            await self._backend.registry.withdraw(self._replica_id)
+        except BusUnavailable as exc:
+            log.warning("could not withdraw subscriptions (they expire by lease): %s", exc)
+
+    def _on_bus_state(self, connected: bool) -> None:
+        was = self.bus_connected
+        self.bus_connected = connected
+        if connected and not was:
+            self._resync.set()
+        if connected != was:
+            log.info("bus listener %s", "connected" if connected else "disconnected")
+            self._broadcast_status()
+
+    async def _listen(self) -> None:
+        try:
+            async for message in self._backend.bus.listen([UPDATES_CHANNEL], self._on_bus_state):
+                self.dispatch(message.data)
+        finally:
+            self._on_bus_state(False)
+
+    def dispatch(self, data: bytes) -> None:
+        """Fan one `market-data:updates` message out to the outboxes. Never awaits."""
+        try:
+            items = orjson.loads(data)["quotes"]
+            quotes = [quote_from_dict(item) for item in items]
+        except (orjson.JSONDecodeError, KeyError, TypeError, QuoteDecodeError) as exc:
+            log.warning("ignoring malformed update message: %s", exc)
+            return
+        for quote in quotes:
+            if not self._remember(quote):
+                continue  # a duplicate, or older than what this process already has
+            self._fan_out(quote)
+
+    def _fan_out(self, quote: Quote) -> None:
+        watchers = self._watchers.get(quote.symbol)
+        if not watchers:
+            return
+        encoded: dict[str, str] = {}
+        for outbox in watchers:
+            name = outbox.fmt.name
+            text = encoded.get(name)
+            if text is None:
+                text = encoded[name] = outbox.fmt.encode(quote)
+            outbox.offer(quote, text)
+        self.delivered += len(watchers)
+
+    def _remember(self, quote: Quote) -> bool:
+        if not is_newer(quote, self.latest.get(quote.symbol)):
+            return False
+        self.latest[quote.symbol] = quote
+        return True
+
+    def _broadcast_status(self) -> None:
+        reason = None if self.bus_connected else "bus_disconnected"
+        texts: dict[str, str | None] = {}
+        for outbox in self._outboxes:
+            name = outbox.fmt.name
+            if name not in texts:
+                texts[name] = outbox.fmt.status(self.state, reason)
+            outbox.offer_control(texts[name])
+
+    async def _resync_loop(self) -> None:
+        """After a (re)connect, push snapshots newer than what clients got before the gap."""
+        while True:
+            await self._resync.wait()
+            self._resync.clear()
+            symbols = list(self._watchers)
+            if not symbols:
+                continue
+            try:
+                stored = await self._backend.snapshots.get(symbols)
+            except BusUnavailable as exc:
+                log.warning("resync after reconnect failed: %s", exc)
+                continue
+            for data in stored.values():
+                try:
+                    quote = decode_quote(data)
+                except QuoteDecodeError:
+                    continue
+                if self._remember(quote):
+                    self._fan_out(quote)
+            self._dirty.set()  # the registry may have lost our lease while we were away
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._lease_refresh):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(REPORT_COALESCE)
+            self._dirty.clear()
+            counts = self.counts()
+            try:
+                await self._report(counts)
+            except BusUnavailable as exc:
+                log.warning("subscription report failed, will retry: %s", exc)
+                await asyncio.sleep(min(1.0, self._lease_refresh))
+                self._dirty.set()
+
+    async def _report(self, counts: Mapping[str, int]) -> None:
+        await self._backend.registry.report(self._replica_id, counts)
+        added = sorted(counts.keys() - self._reported)
+        removed = sorted(self._reported - counts.keys())
+        if added or removed:
+            event = {"replica": self._replica_id, "added": added, "removed": removed}
+            await self._backend.bus.publish(SUBSCRIPTIONS_CHANNEL, orjson.dumps(event))
+        self._reported = set(counts)
+        self.last_report = time.monotonic()

@@ -1,0 +1,103 @@
+"""Stateless long-poll: `GET /api/poll?symbols=A,B&cursor=...`, answerable by any replica.
+
+The cursor is opaque to clients: base64url JSON of `[[symbol, epoch, seq], ...]`, the newest version
+the client has per symbol. A request returns at once with every quote newer than the cursor, else
+waits until one arrives or `POLL_TIMEOUT` passes, then returns what it has (maybe nothing) and a
+cursor to send next time. Same ordering rule as the WebSocket: newer is (epoch, seq) greater.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api import ApiError, parse_symbols
+from app.models import Quote, encode_quote
+from app.rendering import JSON_FORMAT
+from app.services import services
+from app.ws.outbox import Outbox
+
+MAX_CURSOR_LENGTH = 16 * 1024
+Cursor = dict[str, tuple[int, int]]
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    items = [[symbol, epoch, seq] for symbol, (epoch, seq) in sorted(cursor.items())]
+    return base64.urlsafe_b64encode(orjson.dumps(items)).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    if not text:
+        return {}
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise ApiError("bad_cursor", "cursor is too long")
+    try:
+        items = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        raise ApiError("bad_cursor", "cursor is not one this server issued") from None
+    cursor: Cursor = {}
+    if not isinstance(items, list):
+        raise ApiError("bad_cursor", "cursor is not one this server issued")
+    for item in items:
+        if not (
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:])
+        ):
+            raise ApiError("bad_cursor", "cursor is not one this server issued")
+        cursor[item[0]] = (item[1], item[2])
+    return cursor
+
+
+def _newer(quotes: list[Quote], cursor: Cursor) -> list[Quote]:
+    return [q for q in quotes if (q.epoch, q.seq) > cursor.get(q.symbol, (-1, -1))]
+
+
+async def poll(request: Request) -> Response:
+    svc = services(request)
+    symbols, rejected = parse_symbols(request, svc)
+    cursor = decode_cursor(request.query_params.get("cursor", ""))
+    hub = svc.hub
+    # Register before reading, so an update landing in between still rings the doorbell.
+    doorbell = Outbox(JSON_FORMAT)
+    hub.attach(doorbell)
+    hub.watch(doorbell, symbols)
+    hub.note_poll(symbols)
+    timed_out = False
+    try:
+        fresh = _newer(await hub.snapshot(symbols), cursor)
+        if not fresh and symbols:
+            try:
+                async with asyncio.timeout(svc.settings.poll_timeout):
+                    while not fresh:
+                        await doorbell.wait()
+                        doorbell.drain()
+                        fresh = _newer(await hub.snapshot(symbols), cursor)
+            except TimeoutError:
+                timed_out = True
+    finally:
+        hub.detach(doorbell)
+        hub.note_poll(symbols)
+    for quote in fresh:
+        cursor[quote.symbol] = (quote.epoch, quote.seq)
+    cursor = {s: v for s, v in cursor.items() if s in symbols}
+    body = (
+        b'{"type":"poll","cursor":'
+        + orjson.dumps(encode_cursor(cursor))
+        + b',"timeout":'
+        + (b"true" if timed_out else b"false")
+        + b',"status":'
+        + orjson.dumps(hub.state)
+        + b',"rejected":'
+        + orjson.dumps(rejected)
+        + b',"quotes":['
+        + b",".join(encode_quote(q) for q in fresh)
+        + b"]}"
+    )
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

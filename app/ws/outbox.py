@@ -1,0 +1,100 @@
+"""A connection's outbox: what the server owes one client, bounded and conflated.
+
+The hub only ever calls the non-blocking `offer*` methods; the connection's own writer task awaits
+`wait()` and sends what `drain()` returns. Live quotes are kept as the latest text per symbol, so a
+client that falls behind gets the newest price, never a backlog. Control messages (acks, errors,
+snapshots, status) keep their order; a client that lets more than `max_control` of them pile up is
+flagged `overflowed` and its writer closes it with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from app.models import Quote
+
+FrameKind = Literal["snapshot", "batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """How quotes look on one kind of connection (JSON for API clients, HTML for htmx pages)."""
+
+    name: str
+    encode: Callable[[Quote], str]
+    frame: Callable[[FrameKind, Sequence[str]], str]
+    # A control message telling the client the data state; None if this format has no such message.
+    status: Callable[[str, str | None], str | None]
+
+
+class Outbox:
+    def __init__(self, fmt: WireFormat, max_control: int = 256) -> None:
+        self.fmt = fmt
+        self.symbols: set[str] = set()
+        self.overflowed = False
+        self.conflated = 0
+        self._max_control = max_control
+        self._control: deque[str] = deque()
+        self._pending: dict[str, str] = {}
+        self._versions: dict[str, tuple[int, int]] = {}
+        self._wake = asyncio.Event()
+
+    def offer(self, quote: Quote, text: str) -> None:
+        """Queue a live update unless the client already has this version or a newer one."""
+        if not self._take(quote):
+            return
+        if quote.symbol in self._pending:
+            self.conflated += 1
+        self._pending[quote.symbol] = text
+        self._wake.set()
+
+    def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
+        """Queue a snapshot frame of those `quotes` the client does not have yet."""
+        texts = []
+        for quote in quotes:
+            if self._take(quote):
+                # The snapshot is newer than any pending update of this symbol: drop that one.
+                self._pending.pop(quote.symbol, None)
+                texts.append(self.fmt.encode(quote))
+        if texts:
+            self.offer_control(self.fmt.frame("snapshot", texts))
+
+    def offer_control(self, text: str | None) -> None:
+        if text is None:
+            return
+        if len(self._control) >= self._max_control:
+            self.overflowed = True
+        else:
+            self._control.append(text)
+        self._wake.set()
+
+    def forget(self, symbols: Sequence[str]) -> None:
+        """After unsubscribe: drop pending updates and versions of `symbols`."""
+        for symbol in symbols:
+            self._pending.pop(symbol, None)
+            self._versions.pop(symbol, None)
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+
+    def drain(self) -> list[str]:
+        """Everything owed now, in order: control messages, then one frame of live quotes."""
+        self._wake.clear()
+        frames = list(self._control)
+        self._control.clear()
+        if self._pending:
+            frames.append(self.fmt.frame("batch", list(self._pending.values())))
+            self._pending.clear()
+        return frames
+
+    def _take(self, quote: Quote) -> bool:
+        version = (quote.epoch, quote.seq)
+        current = self._versions.get(quote.symbol)
+        if quote.symbol not in self.symbols or (current is not None and version <= current):
+            return False
+        self._versions[quote.symbol] = version
+        return True

@@ -1,0 +1,202 @@
+"""The JSON wire protocol: parsing client requests and building server messages.
+
+Pure functions over text; no sockets here, so every rule is unit-tested directly. The contract is
+written down in docs/protocol.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from app.symbols import InvalidSymbol, normalize_symbol
+
+PROTOCOL_VERSION = 1
+MAX_ID_LENGTH = 64
+
+Action = Literal["subscribe", "unsubscribe", "ping"]
+
+
+class ProtocolError(Exception):
+    """A request the server cannot act on; becomes an `error` message, the socket stays open."""
+
+    def __init__(self, code: str, message: str, request_id: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    action: Action
+    symbols: tuple[str, ...] = ()
+    request_id: str | int | None = None
+    # `ping` only: echoed back untouched so the client can measure round-trip time.
+    t: Any = None
+
+
+def parse_request(text: str | bytes) -> Request:
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_request", "message must be a JSON object")
+    request_id = obj.get("id")
+    if request_id is not None and not (
+        (isinstance(request_id, str) and len(request_id) <= MAX_ID_LENGTH)
+        or (isinstance(request_id, int) and not isinstance(request_id, bool))
+    ):
+        raise ProtocolError(
+            "bad_request",
+            f"id must be a string of at most {MAX_ID_LENGTH} characters or an integer",
+        )
+    action = obj.get("action")
+    if not isinstance(action, str):
+        raise ProtocolError("bad_request", "field 'action' (a string) is required", request_id)
+    if action == "ping":
+        t = obj.get("t")
+        if not (t is None or isinstance(t, int | float | str)) or (
+            isinstance(t, str) and len(t) > 64
+        ):
+            raise ProtocolError(
+                "bad_request", "field 't' must be a number or a short string", request_id
+            )
+        return Request("ping", request_id=request_id, t=t)
+    if action not in ("subscribe", "unsubscribe"):
+        raise ProtocolError(
+            "unknown_action",
+            f"unknown action {action[:32]!r}: expected subscribe, unsubscribe or ping",
+            request_id,
+        )
+    symbols = obj.get("symbols")
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise ProtocolError("bad_request", "field 'symbols' must be a list of strings", request_id)
+    if not symbols:
+        raise ProtocolError("bad_request", "field 'symbols' must not be empty", request_id)
+    return Request(action, tuple(symbols), request_id)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Review:
+    """The outcome of a subscribe/unsubscribe: accepted symbols and one reason per rejection."""
+
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def reject(self, symbol: str, code: str, reason: str) -> None:
+        self.rejected.append({"symbol": symbol, "code": code, "reason": reason})
+
+
+def review_subscribe(
+    raw: Sequence[str],
+    current: Collection[str],
+    limit: int,
+    check: Callable[[str], str | None],
+) -> Review:
+    review = Review()
+    seen: set[str] = set()
+    for item in raw:
+        try:
+            symbol = normalize_symbol(item)
+        except InvalidSymbol as exc:
+            review.reject(item[:64], "invalid_symbol", str(exc))
+            continue
+        if symbol in seen:
+            review.reject(symbol, "duplicate", "symbol appears more than once in this request")
+            continue
+        seen.add(symbol)
+        if symbol in current:
+            review.reject(symbol, "already_subscribed", "already subscribed on this connection")
+            continue
+        reason = check(symbol)
+        if reason is not None:
+            review.reject(symbol, "unknown_symbol", reason)
+            continue
+        if len(current) + len(review.accepted) >= limit:
+            review.reject(symbol, "limit_exceeded", f"at most {limit} symbols per connection")
+            continue
+        review.accepted.append(symbol)
+    return review
+
+
+def review_unsubscribe(raw: Sequence[str], current: Collection[str]) -> Review:
+    review = Review()
+    for item in raw:
+        try:
+            symbol = normalize_symbol(item)
+        except InvalidSymbol as exc:
+            review.reject(item[:64], "invalid_symbol", str(exc))
+            continue
+        if symbol in review.accepted:
+            continue
+        if symbol not in current:
+            review.reject(symbol, "not_subscribed", "not subscribed on this connection")
+            continue
+        review.accepted.append(symbol)
+    return review
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def welcome(
+    server_time: int,
+    replica: str,
+    max_symbols: int,
+    max_message_bytes: int,
+    heartbeat: float,
+    status: str,
+) -> str:
+    return _dump({
+        "type": "welcome",
+        "protocol": PROTOCOL_VERSION,
+        "server_time": server_time,
+        "replica": replica,
+        "limits": {"max_symbols": max_symbols, "max_message_bytes": max_message_bytes},
+        "heartbeat": heartbeat,
+        "status": status,
+    })  # fmt: skip
+
+
+def reviewed(
+    kind: Literal["subscribed", "unsubscribed"],
+    review: Review,
+    symbols: Iterable[str],
+    request_id: str | int | None,
+) -> str:
+    return _dump({
+        "type": kind,
+        "id": request_id,
+        "accepted": review.accepted,
+        "rejected": review.rejected,
+        "symbols": sorted(symbols),
+    })  # fmt: skip
+
+
+def error(
+    code: str, message: str, *, retry: bool = False, request_id: str | int | None = None
+) -> str:
+    return _dump(
+        {"type": "error", "id": request_id, "code": code, "message": message, "retry": retry}
+    )
+
+
+def pong(t: Any, server_time: int, request_id: str | int | None) -> str:
+    return _dump({"type": "pong", "id": request_id, "t": t, "server_time": server_time})
+
+
+def status(state: str, reason: str | None = None, source: str | None = None) -> str:
+    return _dump({"type": "status", "state": state, "reason": reason, "source": source})
+
+
+def quotes_frame(kind: Literal["snapshot", "batch"], encoded: Sequence[str]) -> str:
+    """One frame for pre-encoded quotes: `quote` for one live update, else `batch`/`snapshot`."""
+    if kind == "batch" and len(encoded) == 1:
+        return f'{{"type":"quote","quote":{encoded[0]}}}'
+    return f'{{"type":"{kind}","quotes":[{",".join(encoded)}]}}'

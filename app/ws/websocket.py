@@ -1,0 +1,201 @@
+"""`/ws`: the WebSocket endpoint. One reader and one writer per connection, in one task group.
+
+`?format=json` (default) speaks the protocol of docs/protocol.md; `?format=html` is for htmx
+pages: the same subscriptions, but quotes and status arrive as `hx-swap-oob` fragments and no
+acknowledgements are sent. `?symbols=A,B` subscribes at connect (handy for htmx, whose ws
+extension reconnects to the same URL and so resubscribes by itself).
+
+Bad input never costs other clients anything: malformed requests get an `error` and the
+connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
+if they go on, 1008; a client that stops reading is closed with 1013 by its own writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette import status
+from starlette.datastructures import Headers
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.rendering import JSON_FORMAT
+from app.services import Services, services
+from app.ws import protocol
+from app.ws.outbox import Outbox, WireFormat
+
+log = logging.getLogger(__name__)
+
+# Dropped messages (beyond the rate) tolerated before a flooding client is closed with 1008.
+FLOOD_TOLERANCE = 100
+CLOSE_TIMEOUT = 2.0
+
+
+def origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
+    """Browsers always send Origin on a WebSocket upgrade; programmatic clients usually do not."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.lower().rstrip("/")
+    if "*" in allowed or origin in allowed:
+        return True
+    host = headers.get("host", "").lower()
+    return bool(host) and origin in (f"http://{host}", f"https://{host}")
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    svc = services(ws)
+    if not origin_allowed(ws.headers, svc.settings.allowed_origins):
+        log.info("refused /ws upgrade from origin %r", ws.headers.get("origin"))
+        await ws.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+        return
+    fmt_name = ws.query_params.get("format", "json")
+    if fmt_name not in ("json", "html"):
+        await ws.close(code=status.WS_1008_POLICY_VIOLATION)
+        return
+    fmt = JSON_FORMAT if fmt_name == "json" else svc.renderer.html_format()
+    await ws.accept()
+    await Connection(ws, svc, fmt).serve()
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat) -> None:
+        self.ws = ws
+        self.svc = svc
+        self.outbox = Outbox(fmt)
+        self.json = fmt.name == "json"
+        rate = svc.settings.client_rate
+        self.bucket = TokenBucket(rate, 2 * rate)
+        self.dropped = 0
+
+    async def serve(self) -> None:
+        hub, settings = self.svc.hub, self.svc.settings
+        hub.attach(self.outbox)
+        try:
+            if self.json:
+                self.outbox.offer_control(protocol.welcome(
+                    int(time.time() * 1000), settings.replica_id,
+                    settings.max_symbols_per_connection, settings.max_message_bytes,
+                    settings.heartbeat_interval, hub.state,
+                ))  # fmt: skip
+            else:
+                self.outbox.offer_control(self.outbox.fmt.status(hub.state, None))
+            initial = self.ws.query_params.get("symbols")
+            if initial:
+                await self._subscribe(tuple(initial.split(",")), None)
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._reader())
+                writer = tg.create_task(self._writer())
+                reader.add_done_callback(lambda _: writer.cancel())
+                writer.add_done_callback(lambda _: reader.cancel())
+        finally:
+            hub.detach(self.outbox)
+
+    async def _reader(self) -> None:
+        limit = self.svc.settings.max_message_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data: str | bytes = message.get("text") or message.get("bytes") or ""
+            if _too_big(data, limit):
+                await self._close(status.WS_1009_MESSAGE_TOO_BIG, f"message over {limit} bytes")
+                return
+            if not self.bucket.take():
+                self.dropped += 1
+                if self.dropped == 1:
+                    self._send(
+                        protocol.error("rate_limited", "too many messages; slow down", retry=True)
+                    )
+                if self.dropped > FLOOD_TOLERANCE:
+                    await self._close(status.WS_1008_POLICY_VIOLATION, "message flood")
+                    return
+                continue
+            self.dropped = 0
+            await self._handle(data)
+
+    async def _handle(self, data: str | bytes) -> None:
+        try:
+            request = protocol.parse_request(data)
+        except protocol.ProtocolError as exc:
+            self._send(protocol.error(exc.code, exc.message, request_id=exc.request_id))
+            return
+        if request.action == "ping":
+            self._send(protocol.pong(request.t, int(time.time() * 1000), request.request_id))
+        elif request.action == "subscribe":
+            await self._subscribe(request.symbols, request.request_id)
+        else:
+            review = protocol.review_unsubscribe(request.symbols, self.outbox.symbols)
+            self.svc.hub.unwatch(self.outbox, review.accepted)
+            self._send(
+                protocol.reviewed("unsubscribed", review, self.outbox.symbols, request.request_id)
+            )
+
+    async def _subscribe(self, raw: tuple[str, ...], request_id: str | int | None) -> None:
+        hub, settings = self.svc.hub, self.svc.settings
+        review = protocol.review_subscribe(
+            raw, self.outbox.symbols, settings.max_symbols_per_connection,
+            self.svc.feed.check_symbol,
+        )  # fmt: skip
+        # Warm the hub's cache from the shared store; from here on nothing awaits, so no update
+        # can slip between the snapshot and the subscription.
+        await hub.snapshot(review.accepted)
+        hub.watch(self.outbox, review.accepted)
+        self._send(protocol.reviewed("subscribed", review, self.outbox.symbols, request_id))
+        self.outbox.offer_snapshot([hub.latest[s] for s in review.accepted if s in hub.latest])
+
+    def _send(self, text: str) -> None:
+        if self.json:
+            self.outbox.offer_control(text)
+
+    async def _writer(self) -> None:
+        timeout = self.svc.settings.send_timeout
+        outbox = self.outbox
+        while True:
+            await outbox.wait()
+            if outbox.overflowed:
+                await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+                return
+            for frame in outbox.drain():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self.ws.send_text(frame)
+                except TimeoutError:
+                    log.info("closing a client that read nothing for %.0fs", timeout)
+                    await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+                    return
+                except (WebSocketDisconnect, OSError, RuntimeError):
+                    return  # the peer is gone; the reader sees the disconnect
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.CONNECTED:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(code=code, reason=reason)
+        except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
+            pass
+
+
+def _too_big(data: str | bytes, limit: int) -> bool:
+    if len(data) > limit:
+        return True
+    # A str is counted in UTF-8 bytes, as on the wire; up to 4 bytes per character.
+    return isinstance(data, str) and len(data) * 4 > limit and len(data.encode()) > limit
