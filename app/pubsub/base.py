@@ -7,7 +7,7 @@ The same contract tests run against both. Errors from the backend surface as `Bu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +39,7 @@ class Bus(Protocol):
 
     def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncGenerator[Message, None]:
         """Yield messages from `channels`, in publish order, until the iterator is closed.
 
         Never ends on its own: when the backend drops, it calls `on_state(False)`, reconnects with

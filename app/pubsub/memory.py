@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from app.pubsub.base import Message, StateCallback
 
@@ -35,7 +35,7 @@ class MemoryBus:
 
     async def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncGenerator[Message, None]:
         queue: asyncio.Queue[Message] = asyncio.Queue(LISTENER_BACKLOG)
         for channel in channels:
             self._listeners.setdefault(channel, set()).add(queue)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -63,7 +63,7 @@ class RedisBus:
 
     async def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncGenerator[Message, None]:
         delay = BACKOFF_START
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)

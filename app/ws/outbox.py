@@ -36,6 +36,8 @@ class Outbox:
         self.fmt = fmt
         self.symbols: set[str] = set()
         self.overflowed = False
+        # Set by `close_after`: the writer sends what is queued, then closes with this code.
+        self.closing: tuple[int, str] | None = None
         self.conflated = 0
         self._max_control = max_control
         self._control: deque[str] = deque()
@@ -70,6 +72,12 @@ class Outbox:
             self.overflowed = True
         else:
             self._control.append(text)
+        self._wake.set()
+
+    def close_after(self, code: int, reason: str) -> None:
+        """Ask the writer to close once everything queued so far has been sent."""
+        if self.closing is None:
+            self.closing = (code, reason)
         self._wake.set()
 
     def forget(self, symbols: Sequence[str]) -> None:

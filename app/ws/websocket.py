@@ -114,10 +114,12 @@ class Connection:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if self.outbox.closing is not None:
+                continue  # closing: read on only to see the peer's close
             data: str | bytes = message.get("text") or message.get("bytes") or ""
             if _too_big(data, limit):
-                await self._close(status.WS_1009_MESSAGE_TOO_BIG, f"message over {limit} bytes")
-                return
+                self.outbox.close_after(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
+                continue
             if not self.bucket.take():
                 self.dropped += 1
                 if self.dropped == 1:
@@ -125,8 +127,7 @@ class Connection:
                         protocol.error("rate_limited", "too many messages; slow down", retry=True)
                     )
                 if self.dropped > FLOOD_TOLERANCE:
-                    await self._close(status.WS_1008_POLICY_VIOLATION, "message flood")
-                    return
+                    self.outbox.close_after(status.WS_1008_POLICY_VIOLATION, "message flood")
                 continue
             self.dropped = 0
             await self._handle(data)
@@ -183,6 +184,9 @@ class Connection:
                     return
                 except (WebSocketDisconnect, OSError, RuntimeError):
                     return  # the peer is gone; the reader sees the disconnect
+            if outbox.closing is not None:
+                await self._close(*outbox.closing)
+                return
 
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.application_state != WebSocketState.CONNECTED:

@@ -1,0 +1,101 @@
+"""One contract, every backend: the in-memory adapters and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.pubsub import Backend, open_backend
+from app.pubsub.base import Message
+
+CHANNELS = ["market-data:updates", "market-data:control"]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    async with open_backend(url, registry_ttl=1.0, client_name="contract") as b:
+        yield b
+
+
+class Listener:
+    """A listener running in the background, ready once subscribed."""
+
+    def __init__(self, backend: Backend, channels: list[str]) -> None:
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run(backend, channels))
+
+    async def _run(self, backend: Backend, channels: list[str]) -> None:
+        async for message in backend.bus.listen(channels, lambda up: self.ready.set()):
+            self.messages.put_nowait(message)
+
+    async def __aenter__(self) -> Listener:
+        await asyncio.wait_for(self.ready.wait(), 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def get(self) -> Message:
+        return await asyncio.wait_for(self.messages.get(), 5)
+
+
+async def test_publish_reaches_a_listener_in_order_and_binary_safe(backend: Backend) -> None:
+    payloads = [b"\x00\xff binary", "₹ utf-8".encode(), b"", b"x" * 100_000]
+    async with Listener(backend, CHANNELS) as listener:
+        for data in payloads:
+            await backend.bus.publish(CHANNELS[0], data)
+        got = [await listener.get() for _ in payloads]
+    assert [m.data for m in got] == payloads
+    assert {m.channel for m in got} == {CHANNELS[0]}
+
+
+async def test_every_listener_gets_every_message_of_its_channels(backend: Backend) -> None:
+    async with Listener(backend, CHANNELS) as both, Listener(backend, CHANNELS[1:]) as control:
+        await backend.bus.publish(CHANNELS[0], b"quote")
+        await backend.bus.publish(CHANNELS[1], b"beat")
+        assert [(await both.get()).data, (await both.get()).data] == [b"quote", b"beat"]
+        message = await control.get()
+        assert (message.channel, message.data) == (CHANNELS[1], b"beat")
+        assert control.messages.empty()
+
+
+async def test_publish_without_listeners_is_fine(backend: Backend) -> None:
+    await backend.bus.publish("market-data:nobody", b"x")
+    assert await backend.bus.ping()
+
+
+async def test_snapshots_store_the_latest_bytes(backend: Backend) -> None:
+    await backend.snapshots.put({"TCS": b"1", "INFY": b"2"})
+    await backend.snapshots.put({"TCS": b"3"})
+    assert await backend.snapshots.get(["TCS", "NOPE", "INFY"]) == {"TCS": b"3", "INFY": b"2"}
+    assert await backend.snapshots.get([]) == {}
+    assert await backend.snapshots.get_all() == {"TCS": b"3", "INFY": b"2"}
+
+
+async def test_registry_sums_replicas_and_forgets_withdrawn_ones(backend: Backend) -> None:
+    await backend.registry.report("a", {"TCS": 2, "INFY": 1, "GONE": 0})
+    await backend.registry.report("b", {"TCS": 1, "NIFTY 50": 3})
+    assert await backend.registry.reconcile() == {"TCS": 3, "INFY": 1, "NIFTY 50": 3}
+    await backend.registry.report("a", {"INFY": 1})
+    await backend.registry.withdraw("b")
+    assert await backend.registry.reconcile() == {"INFY": 1}
+    await backend.registry.report("a", {})
+    assert await backend.registry.reconcile() == {}
+
+
+async def test_registry_entries_expire_with_the_lease(backend: Backend) -> None:
+    await backend.registry.report("dead", {"TCS": 1})
+    await backend.registry.report("alive", {"INFY": 1})
+    assert await backend.registry.reconcile() == {"TCS": 1, "INFY": 1}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    # "alive" renews its lease as a replica would; "dead" stopped reporting.
+    while (totals := await backend.registry.reconcile()) != {"INFY": 1}:
+        assert loop.time() < deadline, f"dead replica never expired: {totals}"
+        await backend.registry.report("alive", {"INFY": 1})
+        await asyncio.sleep(0.05)

@@ -1,0 +1,73 @@
+"""Redis specifics: the seed's keys are readable with redis-cli, and the listener heals itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.pubsub import open_backend
+from tests.pubsub.test_contract import Listener
+from tests.support import RedisServer, eventually
+
+
+async def test_reconcile_maintains_the_seed_keys(redis_url: str, redis_server: RedisServer) -> None:
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+        await backend.registry.report("a", {"TCS": 2, "NIFTY 50": 1})
+        await backend.registry.report("b", {"TCS": 1})
+        await backend.registry.reconcile()
+        assert set(redis_server.cli("SMEMBERS", "subscriptions:active").split("\n")) >= {
+            "TCS",
+            "NIFTY 50",
+        }
+        assert redis_server.cli("GET", "subscriptions:count:TCS").strip() == "3"
+        assert redis_server.cli("GET", "subscriptions:count:NIFTY 50").strip() == "1"
+        await backend.registry.withdraw("a")
+        await backend.registry.reconcile()
+        assert redis_server.cli("SMEMBERS", "subscriptions:active").split() == ["TCS"]
+        assert redis_server.cli("EXISTS", "subscriptions:count:NIFTY 50").strip() == "0"
+        assert redis_server.cli("GET", "subscriptions:count:TCS").strip() == "1"
+
+
+async def test_listener_reconnects_and_resubscribes_after_a_restart(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    states: list[bool] = []
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+        listener = Listener(backend, ["market-data:updates"])
+        async with listener:
+            original = listener._task
+            # Record the state changes the listener reports.
+            states_task = asyncio.create_task(_watch(backend, states))
+            await eventually(lambda: _has(states, [True]), 10, "second listener subscribed")
+            redis_server.stop()
+            assert not await backend.bus.ping()
+            redis_server.start()
+
+            async def delivered() -> bool:
+                await backend.bus.publish("market-data:updates", b"after")
+                try:
+                    return (await asyncio.wait_for(listener.messages.get(), 0.2)).data == b"after"
+                except TimeoutError:
+                    return False
+
+            async def ready() -> bool | None:
+                try:
+                    return await delivered()
+                except Exception:  # publish fails while the server starts
+                    return None
+
+            assert await eventually(ready, 20, "the listener to hear messages again")
+            assert not original.done()
+            await eventually(lambda: _has(states, [False, True]), 10, "state callbacks")
+            states_task.cancel()
+
+
+async def _has(states: list[bool], expected: list[bool]) -> bool:
+    return states[-len(expected) :] == expected
+
+
+async def _watch(backend: object, states: list[bool]) -> None:
+    from app.pubsub import Backend
+
+    assert isinstance(backend, Backend)
+    async for _ in backend.bus.listen(["market-data:nothing"], states.append):
+        pass

@@ -1,0 +1,181 @@
+"""Real parts for tests: a redis-server and the app under uvicorn, each on a free port.
+
+Everything waits against a deadline and polls; nothing sleeps for a fixed time hoping it is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], within: float = 10.0, what: str = "condition"
+) -> T:
+    """Call `probe` until it returns something other than None (or False)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class RedisServer:
+    """A throwaway redis-server that tests may stop and start again on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
+        self.binary = binary
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._answers, 10, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, timeout=10, check=True
+        )
+        return out.stdout.decode()
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class AppServer:
+    """`python -m app` in its own process, as `make run` starts it."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "FETCH_INTERVAL": "0.2",
+            "SIM_SEED": "7",
+            "LOG_LEVEL": "info",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"stocktracker-{self.port}.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> None:
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=self.env, cwd=ROOT, stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(self._healthy, 20, f"the app on port {self.port} (log: {self.log_path})")
+
+    def stop(self) -> int:
+        code = 0
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(30)
+            self.proc = None
+            self._log.close()
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"app exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+async def recv_json(ws: ClientConnection, within: float = 10.0) -> dict[str, Any]:
+    raw = await asyncio.wait_for(ws.recv(), within)
+    obj: dict[str, Any] = orjson.loads(raw)
+    return obj
+
+
+async def recv_until(
+    ws: ClientConnection, predicate: Callable[[dict[str, Any]], bool], within: float = 10.0
+) -> dict[str, Any]:
+    """Read messages until one matches; fail after `within` seconds in all."""
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("timed out waiting for a matching message")
+        message = await recv_json(ws, remaining)
+        if predicate(message):
+            return message
+
+
+def quotes_in(message: dict[str, Any]) -> list[dict[str, Any]]:
+    if message.get("type") == "quote":
+        return [message["quote"]]
+    if message.get("type") in ("batch", "snapshot"):
+        quotes: list[dict[str, Any]] = message["quotes"]
+        return quotes
+    return []

@@ -1,0 +1,143 @@
+"""The hub on the in-memory backend: fan-out, encode-once, ordering, registry reports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from app.models import Quote, encode_quote
+from app.poller import encode_update
+from app.pubsub import Backend, open_backend
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL
+from app.rendering import JSON_FORMAT
+from app.ws.hub import Hub
+from app.ws.outbox import Outbox, WireFormat
+from tests.support import eventually
+from tests.unit.test_models import make_quote
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with open_backend("memory://", registry_ttl=5, client_name="test") as b:
+        yield b
+
+
+@pytest.fixture
+async def hub(backend: Backend) -> AsyncIterator[Hub]:
+    hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0)
+    task = asyncio.create_task(hub.run())
+    await eventually(lambda: _true(hub.bus_connected), 5, "hub listening")
+    yield hub
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def publish(backend: Backend, *quotes: Quote) -> None:
+    await backend.bus.publish(
+        UPDATES_CHANNEL, encode_update(1, [encode_quote(q).decode() for q in quotes])
+    )
+
+
+class CountingFormat:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, quote: Quote) -> str:
+        self.calls += 1
+        return JSON_FORMAT.encode(quote)
+
+    def fmt(self) -> WireFormat:
+        return WireFormat("json", self.encode, JSON_FORMAT.frame, JSON_FORMAT.status)
+
+
+async def test_each_quote_is_encoded_once_for_all_watchers(hub: Hub, backend: Backend) -> None:
+    counter = CountingFormat()
+    fmt = counter.fmt()
+    boxes = [Outbox(fmt) for _ in range(100)]
+    for box in boxes:
+        hub.attach(box)
+        hub.watch(box, ["TCS"])
+    await publish(backend, make_quote(seq=1))
+    await eventually(lambda: _true(all(box._pending for box in boxes)), 5, "fan-out")
+    assert counter.calls == 1
+    texts = {box.drain()[0] for box in boxes}
+    assert len(texts) == 1
+
+
+async def test_only_watchers_of_a_symbol_get_it(hub: Hub, backend: Backend) -> None:
+    tcs, infy = Outbox(JSON_FORMAT), Outbox(JSON_FORMAT)
+    for box, symbol in ((tcs, "TCS"), (infy, "INFY")):
+        hub.attach(box)
+        hub.watch(box, [symbol])
+    await publish(backend, make_quote(symbol="TCS", seq=1))
+    await eventually(lambda: _true(bool(tcs._pending)), 5, "delivery")
+    assert infy.drain() == []
+
+
+async def test_old_and_duplicate_quotes_are_dropped(hub: Hub, backend: Backend) -> None:
+    box = Outbox(JSON_FORMAT)
+    hub.attach(box)
+    hub.watch(box, ["TCS"])
+    await publish(backend, make_quote(seq=5))
+    await eventually(lambda: _true(bool(box._pending)), 5, "delivery")
+    box.drain()
+    await publish(backend, make_quote(seq=4), make_quote(seq=5), make_quote(epoch=9, seq=50))
+    await publish(backend, make_quote(seq=6))
+    await eventually(lambda: _true(bool(box._pending)), 5, "delivery")
+    [frame] = box.drain()
+    assert orjson.loads(frame)["quote"]["seq"] == 6
+    assert hub.latest["TCS"].seq == 6
+
+
+async def test_malformed_bus_messages_are_ignored(hub: Hub, backend: Backend) -> None:
+    box = Outbox(JSON_FORMAT)
+    hub.attach(box)
+    hub.watch(box, ["TCS"])
+    for junk in (b"garbage", b"{}", b'{"quotes": [{"symbol": "TCS"}]}', b'{"quotes": 5}'):
+        await backend.bus.publish(UPDATES_CHANNEL, junk)
+    await publish(backend, make_quote(seq=1))
+    await eventually(lambda: _true(bool(box._pending)), 5, "the good message after the junk")
+
+
+async def test_counts_are_reported_and_new_symbols_announced(hub: Hub, backend: Backend) -> None:
+    listening = asyncio.Event()
+    events = backend.bus.listen([SUBSCRIPTIONS_CHANNEL], lambda up: listening.set())
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.wait_for(listening.wait(), 5)
+    a, b = Outbox(JSON_FORMAT), Outbox(JSON_FORMAT)
+    for box in (a, b):
+        hub.attach(box)
+        hub.watch(box, ["TCS", "INFY"])
+    message = await asyncio.wait_for(first, 5)
+    assert orjson.loads(message.data)["added"] == ["INFY", "TCS"]
+    assert await eventually(lambda: _match(backend, {"TCS": 2, "INFY": 2}), 5, "registry totals")
+    hub.detach(a)
+    hub.unwatch(b, ["INFY"])
+    assert await eventually(lambda: _match(backend, {"TCS": 1}), 5, "registry after leaving")
+    await events.aclose()
+
+
+async def _match(backend: Backend, expected: dict[str, int]) -> bool:
+    return await backend.registry.reconcile() == expected
+
+
+async def test_snapshot_reads_the_shared_store(hub: Hub, backend: Backend) -> None:
+    stored = make_quote(symbol="INFY", seq=7)
+    await backend.snapshots.put({"INFY": encode_quote(stored)})
+    assert await hub.snapshot(["INFY", "NOPE"]) == [stored]
+
+
+async def test_bus_state_changes_reach_clients_as_status(hub: Hub) -> None:
+    box = Outbox(JSON_FORMAT)
+    hub.attach(box)
+    hub._on_bus_state(False)
+    hub._on_bus_state(True)
+    states = [orjson.loads(f)["state"] for f in box.drain()]
+    assert states == ["delayed", "live"]

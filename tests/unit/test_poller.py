@@ -1,0 +1,131 @@
+"""The fetch loop on the in-memory backend and the simulated feed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from app.feeds.simulated import SimulatedFeed
+from app.models import decode_quote
+from app.poller import Poller
+from app.pubsub import Backend, open_backend
+from app.pubsub.base import UPDATES_CHANNEL, Message
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with open_backend("memory://", registry_ttl=5, client_name="test") as b:
+        yield b
+
+
+SENTINEL = b'{"epoch":0,"quotes":[]}'
+
+
+async def drain(backend: Backend, queue: asyncio.Queue[Message]) -> list[Message]:
+    """Everything published so far: publish a sentinel and read up to it (the bus keeps order)."""
+    await backend.bus.publish(UPDATES_CHANNEL, SENTINEL)
+    out = []
+    while (message := await asyncio.wait_for(queue.get(), 5)).data != SENTINEL:
+        out.append(message)
+    return out
+
+
+async def collect(backend: Backend) -> tuple[asyncio.Queue[Message], asyncio.Task[None]]:
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    ready = asyncio.Event()
+
+    async def run() -> None:
+        async for message in backend.bus.listen([UPDATES_CHANNEL], lambda up: ready.set()):
+            queue.put_nowait(message)
+
+    task = asyncio.create_task(run())
+    await asyncio.wait_for(ready.wait(), 5)
+    return queue, task
+
+
+async def test_publishes_changed_quotes_with_growing_seq(backend: Backend) -> None:
+    queue, task = await collect(backend)
+    poller = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS", "AAPL"])
+    await poller.tick()
+    first = orjson.loads((await asyncio.wait_for(queue.get(), 5)).data)
+    assert {q["symbol"] for q in first["quotes"]} == {"TCS", "AAPL"}
+    assert all(q["seq"] == 1 and q["epoch"] == poller.epoch for q in first["quotes"])
+    seqs = {"TCS": 1, "AAPL": 1}
+    for _ in range(20):
+        await poller.tick()
+    for message in await drain(backend, queue):
+        for q in orjson.loads(message.data)["quotes"]:
+            assert q["seq"] == seqs[q["symbol"]] + 1
+            seqs[q["symbol"]] = q["seq"]
+    assert all(seq > 3 for seq in seqs.values())
+    assert poller.alive() and poller.last_error is None
+    stored = await backend.snapshots.get(["TCS"])
+    assert decode_quote(stored["TCS"]).seq == seqs["TCS"]
+    task.cancel()
+
+
+async def test_unchanged_quotes_are_not_republished(backend: Backend) -> None:
+    class Frozen(SimulatedFeed):
+        def _step(self, walk: object) -> None:  # prices never move
+            return None
+
+    queue, task = await collect(backend)
+    poller = Poller(Frozen(seed=1), backend, interval=1.0, board=["TCS"])
+    await poller.tick()
+    await poller.tick()
+    await poller.tick()
+    assert len(await drain(backend, queue)) == 1
+    task.cancel()
+
+
+async def test_watched_symbols_are_fetched_and_unknown_ones_skipped(backend: Backend) -> None:
+    await backend.registry.report("other-replica", {"INFY": 2, "NOPE": 1})
+    queue, task = await collect(backend)
+    poller = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"])
+    await poller.tick()
+    got = {q["symbol"] for q in orjson.loads((await queue.get()).data)["quotes"]}
+    assert got == {"TCS", "INFY"}
+    assert poller.watched == {"INFY", "NOPE"}
+    task.cancel()
+
+
+async def test_a_restarted_fetcher_continues_seq_in_a_later_epoch(backend: Backend) -> None:
+    first = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"])
+    for _ in range(5):
+        await first.tick()
+    before = decode_quote((await backend.snapshots.get(["TCS"]))["TCS"])
+    second = Poller(
+        SimulatedFeed(seed=99), backend, interval=1.0, board=["TCS"], clock=lambda: 0.0
+    )  # a clock far behind must not rewind the epoch
+    await second.tick()
+    after = decode_quote((await backend.snapshots.get(["TCS"]))["TCS"])
+    assert after.epoch > before.epoch
+    assert after.seq == before.seq + 1
+
+
+async def test_a_newly_watched_symbol_is_fetched_before_the_next_tick(backend: Backend) -> None:
+    queue, task = await collect(backend)
+    poller = Poller(SimulatedFeed(seed=1), backend, interval=30.0, board=["TCS"])
+    runner = asyncio.create_task(poller.run())
+    await asyncio.wait_for(queue.get(), 5)  # the first tick
+    from app.pubsub.base import SUBSCRIPTIONS_CHANNEL
+
+    async def announce() -> None:
+        await backend.bus.publish(SUBSCRIPTIONS_CHANNEL, b'{"added":["MSFT"],"removed":[]}')
+
+    message = None
+    for _ in range(250):  # the listener may not be subscribed yet: announce until heard
+        await announce()
+        try:
+            message = await asyncio.wait_for(queue.get(), 0.02)
+            break
+        except TimeoutError:
+            continue
+    assert message is not None
+    assert [q["symbol"] for q in orjson.loads(message.data)["quotes"]] == ["MSFT"]
+    runner.cancel()
+    task.cancel()
+    await asyncio.gather(runner, task, return_exceptions=True)

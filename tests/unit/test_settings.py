@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import DEFAULT_WATCHLIST, Settings, SettingsError
+from tests.support import ROOT
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port, s.fetch_interval) == ("127.0.0.1", 8000, 2.0)
+    assert s.bus_url == "memory://"
+    assert s.default_watchlist == DEFAULT_WATCHLIST
+    assert s.max_symbols_per_connection == 50
+    assert s.max_message_bytes == 65536
+
+
+def test_values_are_parsed_and_normalised() -> None:
+    s = Settings.from_env({
+        "PORT": "9000", "FETCH_INTERVAL": "0.5", "REDIS_URL": "redis://h:6379/1",
+        "DEFAULT_WATCHLIST": " tcs, infy ,TCS,nifty 50", "ALLOWED_ORIGINS": "https://A.example/",
+        "SIM_SEED": "42",
+    })  # fmt: skip
+    assert s.port == 9000
+    assert s.fetch_interval == 0.5
+    assert s.bus_url == "redis://h:6379/1"
+    assert s.default_watchlist == ("TCS", "INFY", "NIFTY 50")
+    assert s.allowed_origins == ("https://a.example",)
+    assert s.sim_seed == 42
+
+
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({
+            "FETCH_INTERVAL": "abc", "PORT": "70000", "REDIS_URL": "http://x",
+            "DEFAULT_WATCHLIST": "TCS,<script>", "FEEDS": "nope", "LOG_LEVEL": "loud",
+        })  # fmt: skip
+    text = str(info.value)
+    for name in (
+        "FETCH_INTERVAL='abc'",
+        "PORT='70000'",
+        "REDIS_URL",
+        "DEFAULT_WATCHLIST",
+        "FEEDS",
+        "LOG_LEVEL",
+    ):
+        assert name in text
+    assert len(info.value.problems) == 6
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+def test_fetch_interval_must_be_a_sane_duration(value: str) -> None:
+    with pytest.raises(SettingsError, match="FETCH_INTERVAL"):
+        Settings.from_env({"FETCH_INTERVAL": value})
+
+
+def test_run_command_refuses_a_bad_value_with_one_clear_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "FETCH_INTERVAL": "abc"},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "FETCH_INTERVAL='abc': expected a number of seconds" in err
+    assert "Traceback" not in err
