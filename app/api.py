@@ -93,6 +93,10 @@ async def quotes(request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+def _age(monotonic_time: float | None) -> float | None:
+    return None if monotonic_time is None else round(time.monotonic() - monotonic_time, 2)
+
+
 async def health(request: Request) -> Response:
     """Liveness: answering at all proves the process and its event loop run."""
     svc = services(request)
@@ -112,6 +116,8 @@ async def ready(request: Request) -> Response:
         reasons.append("bus does not answer")
     if not svc.hub.bus_connected:
         reasons.append("bus listener is not connected")
+    elif not svc.hub.hearing_itself:
+        reasons.append("bus listener is deaf: this replica's heartbeat has not come back")
     for loop in ("poller", "hub"):
         if not svc.supervisor.healthy(loop):
             reasons.append(f"{loop} loop is not running")
@@ -123,6 +129,16 @@ async def ready(request: Request) -> Response:
         "backend": svc.backend.kind,
         "feed": svc.feed.name,
         "connections": svc.hub.connections,
+        "role": svc.poller.role,
+        "term": svc.poller.term,
+        "lease_error": svc.poller.lease_error,
+        "listener": {
+            "connected": svc.hub.bus_connected,
+            "hearing_itself": svc.hub.hearing_itself,
+            "rebuilds": svc.hub.listener_rebuilds,
+            "last_heartbeat_age": _age(svc.hub.last_heartbeat),
+        },
+        "peers": {r: _age(t) for r, t in svc.hub.peers.items()},
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
         "loops": {

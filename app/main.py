@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 open_backend(
                     settings.bus_url,
                     registry_ttl=settings.registry_ttl,
+                    lease_ttl=settings.lease_ttl,
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )
@@ -55,10 +56,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 poll_linger=settings.poll_timeout + 5,
             )
             poller = Poller(
-                feed, backend, interval=settings.fetch_interval, board=settings.board_symbols
+                feed,
+                backend,
+                interval=settings.fetch_interval,
+                board=settings.board_symbols,
+                replica_id=settings.replica_id,
+                lease_refresh=settings.lease_ttl / 3,
             )
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)
+            stack.push_async_callback(poller.release)
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)

@@ -8,6 +8,10 @@ cut off by a timeout shorter than the interval, and a missed tick is skipped, no
 
 A symbol that becomes watched between ticks (an event on `market-data:subscriptions`) is fetched
 at once, so a new subscriber does not wait a whole interval for its first price.
+
+Only the holder of the fetcher lease fetches, so N replicas cost the providers what one does. The
+lease's token is the term's `epoch`; publishing is fenced by it, so a paused ex-leader whose lease
+ran out cannot publish over its successor. Other replicas keep trying to take the lease over.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ class Poller:
         *,
         interval: float,
         board: Sequence[str],
+        replica_id: str = "local",
+        lease_refresh: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.feed = feed
         self._backend = backend
+        self._replica_id = replica_id
+        self._lease_refresh = lease_refresh
         self.interval = interval
         self._board = tuple(board)
         self._clock = clock
@@ -53,22 +61,64 @@ class Poller:
         self._urgent: set[str] = set()
         self._wake = asyncio.Event()
         self.epoch = 0
+        # The fencing token of our current term as fetcher; None while another replica fetches.
+        self.term: int | None = None
+        self.lease_error: str | None = None
         self.watched: frozenset[str] = frozenset()
         self.last_success: float | None = None  # monotonic time of the last complete tick
         self.last_error: str | None = None
         self.ticks = 0
 
+    @property
+    def role(self) -> str:
+        return "leader" if self.term is not None else "follower"
+
     def alive(self) -> bool:
-        """A tick completed within the last three intervals (at least 10 s)."""
+        """Leader: a tick completed within three intervals (at least 10 s). Follower: the lease
+        answers, so this replica is ready to take over."""
+        if self.term is None:
+            return self.lease_error is None and self.ticks > 0
         if self.last_success is None:
             return False
         return time.monotonic() - self.last_success < max(3 * self.interval, 10.0)
 
     async def run(self) -> None:
-        """The fetch loop, plus the listener that wakes it for newly watched symbols."""
+        """The fetch loop, the lease keeper, and the listener for newly watched symbols."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._listen_for_new_symbols())
+            tg.create_task(self._keep_lease())
             await self._loop()
+
+    async def release(self) -> None:
+        """Clean shutdown: hand the lease over at once instead of letting it expire."""
+        if self.term is not None:
+            try:
+                await self._backend.lease.release(self._replica_id, self.term)
+            except BusUnavailable as exc:
+                log.warning("could not release the fetcher lease (it will expire): %s", exc)
+            self.term = None
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await self._refresh_lease()
+            await asyncio.sleep(self._lease_refresh)
+
+    async def _refresh_lease(self) -> None:
+        try:
+            token = await self._backend.lease.acquire(self._replica_id)
+        except BusUnavailable as exc:
+            self.lease_error = str(exc)
+            return  # keep our belief: the fenced publish refuses if the lease is really gone
+        self.lease_error = None
+        if token == self.term:
+            return
+        if token is None:
+            log.warning("replica %s lost the fetcher lease (term %s)", self._replica_id, self.term)
+        else:
+            log.info("replica %s is the fetcher now (term %d)", self._replica_id, token)
+            self._seeded = False  # re-read seqs: the previous fetcher may have moved them on
+            self._wake.set()  # fetch at once rather than at the next tick
+        self.term = token
 
     async def _loop(self) -> None:
         next_tick = time.monotonic()
@@ -85,16 +135,22 @@ class Poller:
                 except TimeoutError:
                     break
                 self._wake.clear()
+                if self.term is not None and not self._seeded:
+                    break  # we just became the fetcher: tick now, not an interval later
                 urgent, self._urgent = self._urgent, set()
                 fresh = [s for s in urgent if s not in self._last]
-                if fresh and self._seeded:
+                if fresh and self._seeded and self.term is not None:
                     try:
                         await self._fetch_and_publish(fresh)
                     except (BusUnavailable, FeedError, TimeoutError) as exc:
                         log.warning("early fetch of %s failed: %s", ", ".join(fresh), exc)
 
     async def tick(self) -> None:
-        """One full poll. Errors are logged and remembered, never raised."""
+        """One full poll if this replica is the fetcher. Errors are logged, never raised."""
+        await self._refresh_lease()
+        if self.term is None:
+            self.ticks += 1
+            return
         try:
             if not self._seeded:
                 await self._seed()
@@ -114,16 +170,18 @@ class Poller:
             self.ticks += 1
 
     async def _seed(self) -> None:
-        """Continue seq and epoch from the stored snapshots, so restarts never rewind."""
-        max_epoch = 0
+        """Continue seq from the stored snapshots, so a new term never rewinds a symbol."""
+        assert self.term is not None
         for data in (await self._backend.snapshots.get_all()).values():
             try:
                 quote = decode_quote(data)
             except ValueError:
                 continue
-            self._last[quote.symbol] = quote
-            max_epoch = max(max_epoch, quote.epoch)
-        self.epoch = max(int(self._clock() * 1000), max_epoch + 1)
+            if is_newer(quote, self._last.get(quote.symbol)):
+                self._last[quote.symbol] = quote
+        # The lease hands out ever larger tokens; a stored quote from a clock-skewed term must
+        # still order before ours.
+        self.epoch = max([self.term, *(q.epoch + 1 for q in self._last.values())])
         self._seeded = True
         log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._last))
 
@@ -151,11 +209,15 @@ class Poller:
         return out
 
     async def _publish(self, quotes: list[Quote]) -> None:
+        if self.term is None:
+            return
         encoded = {q.symbol: encode_quote(q) for q in quotes}
-        # Snapshot first: a client that subscribes after seeing this update must find it stored.
-        await self._backend.snapshots.put(encoded)
         message = encode_update(self.epoch, [b.decode() for b in encoded.values()])
-        await self._backend.bus.publish(UPDATES_CHANNEL, message)
+        # Snapshots and message go together, fenced by our term (see FetcherLease.publish).
+        if not await self._backend.lease.publish(self.term, encoded, UPDATES_CHANNEL, message):
+            log.warning("term %d is over: another replica fetches now; not publishing", self.term)
+            self.term = None
+            return
         for quote in quotes:
             if is_newer(quote, self._last.get(quote.symbol)):
                 self._last[quote.symbol] = quote

@@ -60,7 +60,9 @@ class Settings:
     # Recommended client ping interval announced in `welcome`.
     heartbeat_interval: float = 25.0
     # How long a replica's subscription list outlives the replica in Redis.
-    registry_ttl: float = 10.0
+    registry_ttl: float = 6.0
+    # The fetcher's lease: a dead fetcher is replaced within about this long.
+    lease_ttl: float = 2.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
 
@@ -90,7 +92,8 @@ class Settings:
             send_timeout=reader.get("SEND_TIMEOUT", 10.0, _seconds(0.1, 300)),
             client_rate=reader.get("CLIENT_RATE", 20.0, _seconds(0.1, 100_000)),
             heartbeat_interval=reader.get("HEARTBEAT_INTERVAL", 25.0, _seconds(1, 3600)),
-            registry_ttl=reader.get("REGISTRY_TTL", 10.0, _seconds(1, 3600)),
+            registry_ttl=reader.get("REGISTRY_TTL", 6.0, _seconds(1, 3600)),
+            lease_ttl=reader.get("LEASE_TTL", 2.0, _seconds(0.3, 600)),
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
         )

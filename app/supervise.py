@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +74,14 @@ class Supervisor:
                 delay = RESTART_START
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RESTART_CAP)
+
+
+def cancel_together(*tasks: asyncio.Task[Any]) -> None:
+    """When any of `tasks` ends, cancel the others (use inside one TaskGroup)."""
+
+    def cancel_all(_: asyncio.Task[Any]) -> None:
+        for task in tasks:
+            task.cancel()  # a no-op on the task that already ended
+
+    for task in tasks:
+        task.add_done_callback(cancel_all)

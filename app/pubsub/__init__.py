@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from app.pubsub.base import Bus, SnapshotStore, SubscriptionRegistry
+from app.pubsub.base import Bus, FetcherLease, SnapshotStore, SubscriptionRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,21 +14,30 @@ class Backend:
     bus: Bus
     snapshots: SnapshotStore
     registry: SubscriptionRegistry
+    lease: FetcherLease
     kind: str
 
 
 @asynccontextmanager
 async def open_backend(
-    url: str, *, registry_ttl: float, client_name: str
+    url: str, *, registry_ttl: float, client_name: str, lease_ttl: float = 2.0
 ) -> AsyncIterator[Backend]:
     """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster."""
     if url.startswith("memory://"):
-        from app.pubsub.memory import MemoryBus, MemoryRegistry, MemorySnapshotStore
+        from app.pubsub.memory import MemoryBus, MemoryLease, MemoryRegistry, MemorySnapshotStore
 
-        yield Backend(MemoryBus(), MemorySnapshotStore(), MemoryRegistry(registry_ttl), "memory")
+        bus, snapshots = MemoryBus(), MemorySnapshotStore()
+        lease = MemoryLease(bus, snapshots)
+        yield Backend(bus, snapshots, MemoryRegistry(registry_ttl), lease, "memory")
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from app.pubsub.redis import RedisBus, RedisRegistry, RedisSnapshotStore, connect
+        from app.pubsub.redis import (
+            RedisBus,
+            RedisLease,
+            RedisRegistry,
+            RedisSnapshotStore,
+            connect,
+        )
 
         client = connect(url, client_name)
         try:
@@ -36,6 +45,7 @@ async def open_backend(
                 RedisBus(client),
                 RedisSnapshotStore(client),
                 RedisRegistry(client, registry_ttl),
+                RedisLease(client, lease_ttl),
                 "redis",
             )
         finally:

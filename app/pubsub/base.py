@@ -84,3 +84,27 @@ class SubscriptionRegistry(Protocol):
     async def reconcile(self) -> dict[str, int]:
         """Sum of the counts of every replica whose lease has not expired."""
         ...
+
+
+class FetcherLease(Protocol):
+    """Leader election for the fetcher: one holder at a time, with a fencing token.
+
+    The token is the holder's term number (it becomes the `epoch` of every quote it publishes):
+    each new term gets a larger one than every term before it. `publish` is fenced: it stores and
+    publishes only while `token` still holds the lease, atomically, so a holder that was paused
+    past its lease cannot overwrite a newer term's quotes.
+    """
+
+    async def acquire(self, holder: str) -> int | None:
+        """Renew `holder`'s lease, or take it if free: the term's token, or None if taken."""
+        ...
+
+    async def release(self, holder: str, token: int) -> None:
+        """Give the lease up at once (clean shutdown), if `holder` still has it."""
+        ...
+
+    async def publish(
+        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+    ) -> bool:
+        """Store `snapshots` and publish `message`, only if `token` still holds the lease."""
+        ...

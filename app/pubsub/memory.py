@@ -66,6 +66,37 @@ class MemorySnapshotStore:
         return dict(self._items)
 
 
+class MemoryLease:
+    """One process is the whole cluster: it always holds the lease, in one term per start."""
+
+    def __init__(self, bus: MemoryBus, snapshots: MemorySnapshotStore) -> None:
+        self._bus = bus
+        self._snapshots = snapshots
+        self._holder: str | None = None
+        self._token = 0
+
+    async def acquire(self, holder: str) -> int | None:
+        if self._holder not in (None, holder):
+            return None
+        if self._holder is None:
+            self._holder = holder
+            self._token = max(int(time.time() * 1000), self._token + 1)
+        return self._token
+
+    async def release(self, holder: str, token: int) -> None:
+        if (self._holder, self._token) == (holder, token):
+            self._holder = None
+
+    async def publish(
+        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+    ) -> bool:
+        if self._holder is None or token != self._token:
+            return False
+        await self._snapshots.put(snapshots)
+        await self._bus.publish(channel, message)
+        return True
+
+
 class MemoryRegistry:
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl

@@ -5,6 +5,7 @@ Keys (see docs/architecture in the README):
 - `quotes:last` hash: symbol -> encoded quote.
 - `subscriptions:replica:{id}` hash: symbol -> subscriber count on that replica, expiring with
   the replica's lease; `subscriptions:replicas` sorted set: replica id -> lease expiry (ms).
+- `fetcher:lease` hash {holder, token} with a TTL: who fetches now; `fetcher:term`: the last token.
 - `subscriptions:active` set and `subscriptions:count:{symbol}`: the cluster-wide view, rewritten
   by `reconcile` from the live replicas only, so a SIGKILLed replica's counts vanish by themselves.
 """
@@ -32,6 +33,8 @@ ACTIVE_KEY = "subscriptions:active"
 COUNT_PREFIX = "subscriptions:count:"
 REPLICA_PREFIX = "subscriptions:replica:"
 REPLICAS_KEY = "subscriptions:replicas"
+LEASE_KEY = "fetcher:lease"
+TERM_KEY = "fetcher:term"
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -123,6 +126,75 @@ class RedisSnapshotStore:
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
         return {_text(k): bytes(v) for k, v in raw.items()}
+
+
+# Renew our own lease, or take a free one with a token above every earlier term's.
+_ACQUIRE = """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return redis.call('HGET', KEYS[1], 'token')
+end
+if holder then return false end
+local token = tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if token <= last then token = last + 1 end
+token = string.format('%.0f', token)
+redis.call('SET', KEYS[2], token)
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return token
+"""
+
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[2]
+   and redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# The fence: store and publish only while the caller's token still holds the lease.
+_PUBLISH = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class RedisLease:
+    def __init__(self, client: aioredis.Redis, ttl: float) -> None:
+        self._ttl_ms = int(ttl * 1000)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._publish = client.register_script(_PUBLISH)
+
+    async def acquire(self, holder: str) -> int | None:
+        try:
+            token = await self._acquire(
+                keys=[LEASE_KEY, TERM_KEY], args=[holder, self._ttl_ms, _now_ms()]
+            )
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"fetcher lease: {exc}") from exc
+        return None if token is None else int(token)
+
+    async def release(self, holder: str, token: int) -> None:
+        try:
+            await self._release(keys=[LEASE_KEY], args=[holder, str(token)])
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"releasing the fetcher lease: {exc}") from exc
+
+    async def publish(
+        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+    ) -> bool:
+        args: list[Any] = [str(token), channel, message]
+        for symbol, data in snapshots.items():
+            args += [symbol, data]
+        try:
+            return bool(await self._publish(keys=[LEASE_KEY, LAST_QUOTES_KEY], args=args))
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"publishing quotes: {exc}") from exc
 
 
 class RedisRegistry:

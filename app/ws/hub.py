@@ -8,7 +8,10 @@ registry (on change and on every lease refresh) and announces newly watched symb
 
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
-published meanwhile. No Starlette here: the hub is tested on the in-memory backend alone.
+published meanwhile. A listener can also go deaf without an error (a killed subscriber connection
+that looks open): the hub publishes its own heartbeat on `market-data:control` and, when it stops
+hearing it, reports not-ready and rebuilds the listener. No Starlette here: the hub is tested on
+the in-memory backend alone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import orjson
 
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
-from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.pubsub.base import (
+    CONTROL_CHANNEL,
+    SUBSCRIPTIONS_CHANNEL,
+    UPDATES_CHANNEL,
+    BusUnavailable,
+)
+from app.supervise import cancel_together
 from app.ws.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -33,9 +42,22 @@ REPORT_COALESCE = 0.05
 
 class Hub:
     def __init__(
-        self, backend: Backend, replica_id: str, *, lease_refresh: float, poll_linger: float
+        self,
+        backend: Backend,
+        replica_id: str,
+        *,
+        lease_refresh: float,
+        poll_linger: float,
+        heartbeat: float = 1.0,
     ) -> None:
         self._backend = backend
+        self._heartbeat = heartbeat
+        # Deaf when our own heartbeat has not come back for this long.
+        self._deaf_after = 3.5 * heartbeat
+        self.last_heartbeat: float | None = None  # monotonic time we last heard ourselves
+        self.peers: dict[str, float] = {}  # replica id -> monotonic time last heard
+        self.listener_rebuilds = 0
+        self._rebuild = asyncio.Event()
         self._replica_id = replica_id
         self._lease_refresh = lease_refresh
         self._poll_linger = poll_linger
@@ -59,6 +81,14 @@ class Hub:
     @property
     def state(self) -> str:
         return "live" if self.bus_connected else "delayed"
+
+    @property
+    def hearing_itself(self) -> bool:
+        """The listener delivered our own heartbeat recently (False until it first does)."""
+        return (
+            self.last_heartbeat is not None
+            and time.monotonic() - self.last_heartbeat < self._deaf_after
+        )
 
     def attach(self, outbox: Outbox) -> None:
         self._outboxes.add(outbox)
@@ -126,7 +156,8 @@ class Hub:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._listen())
+            tg.create_task(self._keep_listening())
+            tg.create_task(self._heartbeat_loop())
             tg.create_task(self._resync_loop())
             tg.create_task(self._report_loop())
 
@@ -146,12 +177,57 @@ class Hub:
             log.info("bus listener %s", "connected" if connected else "disconnected")
             self._broadcast_status()
 
+    async def _keep_listening(self) -> None:
+        """Run the listener; when the heartbeat says it went deaf, replace it with a new one."""
+        while True:
+            self._rebuild.clear()
+            async with asyncio.TaskGroup() as tg:
+                listener = tg.create_task(self._listen())
+                rebuild = tg.create_task(self._rebuild.wait())
+                cancel_together(listener, rebuild)
+            self.listener_rebuilds += 1
+            log.warning("rebuilding the bus listener (rebuild %d)", self.listener_rebuilds)
+
     async def _listen(self) -> None:
+        channels = [UPDATES_CHANNEL, CONTROL_CHANNEL]
         try:
-            async for message in self._backend.bus.listen([UPDATES_CHANNEL], self._on_bus_state):
-                self.dispatch(message.data)
+            async for message in self._backend.bus.listen(channels, self._on_bus_state):
+                if message.channel == UPDATES_CHANNEL:
+                    self.dispatch(message.data)
+                else:
+                    self._on_control(message.data)
         finally:
             self._on_bus_state(False)
+
+    def _on_control(self, data: bytes) -> None:
+        try:
+            event = orjson.loads(data)
+            kind, replica = event["type"], event["replica"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring malformed control message")
+            return
+        if kind == "heartbeat" and isinstance(replica, str):
+            now = time.monotonic()
+            if replica == self._replica_id:
+                self.last_heartbeat = now
+            else:
+                self.peers[replica] = now
+
+    async def _heartbeat_loop(self) -> None:
+        beat = orjson.dumps({"type": "heartbeat", "replica": self._replica_id})
+        while True:
+            sent_at = time.monotonic()
+            try:
+                await self._backend.bus.publish(CONTROL_CHANNEL, beat)
+            except BusUnavailable:
+                pass  # the listener sees the outage itself
+            else:
+                silent_since = self.last_heartbeat or sent_at
+                if self.bus_connected and sent_at - silent_since > self._deaf_after:
+                    log.error("bus listener is deaf: our heartbeat has not come back")
+                    self.last_heartbeat = None
+                    self._rebuild.set()
+            await asyncio.sleep(self._heartbeat)
 
     def dispatch(self, data: bytes) -> None:
         """Fan one `market-data:updates` message out to the outboxes. Never awaits."""

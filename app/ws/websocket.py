@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
+from app.supervise import cancel_together
 from app.ws import protocol
 from app.ws.outbox import Outbox, WireFormat
 
@@ -103,8 +104,7 @@ class Connection:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._reader())
                 writer = tg.create_task(self._writer())
-                reader.add_done_callback(lambda _: writer.cancel())
-                writer.add_done_callback(lambda _: reader.cancel())
+                cancel_together(reader, writer)
         finally:
             hub.detach(self.outbox)
 

@@ -93,7 +93,11 @@ async def test_redis_outage_fails_readiness_not_liveness_and_heals(
         httpx.AsyncClient(base_url=redis_app.base, timeout=5) as http,
         connect(redis_app.ws_url) as ws,
     ):
-        assert (await http.get("/ready")).status_code == 200
+
+        async def ready() -> bool:
+            return (await http.get("/ready")).status_code == 200
+
+        await eventually(ready, 10, "/ready at start")
         await recv_json(ws)
         await ws.send(b'{"action":"subscribe","symbols":["TCS"]}')
         redis_server.stop()
@@ -106,10 +110,6 @@ async def test_redis_outage_fails_readiness_not_liveness_and_heals(
         await recv_until(ws, lambda m: m["type"] == "status" and m["state"] == "delayed")
 
         redis_server.start()
-
-        async def ready() -> bool:
-            return (await http.get("/ready")).status_code == 200
-
         await eventually(ready, 20, "/ready to recover")
         await recv_until(ws, lambda m: m["type"] == "status" and m["state"] == "live")
         # Fresh quotes flow again, through the rebuilt listener.

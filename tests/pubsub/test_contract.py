@@ -99,3 +99,33 @@ async def test_registry_entries_expire_with_the_lease(backend: Backend) -> None:
         assert loop.time() < deadline, f"dead replica never expired: {totals}"
         await backend.registry.report("alive", {"INFY": 1})
         await asyncio.sleep(0.05)
+
+
+async def test_lease_is_exclusive_renewable_and_tokens_grow(backend: Backend) -> None:
+    lease = backend.lease
+    token = await lease.acquire("a")
+    assert token is not None
+    assert await lease.acquire("a") == token  # renewal keeps the term
+    assert await lease.acquire("b") is None
+    await lease.release("b", token)  # not b's to release
+    assert await lease.acquire("b") is None
+    await lease.release("a", token)
+    second = await lease.acquire("b")
+    assert second is not None and second > token
+    assert await lease.acquire("a") is None
+
+
+async def test_lease_publish_is_fenced(backend: Backend) -> None:
+    lease = backend.lease
+    token = await lease.acquire("a")
+    assert token is not None
+    async with Listener(backend, ["market-data:updates"]) as listener:
+        assert await lease.publish(token, {"TCS": b"q1"}, "market-data:updates", b"m1")
+        assert (await listener.get()).data == b"m1"
+        await lease.release("a", token)
+        newer = await lease.acquire("b")
+        assert newer is not None
+        assert not await lease.publish(token, {"TCS": b"stale"}, "market-data:updates", b"old")
+        assert await lease.publish(newer, {"TCS": b"q2"}, "market-data:updates", b"m2")
+        assert (await listener.get()).data == b"m2"
+    assert await backend.snapshots.get(["TCS"]) == {"TCS": b"q2"}

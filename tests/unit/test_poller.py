@@ -92,18 +92,40 @@ async def test_watched_symbols_are_fetched_and_unknown_ones_skipped(backend: Bac
     task.cancel()
 
 
-async def test_a_restarted_fetcher_continues_seq_in_a_later_epoch(backend: Backend) -> None:
-    first = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"])
+async def test_a_new_fetcher_term_continues_seq_in_a_later_epoch(backend: Backend) -> None:
+    first = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
     for _ in range(5):
         await first.tick()
     before = decode_quote((await backend.snapshots.get(["TCS"]))["TCS"])
-    second = Poller(
-        SimulatedFeed(seed=99), backend, interval=1.0, board=["TCS"], clock=lambda: 0.0
-    )  # a clock far behind must not rewind the epoch
+    second = Poller(SimulatedFeed(seed=99), backend, interval=1.0, board=["TCS"], replica_id="b")
     await second.tick()
+    assert second.role == "follower"  # "a" holds the lease
+    await first.release()
+    await second.tick()
+    assert second.role == "leader"
     after = decode_quote((await backend.snapshots.get(["TCS"]))["TCS"])
     assert after.epoch > before.epoch
     assert after.seq == before.seq + 1
+
+
+async def test_a_fetcher_that_lost_its_lease_cannot_publish(backend: Backend) -> None:
+    queue, task = await collect(backend)
+    old = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
+    await old.tick()
+    await drain(backend, queue)
+    await backend.lease.release("a", old.term or 0)  # as if the lease expired while "a" slept
+    new = Poller(SimulatedFeed(seed=2), backend, interval=1.0, board=["TCS"], replica_id="b")
+    await new.tick()
+    assert new.role == "leader"
+    # "a" wakes up and publishes with its old term before it renews: the fence refuses it.
+    for _ in range(50):  # until the simulated price moves, so there is something to publish
+        await old._fetch_and_publish(["TCS"])
+        if old.role == "follower":
+            break
+    assert old.role == "follower"
+    epochs = {orjson.loads(m.data)["epoch"] for m in await drain(backend, queue)}
+    assert epochs == {new.epoch}
+    task.cancel()
 
 
 async def test_a_newly_watched_symbol_is_fetched_before_the_next_tick(backend: Backend) -> None:
