@@ -111,6 +111,8 @@ async def ready(request: Request) -> Response:
     """Readiness: the bus answers, this process listens on it, and the fetch loop is ticking."""
     svc = services(request)
     reasons: list[str] = []
+    if svc.hub.draining:
+        reasons.append("draining: shutting down")
     bus_ok = await svc.backend.bus.ping()
     if not bus_ok:
         reasons.append("bus does not answer")
@@ -141,6 +143,7 @@ async def ready(request: Request) -> Response:
         "peers": {r: _age(t) for r, t in svc.hub.peers.items()},
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
+        "feed_calls": svc.poller.feed_calls,
         "loops": {
             name: {"running": s.running, "restarts": s.restarts, "last_error": s.last_error}
             for name, s in svc.supervisor.states.items()

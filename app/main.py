@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import api, pages
+from app.drain import Drainer
 from app.feeds import build_feed
 from app.poller import Poller
 from app.pubsub import open_backend
@@ -69,6 +70,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
+            drainer = Drainer(
+                hub,
+                poller,
+                timeout=settings.drain_timeout,
+                spread=settings.reconnect_spread,
+                grace=settings.drain_grace,
+            )
+            drainer.install()
+            stack.callback(drainer.uninstall)
             log.info(
                 "replica %s serving on %s bus, feed %s, fetching every %gs",
                 settings.replica_id,

@@ -28,6 +28,7 @@ from app.feeds.base import Feed, FeedError
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.supervise import reraise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,13 @@ class Poller:
         # The fencing token of our current term as fetcher; None while another replica fetches.
         self.term: int | None = None
         self.lease_error: str | None = None
+        # Set when this replica shuts down: it never takes the lease again.
+        self.draining = False
         self.watched: frozenset[str] = frozenset()
         self.last_success: float | None = None  # monotonic time of the last complete tick
         self.last_error: str | None = None
         self.ticks = 0
+        self.feed_calls = 0  # calls into the feed: with N replicas, only the leader's grow
 
     @property
     def role(self) -> str:
@@ -104,6 +108,9 @@ class Poller:
             await asyncio.sleep(self._lease_refresh)
 
     async def _refresh_lease(self) -> None:
+        if self.draining:
+            self.term = None
+            return
         try:
             token = await self._backend.lease.acquire(self._replica_id)
         except BusUnavailable as exc:
@@ -128,12 +135,7 @@ class Poller:
             now = time.monotonic()
             if next_tick < now:  # fell behind: skip the missed ticks instead of bunching them
                 next_tick = now + self.interval
-            while True:
-                try:
-                    async with asyncio.timeout(max(next_tick - time.monotonic(), 0)):
-                        await self._wake.wait()
-                except TimeoutError:
-                    break
+            while await wait_event(self._wake, max(next_tick - time.monotonic(), 0)):
                 self._wake.clear()
                 if self.term is not None and not self._seeded:
                     break  # we just became the fetcher: tick now, not an interval later
@@ -143,6 +145,7 @@ class Poller:
                     try:
                         await self._fetch_and_publish(fresh)
                     except (BusUnavailable, FeedError, TimeoutError) as exc:
+                        reraise_if_cancelling()
                         log.warning("early fetch of %s failed: %s", ", ".join(fresh), exc)
 
     async def tick(self) -> None:
@@ -164,6 +167,7 @@ class Poller:
             self.last_success = time.monotonic()
             self.last_error = None
         except (BusUnavailable, FeedError, TimeoutError) as exc:
+            reraise_if_cancelling()
             self.last_error = str(exc) or type(exc).__name__
             log.warning("fetch tick failed: %s", exc)
         finally:
@@ -189,6 +193,7 @@ class Poller:
         candidates = [s for s in symbols if self.feed.check_symbol(s) is None]
         if not candidates:
             return
+        self.feed_calls += 1
         async with asyncio.timeout(self.interval * 0.8):
             result = await self.feed.fetch(candidates)
         for symbol, reason in result.rejected.items():

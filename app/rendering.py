@@ -110,4 +110,6 @@ def _encode_json(quote: Quote) -> str:
     return encode_quote(quote).decode()
 
 
-JSON_FORMAT = WireFormat("json", _encode_json, protocol.quotes_frame, _json_status)
+JSON_FORMAT = WireFormat(
+    "json", _encode_json, protocol.quotes_frame, _json_status, protocol.reconnect
+)

@@ -63,6 +63,11 @@ class Settings:
     registry_ttl: float = 6.0
     # The fetcher's lease: a dead fetcher is replaced within about this long.
     lease_ttl: float = 2.0
+    # On SIGTERM: longest wait for clients to leave, and the spread of their reconnect delays.
+    drain_timeout: float = 15.0
+    reconnect_spread: float = 5.0
+    # On SIGTERM: keep answering (failing readiness) at least this long, for the load balancer.
+    drain_grace: float = 3.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
 
@@ -94,6 +99,9 @@ class Settings:
             heartbeat_interval=reader.get("HEARTBEAT_INTERVAL", 25.0, _seconds(1, 3600)),
             registry_ttl=reader.get("REGISTRY_TTL", 6.0, _seconds(1, 3600)),
             lease_ttl=reader.get("LEASE_TTL", 2.0, _seconds(0.3, 600)),
+            drain_timeout=reader.get("DRAIN_TIMEOUT", 15.0, _seconds(0, 600)),
+            reconnect_spread=reader.get("RECONNECT_SPREAD", 5.0, _seconds(0, 600)),
+            drain_grace=reader.get("DRAIN_GRACE", 3.0, _seconds(0, 600)),
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
         )

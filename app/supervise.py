@@ -45,10 +45,14 @@ class Supervisor:
         task = self._tasks.get(name)
         return state is not None and task is not None and not task.done() and state.running
 
-    async def aclose(self) -> None:
-        for task in self._tasks.values():
+    async def aclose(self, grace: float = 5.0) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=grace)
+            for task in stuck:
+                log.error("loop %s ignored cancellation for %.0fs", task.get_name(), grace)
         self._tasks.clear()
 
     async def _run(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
@@ -59,6 +63,7 @@ class Supervisor:
             started = time.monotonic()
             try:
                 await factory()
+                reraise_if_cancelling()
                 state.last_error = "returned unexpectedly"
                 log.error("loop %s returned; restarting", name)
             except asyncio.CancelledError:
@@ -85,3 +90,24 @@ def cancel_together(*tasks: asyncio.Task[Any]) -> None:
 
     for task in tasks:
         task.add_done_callback(cancel_all)
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for `event` at most `seconds`: True if it was set.
+
+    Unlike a bare `asyncio.timeout` on Python 3.11, a cancellation that lands while the timeout
+    fires is never turned into a TimeoutError and lost: long-lived loops stay cancellable.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+        return True
+    except TimeoutError:
+        reraise_if_cancelling()
+        return False
+
+
+def reraise_if_cancelling() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

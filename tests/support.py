@@ -110,6 +110,7 @@ class AppServer:
             "FETCH_INTERVAL": "0.2",
             "SIM_SEED": "7",
             "LOG_LEVEL": "info",
+            "DRAIN_GRACE": "0",  # tests stop servers often; the drain test sets its own
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -132,13 +133,44 @@ class AppServer:
         wait_for(self._healthy, 20, f"the app on port {self.port} (log: {self.log_path})")
 
     def stop(self) -> int:
+        """SIGTERM and wait for the drain; a process that hangs is killed, and the test fails."""
         code = 0
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
-            code = self.proc.wait(30)
+            try:
+                code = self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"app ignored SIGTERM for 30s:\n{self.log()}") from None
             self.proc = None
             self._log.close()
         return code
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit by itself; its exit code."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self.proc = None
+        self._log.close()
+        return code
+
+    def health(self) -> httpx.Response:
+        return httpx.get(f"{self.base}/health", timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, as when a machine dies."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+            self._log.close()
+
+    def ready(self) -> httpx.Response:
+        return httpx.get(f"{self.base}/ready", timeout=5)
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = self.ready().json()["details"]
+        return details
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -31,10 +32,12 @@ from app.pubsub.base import (
     UPDATES_CHANNEL,
     BusUnavailable,
 )
-from app.supervise import cancel_together
+from app.supervise import cancel_together, wait_event
 from app.ws.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+WS_1012_SERVICE_RESTART = 1012  # the close code's value; the hub imports nothing of Starlette
 
 # Changes to the local subscription set are reported at most this often.
 REPORT_COALESCE = 0.05
@@ -71,6 +74,10 @@ class Hub:
         self._reported: set[str] = set()
         self.last_report: float | None = None
         self.delivered = 0
+        self.draining = False
+        self.polls_in_flight = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     # ---- connections -------------------------------------------------------------------------
 
@@ -92,10 +99,17 @@ class Hub:
 
     def attach(self, outbox: Outbox) -> None:
         self._outboxes.add(outbox)
+        self._empty.clear()
 
     def detach(self, outbox: Outbox) -> None:
         self.unwatch(outbox, list(outbox.symbols))
         self._outboxes.discard(outbox)
+        if not self._outboxes:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Until no connection or long-poll is attached (used by the drain)."""
+        await self._empty.wait()
 
     def watch(self, outbox: Outbox, symbols: Iterable[str]) -> None:
         for symbol in symbols:
@@ -133,6 +147,16 @@ class Hub:
             else:
                 counts[symbol] = max(counts.get(symbol, 0), 1)
         return counts
+
+    def start_drain(self, spread: float) -> None:
+        """Tell every client to reconnect elsewhere, each after its own random delay (up to
+        `spread` seconds, so they do not all land on the other replicas at once), then close
+        with 1012; wake in-flight long-polls so they return now."""
+        self.draining = True
+        for outbox in list(self._outboxes):
+            delay_ms = int(random.uniform(0.1, max(spread, 0.1)) * 1000)
+            outbox.offer_control(outbox.fmt.reconnect(delay_ms))
+            outbox.close_after(WS_1012_SERVICE_RESTART, "server restarting")
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -294,11 +318,7 @@ class Hub:
 
     async def _report_loop(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(self._lease_refresh):
-                    await self._dirty.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self._dirty, self._lease_refresh)
             await asyncio.sleep(REPORT_COALESCE)
             self._dirty.clear()
             counts = self.counts()

@@ -69,19 +69,22 @@ async def poll(request: Request) -> Response:
     hub.attach(doorbell)
     hub.watch(doorbell, symbols)
     hub.note_poll(symbols)
+    hub.polls_in_flight += 1
     timed_out = False
     try:
         fresh = _newer(await hub.snapshot(symbols), cursor)
         if not fresh and symbols:
             try:
                 async with asyncio.timeout(svc.settings.poll_timeout):
-                    while not fresh:
+                    # A draining server answers at once; the client's next poll goes elsewhere.
+                    while not fresh and not hub.draining:
                         await doorbell.wait()
                         doorbell.drain()
                         fresh = _newer(await hub.snapshot(symbols), cursor)
             except TimeoutError:
                 timed_out = True
     finally:
+        hub.polls_in_flight -= 1
         hub.detach(doorbell)
         hub.note_poll(symbols)
     for quote in fresh:

@@ -29,6 +29,8 @@ class WireFormat:
     frame: Callable[[FrameKind, Sequence[str]], str]
     # A control message telling the client the data state; None if this format has no such message.
     status: Callable[[str, str | None], str | None]
+    # The drain notice ("reconnect after this many ms"); None if this format has none.
+    reconnect: Callable[[int], str | None] = lambda delay_ms: None
 
 
 class Outbox:

@@ -191,6 +191,10 @@ def pong(t: Any, server_time: int, request_id: str | int | None) -> str:
     return _dump({"type": "pong", "id": request_id, "t": t, "server_time": server_time})
 
 
+def reconnect(delay_ms: int) -> str:
+    return _dump({"type": "reconnect", "delay_ms": delay_ms, "reason": "server_draining"})
+
+
 def status(state: str, reason: str | None = None, source: str | None = None) -> str:
     return _dump({"type": "status", "state": state, "reason": reason, "source": source})
 

@@ -18,6 +18,7 @@ import time
 
 from starlette import status
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.rendering import JSON_FORMAT
@@ -66,6 +67,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if not origin_allowed(ws.headers, svc.settings.allowed_origins):
         log.info("refused /ws upgrade from origin %r", ws.headers.get("origin"))
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+        return
+    if svc.hub.draining:
+        await _refuse(ws, 503)
         return
     fmt_name = ws.query_params.get("format", "json")
     if fmt_name not in ("json", "html"):
@@ -196,6 +200,14 @@ class Connection:
                 await self.ws.close(code=code, reason=reason)
         except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
             pass
+
+
+async def _refuse(ws: WebSocket, status_code: int) -> None:
+    """Answer the upgrade with a plain HTTP error, where the server supports that; else 403."""
+    try:
+        await ws.send_denial_response(Response(status_code=status_code))
+    except RuntimeError:
+        await ws.close(code=status.WS_1013_TRY_AGAIN_LATER)
 
 
 def _too_big(data: str | bytes, limit: int) -> bool:
