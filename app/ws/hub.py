@@ -9,6 +9,9 @@ registry (on change and on every lease refresh) and announces newly watched symb
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
 published meanwhile. No Starlette here: the hub is tested on the in-memory backend alone.
+
+Update messages may also carry the fetcher's feed `status` (forwarded to every client when it
+changes) and `rejected` symbols (told to their watchers, whose subscription to them then ends).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
+from app.feeds.base import LIVE, FeedStatus
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
@@ -44,6 +48,7 @@ class Hub:
         self._recent_polls: dict[str, float] = {}
         self.latest: dict[str, Quote] = {}
         self.bus_connected = False
+        self.feed_status: FeedStatus = LIVE
         self._resync = asyncio.Event()
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
@@ -58,7 +63,13 @@ class Hub:
 
     @property
     def state(self) -> str:
-        return "live" if self.bus_connected else "delayed"
+        return self.current_status().state
+
+    def current_status(self) -> FeedStatus:
+        """What clients are told: the bus state first, then the fetcher's feed status."""
+        if not self.bus_connected:
+            return FeedStatus("delayed", "bus_disconnected")
+        return self.feed_status
 
     def attach(self, outbox: Outbox) -> None:
         self._outboxes.add(outbox)
@@ -156,15 +167,33 @@ class Hub:
     def dispatch(self, data: bytes) -> None:
         """Fan one `market-data:updates` message out to the outboxes. Never awaits."""
         try:
-            items = orjson.loads(data)["quotes"]
-            quotes = [quote_from_dict(item) for item in items]
-        except (orjson.JSONDecodeError, KeyError, TypeError, QuoteDecodeError) as exc:
+            message = orjson.loads(data)
+            quotes = [quote_from_dict(item) for item in message["quotes"]]
+            status = FeedStatus.from_dict(message["status"]) if "status" in message else None
+            rejected = [
+                (str(r["symbol"]), str(r["reason"]), r.get("source"))
+                for r in message.get("rejected", ())
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
         for quote in quotes:
             if not self._remember(quote):
                 continue  # a duplicate, or older than what this process already has
             self._fan_out(quote)
+        for symbol, reason, source in rejected:
+            self._reject(symbol, reason, source if isinstance(source, str) else None)
+        if status is not None and status != self.feed_status:
+            self.feed_status = status
+            if self.bus_connected:
+                self._broadcast_status()
+
+    def _reject(self, symbol: str, reason: str, source: str | None) -> None:
+        """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""
+        watchers = list(self._watchers.get(symbol, ()))
+        for outbox in watchers:
+            outbox.offer_control(outbox.fmt.rejected(symbol, reason, source))
+            self.unwatch(outbox, [symbol])
 
     def _fan_out(self, quote: Quote) -> None:
         watchers = self._watchers.get(quote.symbol)
@@ -186,12 +215,12 @@ class Hub:
         return True
 
     def _broadcast_status(self) -> None:
-        reason = None if self.bus_connected else "bus_disconnected"
+        status = self.current_status()
         texts: dict[str, str | None] = {}
         for outbox in self._outboxes:
             name = outbox.fmt.name
             if name not in texts:
-                texts[name] = outbox.fmt.status(self.state, reason)
+                texts[name] = outbox.fmt.status(status)
             outbox.offer_control(texts[name])
 
     async def _resync_loop(self) -> None:

@@ -95,8 +95,10 @@ class Connection:
                     settings.max_symbols_per_connection, settings.max_message_bytes,
                     settings.heartbeat_interval, hub.state,
                 ))  # fmt: skip
+                if hub.state != "live" or hub.feed_status.reason:
+                    self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             else:
-                self.outbox.offer_control(self.outbox.fmt.status(hub.state, None))
+                self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             initial = self.ws.query_params.get("symbols")
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
