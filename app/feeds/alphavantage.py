@@ -92,7 +92,7 @@ class AlphaVantageFeed:
         lower = text.lower()
         if "apikey" in lower or "api key is invalid" in lower or "demo" in lower:
             return FeedRejected(f"{self.name}: key refused: {text}")
-        if "premium endpoint" in lower:
+        if "is a premium endpoint" in lower:
             return FeedRejected(f"{self.name}: needs a premium plan: {text}")
         if "per minute" in lower or "sparingly" in lower:
             return FeedRateLimited(f"{self.name}: too many calls: {text}", 60.0, "minute")
