@@ -61,6 +61,7 @@ def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Fee
                 adapter,
                 Quota(config.calls_per_minute, config.calls_per_day),
                 make_breaker(provider, settings.breaker_fail_max, settings.breaker_reset_timeout),
+                poll_interval=settings.fetch_interval,
             )
         )
     return FeedChain(guarded)

@@ -69,12 +69,13 @@ class GuardedProvider:
         quota: Quota,
         breaker: pybreaker.CircuitBreaker,
         clock: Callable[[], float] = time.time,
+        poll_interval: float = 2.0,
     ) -> None:
         self.adapter = adapter
         self.name = adapter.name
         self.quota = quota
         self.breaker = breaker
-        self.pacer = Pacer(quota.per_minute, clock)
+        self.pacer = Pacer(quota.per_minute, clock, poll_interval)
         self.last_error: str | None = None
 
     def check_symbol(self, symbol: str) -> str | None:

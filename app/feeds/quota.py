@@ -61,12 +61,17 @@ class Quota:
         return max(min(left), 0) if left else 1 << 30
 
     def blocked(self) -> tuple[str, float] | None:
-        """(`day` or `minute`, seconds until it lifts) when no call may be made now."""
+        """(`day` or `minute`, seconds until it lifts) when the provider is out of service.
+
+        That is: its daily quota is spent (by our count or by its word), or it refused for its
+        minute limit. A minute window merely filled by pacing is not a block: `remaining()` is
+        0 and the pacer waits for the next window.
+        """
         now = self._roll()
         if now < self.disabled_until or (self.per_day and self.used_day >= self.per_day):
             return "day", max(self.disabled_until, (self._day + 1) * DAY) - now
-        if now < self.paused_until or (self.per_minute and self.used_minute >= self.per_minute):
-            return "minute", max(self.paused_until, (self._minute + 1) * MINUTE) - now
+        if now < self.paused_until:
+            return "minute", self.paused_until - now
         return None
 
     def spend(self, credits: int) -> None:
@@ -101,8 +106,11 @@ class Quota:
 class Pacer:
     """Round-robin selection of the symbols whose turn it is, within a per-minute budget."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float] = time.time, poll_interval: float = 2.0
+    ) -> None:
         self.rate = per_minute / MINUTE if per_minute else math.inf
+        self.poll_interval = poll_interval
         self._clock = clock
         self._allowance: float | None = None
         self._stamp = 0.0
@@ -117,8 +125,8 @@ class Pacer:
         """Up to `limit` of `symbols` to fetch now, least recently fetched first."""
         now = self._clock()
         count = len(symbols)
-        if math.isinf(self.rate):
-            allowance = float(count)
+        if count <= self.rate * self.poll_interval:
+            allowance = float(count)  # the budget covers every symbol at every poll
         elif self._allowance is None:
             allowance = float(min(count, limit))  # the first poll prices what the window allows
         else:
