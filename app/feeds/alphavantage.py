@@ -59,7 +59,7 @@ class AlphaVantageFeed:
         return None
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
-        return await fetch_each(self.name, symbols, self._one)
+        return await fetch_each(self.name, symbols, self._one, concurrent=False)
 
     async def _one(self, symbol: str) -> Quote | str:
         reply = await get_json(

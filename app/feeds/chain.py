@@ -24,7 +24,7 @@ from app.feeds.base import (
     FeedStatus,
     FetchResult,
 )
-from app.feeds.guard import CircuitOpen, GuardedProvider
+from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,14 @@ class FeedChain:
                 got = await provider.fetch(mine)
             except FeedError as exc:
                 failures.append((provider.name, exc))
-                log.warning("%s failed, trying the next provider: %s", provider.name, exc)
+                # An open circuit or a spent quota was logged when it happened: keep quiet.
+                quiet = isinstance(exc, CircuitOpen | QuotaBlocked)
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "%s failed, trying the next provider: %s",
+                    provider.name,
+                    exc,
+                )
                 continue
             except Exception as exc:  # an adapter bug must not take the others down
                 log.exception("%s raised an unexpected error", provider.name)

@@ -51,7 +51,7 @@ class FinnhubFeed:
         return None
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
-        return await fetch_each(self.name, symbols, self._one)
+        return await fetch_each(self.name, symbols, self._one, concurrent=True)
 
     async def _one(self, symbol: str) -> Quote | str:
         reply = await get_json(

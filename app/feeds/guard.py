@@ -30,6 +30,10 @@ class CircuitOpen(FeedUnavailable):
     """The provider's breaker is open: no call was made."""
 
 
+class QuotaBlocked(FeedRateLimited):
+    """The provider is paused or disabled by its quota: no call was made."""
+
+
 class Adapter(Protocol):
     """A provider's HTTP client: maps one request per poll to `FetchResult` or a `FeedError`."""
 
@@ -89,7 +93,7 @@ class GuardedProvider:
         block = self.quota.blocked()
         if block is not None:
             scope, wait = block
-            raise FeedRateLimited(f"{self.name}: {scope} quota used up", wait, scope)
+            raise QuotaBlocked(f"{self.name}: {scope} quota used up", wait, scope)
         picked = self.pacer.select(symbols, self.quota.remaining())
         if not picked:
             return FetchResult()

@@ -12,6 +12,7 @@ in the query string, so `install_redaction` puts a filter on that logger which m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -143,25 +144,40 @@ async def fetch_each(
     provider: str,
     symbols: Sequence[str],
     one: Callable[[str], Awaitable[Quote | str]],
+    *,
+    concurrent: bool,
 ) -> FetchResult:
-    """Providers without a batch call: one request per symbol, in turn.
+    """Providers without a batch call: one request per symbol.
 
-    `one` returns a Quote, or a string: the provider's reason for rejecting that symbol. A
-    provider-wide error (quota, key) stops at once; a failure of one symbol only does not fail the
-    others, unless every symbol failed, then the first failure is raised.
+    `one` returns a Quote, or a string: the provider's reason for rejecting that symbol. With
+    `concurrent` the requests overlap, so a hanging provider costs one timeout per poll, not one
+    per symbol. A provider-wide error (quota, key) is raised; a failure of some symbols does not
+    fail the others, but if every symbol failed the first failure is raised.
     """
+
+    async def attempt(symbol: str) -> Quote | str | FeedError:
+        try:
+            return await one(symbol)
+        except FeedError as exc:
+            return exc
+
+    if concurrent:
+        outcomes = list(await asyncio.gather(*(attempt(s) for s in symbols)))
+    else:
+        outcomes = []
+        for symbol in symbols:
+            outcomes.append(await attempt(symbol))
+            if isinstance(outcomes[-1], FeedRateLimited | FeedRejected):
+                break  # provider-wide: asking for the next symbol would be refused too
     result = FetchResult()
     failures: list[FeedError] = []
-    for symbol in symbols:
-        try:
-            outcome = await one(symbol)
-        except (FeedRateLimited, FeedRejected):
-            raise  # provider-wide: the guard must see it (quota pause, breaker)
-        except FeedUnavailable as exc:
-            log.warning("%s: %s failed: %s", provider, symbol, exc)
-            failures.append(exc)
-            continue
-        if isinstance(outcome, str):
+    for symbol, outcome in zip(symbols, outcomes, strict=False):
+        if isinstance(outcome, FeedRateLimited | FeedRejected):
+            raise outcome  # the guard must see it (quota pause, breaker)
+        if isinstance(outcome, FeedError):
+            log.warning("%s: %s failed: %s", provider, symbol, outcome)
+            failures.append(outcome)
+        elif isinstance(outcome, str):
             result.rejected[symbol] = outcome
         else:
             result.quotes.append(outcome)

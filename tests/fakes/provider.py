@@ -9,7 +9,8 @@ switched per test into the failure scenarios of providers.md section 7.4 by sett
   bodies come with (200, as historically, or the real 4xx/429).
 - Finnhub: ok, limit (429 + X-Ratelimit-*), key (401), down, slow.
 - Alpha Vantage (all HTTP 200): ok, note (legacy per-minute Note), daily (Information, 25/day),
-  sparingly (late-2025 Information), premium, badkey (Error Message), html.
+  sparingly (late-2025 Information), premium, badkey (Error Message), echo (a notice quoting the
+  key back), html.
 
 Prices move by a cent per call, so every answer is a changed quote. `unknown` symbols get each
 provider's not-found answer (per-symbol error, all-zero quote, empty Global Quote).
@@ -242,7 +243,9 @@ class FakeProviders:
             "daily": {"Information": AV_DAILY},
             "sparingly": {"Information": AV_SPARINGLY},
             "premium": {"Information": AV_PREMIUM},
-        }
+            "echo": {"Information": f"We have detected your API key as {KEYS['av']} and our "
+                     "standard API rate limit is 25 requests per day."},
+        }  # fmt: skip
         if params.get("apikey") != KEYS["av"] or mode == "badkey":
             return JSONResponse({"Error Message": AV_BAD_KEY})
         if mode in notices:
