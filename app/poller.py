@@ -180,7 +180,12 @@ class Poller:
                 result = await self.feed.fetch(candidates)
         else:
             result = FetchResult()
-        rejected = []
+        # A symbol still cooling down that somebody (newly) watches: tell its watchers again.
+        rejected = [
+            {"symbol": s, "reason": self.rejected[s][0], "source": self.feed.name}
+            for s in symbols
+            if s in self.watched and self._cooling(s)
+        ]
         retry_at = time.monotonic() + self._reject_retry
         for symbol, reason in result.rejected.items():
             log.info("feed %s rejected %s: %s", self.feed.name, symbol, reason)
