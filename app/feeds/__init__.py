@@ -62,6 +62,8 @@ def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Fee
                 Quota(config.calls_per_minute, config.calls_per_day),
                 make_breaker(provider, settings.breaker_fail_max, settings.breaker_reset_timeout),
                 poll_interval=settings.fetch_interval,
+                # Alpha Vantage calls one symbol at a time and punishes bursts ("more sparingly").
+                per_poll=1 if provider == "alphavantage" else None,
             )
         )
     return FeedChain(guarded)

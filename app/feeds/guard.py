@@ -74,8 +74,11 @@ class GuardedProvider:
         breaker: pybreaker.CircuitBreaker,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 2.0,
+        per_poll: int | None = None,
     ) -> None:
         self.adapter = adapter
+        # At most this many symbols per poll (one-call-per-symbol providers with burst limits).
+        self.per_poll = per_poll
         self.name = adapter.name
         self.quota = quota
         self.breaker = breaker
@@ -94,7 +97,10 @@ class GuardedProvider:
         if block is not None:
             scope, wait = block
             raise QuotaBlocked(f"{self.name}: {scope} quota used up", wait, scope)
-        picked = self.pacer.select(symbols, self.quota.remaining())
+        limit = self.quota.remaining()
+        if self.per_poll is not None:
+            limit = min(limit, self.per_poll)
+        picked = self.pacer.select(symbols, limit)
         if not picked:
             return FetchResult()
         # Counted before the call: a request the provider answers with an error may still cost.

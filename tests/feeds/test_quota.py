@@ -107,3 +107,15 @@ async def test_a_spent_daily_budget_disables_without_asking() -> None:
     with pytest.raises(FeedRateLimited) as info:
         await guarded.fetch(["A", "B", "C"])
     assert info.value.scope == "day" and len(adapter.calls) == 1
+
+
+async def test_per_poll_limit_spreads_one_call_per_symbol_providers() -> None:
+    clock = Clock()
+    adapter = Scripted("alphavantage")
+    guarded = GuardedProvider(
+        adapter, Quota(5, 25, clock), make_breaker("av", 3, 60), clock, per_poll=1
+    )
+    for _ in range(3):
+        await guarded.fetch(["IBM", "AAPL"])
+        clock.advance(30)
+    assert adapter.calls == [["IBM"], ["AAPL"], ["IBM"]]
