@@ -46,6 +46,8 @@ class FetchResult:
 
     quotes: list[Quote] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    # Credits the provider says are left in its current minute, when it says so.
+    credits_left: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

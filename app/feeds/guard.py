@@ -125,6 +125,8 @@ class GuardedProvider:
             self.last_error = str(exc)
             raise
         self.last_error = None
+        if result.credits_left == 0:
+            self.quota.fill_minute()  # its count beats ours: no call sure to be refused
         return result
 
     def describe(self) -> dict[str, Any]:

@@ -79,6 +79,11 @@ class Quota:
         self.used_minute += credits
         self.used_day += credits
 
+    def fill_minute(self) -> None:
+        """The provider says this minute's credits are gone (another client on the same key?)."""
+        self._roll()
+        self.used_minute = max(self.used_minute, self.per_minute)
+
     def pause(self, retry_after: float) -> None:
         """The provider refused for its minute limit: nothing more until the next window."""
         now = self._roll()

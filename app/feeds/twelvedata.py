@@ -81,7 +81,8 @@ class TwelveDataFeed:
             raise self._error(body, reply.status)
         if reply.status >= 400:
             raise self._error({"code": reply.status}, reply.status)
-        result = FetchResult()
+        left = reply.headers.get("api-credits-left", "")
+        result = FetchResult(credits_left=int(left) if left.isdigit() else None)
         if "symbol" in body and len(wanted) == 1:  # a batch of one comes back flat
             self._take(result, symbols[0], body)
             return result

@@ -101,6 +101,7 @@ class FakeState:
     delay: float = 2.0
     unknown: set[str] = field(default_factory=lambda: {"NOTATICKER", "NOPE"})
     null_fields: bool = False
+    credits_left: int | None = None
     calls: Counter[str] = field(default_factory=Counter)
     symbols_asked: Counter[str] = field(default_factory=Counter)
     seen_urls: list[str] = field(default_factory=list)
@@ -177,7 +178,11 @@ class FakeProviders:
         answers = {s: self._td_quote(s) for s in symbols}
         if len(symbols) == 1:
             return JSONResponse(answers[symbols[0]])
-        return JSONResponse(answers, headers={"api-credits-used": str(len(symbols))})
+        used = len(symbols)
+        headers = {"api-credits-used": str(used)}
+        if self.state.credits_left is not None:
+            headers["api-credits-left"] = str(self.state.credits_left)
+        return JSONResponse(answers, headers=headers)
 
     def _td_quote(self, symbol: str) -> dict[str, Any]:
         base = symbol.split(":")[0]

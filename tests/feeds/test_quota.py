@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
 import pytest
 
-from app.feeds.base import FeedRateLimited
+from app.feeds.base import FeedRateLimited, FetchResult
 from app.feeds.guard import GuardedProvider, make_breaker
 from app.feeds.quota import Pacer, Quota
+from app.feeds.twelvedata import TwelveDataFeed
+from tests.fakes.provider import KEYS, FakeProviders
 from tests.feeds.scripted import Clock, Scripted
 
 
@@ -119,3 +122,17 @@ async def test_per_poll_limit_spreads_one_call_per_symbol_providers() -> None:
         await guarded.fetch(["IBM", "AAPL"])
         clock.advance(30)
     assert adapter.calls == [["IBM"], ["AAPL"], ["IBM"]]
+
+
+async def test_twelvedata_credits_left_header_fills_the_minute(
+    fake: FakeProviders, http: httpx.AsyncClient
+) -> None:
+    clock = Clock()
+    adapter = TwelveDataFeed(http, KEYS["td"], fake.url("td"))
+    guarded = GuardedProvider(adapter, Quota(8, 800, clock), make_breaker("td", 3, 60), clock)
+    fake.state.credits_left = 0
+    result = await guarded.fetch(["AAPL", "MSFT"])
+    assert len(result.quotes) == 2 and result.credits_left == 0
+    clock.advance(5)
+    assert guarded.quota.remaining() == 0 and await guarded.fetch(["AAPL", "MSFT"]) == FetchResult()
+    assert fake.state.calls["td"] == 1
