@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import orjson
 
@@ -37,12 +38,13 @@ def encode_update(
     epoch: int,
     quotes: Sequence[str],
     status: FeedStatus | None = None,
-    rejected: Sequence[dict[str, str]] = (),
+    rejected: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded.
 
     Optional members: `status` (a FeedStatus object) and `rejected`
-    (`[{"symbol", "reason", "source"}]`, symbols the feed says it cannot price).
+    (`[{"symbol", "reason", "source", "retry_after"}]`, symbols the feed says it cannot price and
+    will not be asked for again for `retry_after` seconds).
     """
     extra = ""
     if status is not None:
@@ -80,7 +82,7 @@ class Poller:
         self.status: FeedStatus = LIVE
         self._status_sent: FeedStatus | None = None
         self._reject_retry = reject_retry
-        self.rejected: dict[str, tuple[str, float]] = {}  # symbol -> (reason, retry at, monotonic)
+        self.rejected: dict[str, tuple[str, float]] = {}  # symbol -> (reason, monotonic retry at)
         self.refresh = interval  # seconds between two fetches of one symbol (quota pacing)
 
     def alive(self) -> bool:
@@ -171,6 +173,14 @@ class Poller:
             return False
         return True
 
+    def _rejection(self, symbol: str) -> dict[str, Any]:
+        reason, retry_at = self.rejected[symbol]
+        retry_after = max(round(retry_at - time.monotonic()), 0)
+        return {
+            "symbol": symbol, "reason": reason, "source": self.feed.name,
+            "retry_after": retry_after,
+        }  # fmt: skip
+
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
         candidates = [
             s for s in symbols if self.feed.check_symbol(s) is None and not self._cooling(s)
@@ -181,16 +191,12 @@ class Poller:
         else:
             result = FetchResult()
         # A symbol still cooling down that somebody (newly) watches: tell its watchers again.
-        rejected = [
-            {"symbol": s, "reason": self.rejected[s][0], "source": self.feed.name}
-            for s in symbols
-            if s in self.watched and self._cooling(s)
-        ]
+        again = [s for s in symbols if s in self.watched and self._cooling(s)]
         retry_at = time.monotonic() + self._reject_retry
         for symbol, reason in result.rejected.items():
             log.info("feed %s rejected %s: %s", self.feed.name, symbol, reason)
             self.rejected[symbol] = (reason, retry_at)
-            rejected.append({"symbol": symbol, "reason": reason, "source": self.feed.name})
+        rejected = [self._rejection(s) for s in [*again, *result.rejected]]
         status = self.feed.status()
         if status != self.status:
             log.log(
@@ -221,7 +227,7 @@ class Poller:
         self,
         quotes: list[Quote],
         status: FeedStatus | None = None,
-        rejected: Sequence[dict[str, str]] = (),
+        rejected: Sequence[dict[str, Any]] = (),
     ) -> None:
         encoded = {q.symbol: encode_quote(q) for q in quotes}
         # Snapshot first: a client that subscribes after seeing this update must find it stored.

@@ -91,10 +91,9 @@ class FeedChain:
                     exc,
                 )
                 continue
-            except Exception as exc:  # an adapter bug must not take the others down
+            except Exception:  # an adapter bug must not take the others down
                 log.exception("%s raised an unexpected error", provider.name)
                 failures.append((provider.name, FeedError(f"{provider.name}: internal error")))
-                del exc
                 continue
             result.quotes.extend(got.quotes)
             result.rejected.update(got.rejected)
@@ -116,7 +115,8 @@ class FeedChain:
         name, exc = failures[0]
         retry = exc.retry_after if isinstance(exc, FeedRateLimited) else None
         if unserved or not served_by:
-            return FeedStatus("stale", _reason(exc), name, self._last_success, retry, str(exc))
+            detail = "; ".join(str(e) for _, e in failures)
+            return FeedStatus("stale", _reason(exc), name, self._last_success, retry, detail)
         return FeedStatus(
             "live", "failover", served_by[0], self._last_success, None, f"{name}: {_reason(exc)}"
         )

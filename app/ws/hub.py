@@ -49,6 +49,8 @@ class Hub:
         self.latest: dict[str, Quote] = {}
         self.bus_connected = False
         self.feed_status: FeedStatus = LIVE
+        # Symbols the fetcher's provider called unknown: symbol -> (reason, monotonic until).
+        self.rejected: dict[str, tuple[str, float]] = {}
         self._resync = asyncio.Event()
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
@@ -171,7 +173,12 @@ class Hub:
             quotes = [quote_from_dict(item) for item in message["quotes"]]
             status = FeedStatus.from_dict(message["status"]) if "status" in message else None
             rejected = [
-                (str(r["symbol"]), str(r["reason"]), r.get("source"))
+                (
+                    str(r["symbol"]),
+                    str(r["reason"]),
+                    r.get("source"),
+                    float(r.get("retry_after", 0)),
+                )
                 for r in message.get("rejected", ())
             ]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -181,12 +188,23 @@ class Hub:
             if not self._remember(quote):
                 continue  # a duplicate, or older than what this process already has
             self._fan_out(quote)
-        for symbol, reason, source in rejected:
+        for symbol, reason, source, retry_after in rejected:
+            self.rejected[symbol] = (reason, time.monotonic() + retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
         if status is not None and status != self.feed_status:
             self.feed_status = status
             if self.bus_connected:
                 self._broadcast_status()
+
+    def check_symbol(self, symbol: str) -> str | None:
+        """The provider's reason while `symbol` is known to be unpriceable, else None."""
+        entry = self.rejected.get(symbol)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self.rejected[symbol]
+            return None
+        return entry[0]
 
     def _reject(self, symbol: str, reason: str, source: str | None) -> None:
         """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""

@@ -42,6 +42,9 @@ async def test_failover_breaker_and_truthful_staleness(fake: FakeProviders, app:
         assert ack["accepted"] == ["AAPL", "NOPE"]
         rejected = await recv_until(ws, lambda m: m["type"] == "rejected")
         assert rejected["symbol"] == "NOPE" and "invalid" in rejected["reason"]
+        await ws.send(b'{"action":"subscribe","symbols":["NOPE"],"id":"again"}')
+        again = await recv_until(ws, lambda m: m["type"] == "subscribed" and m["id"] == "again")
+        assert again["rejected"][0]["reason"] == rejected["reason"]  # known now: refused at once
         await recv_until(ws, lambda m: "twelvedata" in sources(m))
 
         fake.state.mode["td"] = "down"

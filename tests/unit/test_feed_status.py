@@ -98,8 +98,9 @@ async def test_rejected_symbols_are_announced_and_not_asked_again(backend: Backe
     poller = Poller(feed, backend, interval=2.0, board=["AAPL", "NOPE"])
     [message] = await messages(backend, poller)
     assert message["rejected"] == [
-        {"symbol": "NOPE", "reason": "**symbol** not found", "source": "twelvedata"}
-    ]
+        {"symbol": "NOPE", "reason": "**symbol** not found", "source": "twelvedata",
+         "retry_after": 900}
+    ]  # fmt: skip
     await messages(backend, poller)
     assert feed.asked == [["AAPL", "NOPE"], ["AAPL"]]
 
@@ -116,7 +117,9 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
         "epoch": 1,
         "quotes": [],
         "status": stale.to_dict(),
-        "rejected": [{"symbol": "NOPE", "reason": "not found", "source": "twelvedata"}],
+        "rejected": [
+            {"symbol": "NOPE", "reason": "not found", "source": "twelvedata", "retry_after": 60}
+        ],
     }
     hub.dispatch(orjson.dumps(update))
     hub.dispatch(orjson.dumps(update))  # the same status again: not repeated
@@ -128,6 +131,7 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
          "since": 1700000000000, "retry_after": None, "detail": "HTTP 502"},
     ]  # fmt: skip
     assert client.symbols == {"AAPL"} and hub.state == "stale"
+    assert hub.check_symbol("NOPE") == "not found" and hub.check_symbol("AAPL") is None
     [html] = page.drain()
     assert 'id="feed-status"' in html and "Stale" in html and "provider_down" in html
     hub.bus_connected = False
