@@ -64,7 +64,7 @@ def parse_symbols(
     rejected: list[dict[str, str]] = []
     known: list[str] = []
     for symbol in symbols:
-        reason = svc.feed.check_symbol(symbol)
+        reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
         if reason is None:
             known.append(symbol)
         else:
@@ -82,6 +82,10 @@ async def quotes(request: Request) -> Response:
         + orjson.dumps(svc.hub.state)
         + b',"interval":'
         + orjson.dumps(svc.poller.interval)
+        + b',"refresh":'
+        + orjson.dumps(round(svc.poller.refresh, 2))
+        + b',"feed_status":'
+        + orjson.dumps(svc.hub.current_status().to_dict())
         + b',"missing":'
         + orjson.dumps([s for s in symbols if s not in have])
         + b',"rejected":'
@@ -144,6 +148,9 @@ async def ready(request: Request) -> Response:
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
         "feed_calls": svc.poller.feed_calls,
+        "refresh_seconds": round(svc.poller.refresh, 2),
+        "feed_status": svc.poller.status.to_dict(),
+        "providers": svc.feed.describe(),
         "loops": {
             name: {"running": s.running, "restarts": s.restarts, "last_error": s.last_error}
             for name, s in svc.supervisor.states.items()

@@ -1,6 +1,7 @@
 """The composition root: `create_app(settings)` wires every part inside one lifespan.
 
-Build order (and reverse teardown): shared-state backend -> feed -> renderer -> hub -> poller,
+Build order (and reverse teardown): shared-state backend -> HTTP client (only when a real provider
+is configured) -> feed -> renderer -> hub -> poller,
 then the supervised background loops. Nothing async is built at import time; `app` below is made
 on first access, so `uvicorn app.main:app` reads the environment then, and a bad setting stops
 the process with one clear message instead of a traceback.
@@ -14,13 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import api, pages
 from app.drain import Drainer
-from app.feeds import build_feed
+from app.feeds import build_feed, needs_http, request_timeout
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -48,7 +50,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )
-            feed = build_feed(settings)
+            http = None
+            if needs_http(settings):
+                http = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        timeout=request_timeout(settings),
+                        headers={"User-Agent": "stocktracker-live/0.1"},
+                        follow_redirects=False,
+                    )
+                )
+            feed = build_feed(settings, http)
             renderer = Renderer()
             hub = Hub(
                 backend,
@@ -63,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 board=settings.board_symbols,
                 replica_id=settings.replica_id,
                 lease_refresh=settings.lease_ttl / 3,
+                reject_retry=settings.rejected_symbol_retry,
             )
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)

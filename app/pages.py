@@ -36,7 +36,8 @@ async def dashboard(request: Request) -> HTMLResponse:
     html = svc.renderer.env.get_template("dashboard.html").render(
         rows=[(s, found.get(s)) for s in symbols],
         ws_url="/ws?format=html&symbols=" + ",".join(urlquote(s, safe="") for s in symbols),
-        interval=f"{settings.fetch_interval:g} s",
+        # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
+        interval=f"{svc.poller.refresh:.3g} s",
         source=svc.feed.name,
         static=lambda path: f"/static/{path}",
     )

@@ -12,6 +12,11 @@ at once, so a new subscriber does not wait a whole interval for its first price.
 Only the holder of the fetcher lease fetches, so N replicas cost the providers what one does. The
 lease's token is the term's `epoch`; publishing is fenced by it, so a paused ex-leader whose lease
 ran out cannot publish over its successor. Other replicas keep trying to take the lease over.
+
+The feed's `status()` (live, or stale and why) rides along in the update message, and is sent on
+its own when it changes and on every tick while it is not plainly live, so every replica (even
+one that joins late) tells its clients. Symbols the feed rejects are announced once in the same
+message (`rejected`) and not asked for again for `reject_retry` seconds.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import orjson
 
-from app.feeds.base import Feed, FeedError
+from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
@@ -33,9 +39,24 @@ from app.supervise import reraise_if_cancelling, wait_event
 log = logging.getLogger(__name__)
 
 
-def encode_update(epoch: int, quotes: Sequence[str]) -> bytes:
-    """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded."""
-    return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]}}'.encode()
+def encode_update(
+    epoch: int,
+    quotes: Sequence[str],
+    status: FeedStatus | None = None,
+    rejected: Sequence[dict[str, Any]] = (),
+) -> bytes:
+    """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded.
+
+    Optional members: `status` (a FeedStatus object) and `rejected`
+    (`[{"symbol", "reason", "source", "retry_after"}]`, symbols the feed says it cannot price and
+    will not be asked for again for `retry_after` seconds).
+    """
+    extra = ""
+    if status is not None:
+        extra += ',"status":' + orjson.dumps(status.to_dict()).decode()
+    if rejected:
+        extra += ',"rejected":' + orjson.dumps(list(rejected)).decode()
+    return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]{extra}}}'.encode()
 
 
 class Poller:
@@ -49,6 +70,7 @@ class Poller:
         replica_id: str = "local",
         lease_refresh: float = 0.5,
         clock: Callable[[], float] = time.time,
+        reject_retry: float = 900.0,
     ) -> None:
         self.feed = feed
         self._backend = backend
@@ -71,6 +93,11 @@ class Poller:
         self.last_success: float | None = None  # monotonic time of the last complete tick
         self.last_error: str | None = None
         self.ticks = 0
+        self.status: FeedStatus = LIVE
+        self._status_sent: FeedStatus | None = None
+        self._reject_retry = reject_retry
+        self.rejected: dict[str, tuple[str, float]] = {}  # symbol -> (reason, monotonic retry at)
+        self.refresh = interval  # seconds between two fetches of one symbol (quota pacing)
         self.feed_calls = 0  # calls into the feed: with N replicas, only the leader's grow
 
     @property
@@ -163,6 +190,7 @@ class Poller:
             except BusUnavailable as exc:
                 log.warning("keeping last known subscriptions: %s", exc)
             symbols = list(dict.fromkeys([*self._board, *sorted(self.watched)]))
+            self._note_refresh(len(symbols))
             await self._fetch_and_publish(symbols)
             self.last_success = time.monotonic()
             self.last_error = None
@@ -189,18 +217,63 @@ class Poller:
         self._seeded = True
         log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._last))
 
+    def _note_refresh(self, count: int) -> None:
+        refresh = self.feed.refresh_interval(count, self.interval)
+        if refresh != self.refresh:
+            log.info(
+                "refreshing %d symbols every %.1fs each (poll every %gs, within %s's quota)",
+                count, refresh, self.interval, self.feed.name,
+            )  # fmt: skip
+        self.refresh = refresh
+
+    def _cooling(self, symbol: str) -> bool:
+        entry = self.rejected.get(symbol)
+        if entry is None:
+            return False
+        if entry[1] <= time.monotonic():
+            del self.rejected[symbol]
+            return False
+        return True
+
+    def _rejection(self, symbol: str) -> dict[str, Any]:
+        reason, retry_at = self.rejected[symbol]
+        retry_after = max(round(retry_at - time.monotonic()), 0)
+        return {
+            "symbol": symbol, "reason": reason, "source": self.feed.name,
+            "retry_after": retry_after,
+        }  # fmt: skip
+
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
-        candidates = [s for s in symbols if self.feed.check_symbol(s) is None]
-        if not candidates:
-            return
-        self.feed_calls += 1
-        async with asyncio.timeout(self.interval * 0.8):
-            result = await self.feed.fetch(candidates)
+        candidates = [
+            s for s in symbols if self.feed.check_symbol(s) is None and not self._cooling(s)
+        ]
+        if candidates:
+            self.feed_calls += 1
+            async with asyncio.timeout(self.interval * 0.8):
+                result = await self.feed.fetch(candidates)
+        else:
+            result = FetchResult()
+        # A symbol still cooling down that somebody (newly) watches: tell its watchers again.
+        again = [s for s in symbols if s in self.watched and self._cooling(s)]
+        retry_at = time.monotonic() + self._reject_retry
         for symbol, reason in result.rejected.items():
             log.info("feed %s rejected %s: %s", self.feed.name, symbol, reason)
+            self.rejected[symbol] = (reason, retry_at)
+        rejected = [self._rejection(s) for s in [*again, *result.rejected]]
+        status = self.feed.status()
+        if status != self.status:
+            log.log(
+                logging.INFO if status.state == "live" else logging.WARNING,
+                "feed status %s%s%s",
+                status.state,
+                f" ({status.reason})" if status.reason else "",
+                f": {status.detail}" if status.detail else "",
+            )
+        self.status = status
         changed = self._stamp(result.quotes)
-        if changed:
-            await self._publish(changed)
+        announce = status != self._status_sent or status != LIVE
+        if changed or rejected or announce:
+            await self._publish(changed, status, rejected)
 
     def _stamp(self, quotes: Iterable[Quote]) -> list[Quote]:
         now_ms = int(self._clock() * 1000)
@@ -213,16 +286,24 @@ class Poller:
             out.append(replace(quote, seq=seq, epoch=self.epoch, published_at=now_ms))
         return out
 
-    async def _publish(self, quotes: list[Quote]) -> None:
+    async def _publish(
+        self,
+        quotes: list[Quote],
+        status: FeedStatus | None = None,
+        rejected: Sequence[dict[str, Any]] = (),
+    ) -> None:
         if self.term is None:
             return
         encoded = {q.symbol: encode_quote(q) for q in quotes}
-        message = encode_update(self.epoch, [b.decode() for b in encoded.values()])
+        message = encode_update(
+            self.epoch, [b.decode() for b in encoded.values()], status, rejected
+        )
         # Snapshots and message go together, fenced by our term (see FetcherLease.publish).
         if not await self._backend.lease.publish(self.term, encoded, UPDATES_CHANNEL, message):
             log.warning("term %d is over: another replica fetches now; not publishing", self.term)
             self.term = None
             return
+        self._status_sent = status
         for quote in quotes:
             if is_newer(quote, self._last.get(quote.symbol)):
                 self._last[quote.symbol] = quote

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from app.feeds.base import FeedStatus
 from app.models import Quote, encode_quote
 from app.symbols import dom_id
 from app.ws import protocol
@@ -91,8 +92,8 @@ class Renderer:
     def quote_row(self, quote: Quote, *, oob: bool = True) -> str:
         return self._row.render(symbol=quote.symbol, q=quote, oob=oob)
 
-    def status(self, state: str, reason: str | None) -> str:
-        return self._status.render(state=state, reason=reason, oob=True)
+    def status(self, status: FeedStatus) -> str:
+        return self._status.render(state=status.state, reason=_why(status), oob=True)
 
     def html_format(self) -> WireFormat:
         return WireFormat("html", self.quote_row, _join_fragments, self.status)
@@ -102,8 +103,18 @@ def _join_fragments(kind: FrameKind, fragments: Sequence[str]) -> str:
     return "".join(fragments)
 
 
-def _json_status(state: str, reason: str | None) -> str:
-    return protocol.status(state, reason)
+def _why(status: FeedStatus) -> str | None:
+    """The badge's tooltip: the reason, and the detail that names the provider."""
+    if status.detail:
+        return f"{status.reason}: {status.detail}" if status.reason else status.detail
+    return status.reason
+
+
+def _json_status(status: FeedStatus) -> str:
+    return protocol.status(
+        status.state, status.reason, status.source, since=status.since,
+        retry_after=status.retry_after, detail=status.detail,
+    )  # fmt: skip
 
 
 def _encode_json(quote: Quote) -> str:
@@ -111,5 +122,10 @@ def _encode_json(quote: Quote) -> str:
 
 
 JSON_FORMAT = WireFormat(
-    "json", _encode_json, protocol.quotes_frame, _json_status, protocol.reconnect
+    "json",
+    _encode_json,
+    protocol.quotes_frame,
+    _json_status,
+    rejected=protocol.rejected,
+    reconnect=protocol.reconnect,
 )

@@ -23,7 +23,53 @@ DEFAULT_BOARD = DEFAULT_WATCHLIST + (
     "ICICIBANK", "SBIN", "BHARTIARTL", "ITC", "LT", "SENSEX",
     "GOOGL", "AMZN", "NVDA", "TSLA", "META", "SPX",
 )  # fmt: skip
-KNOWN_FEEDS = ("simulated",)
+REAL_PROVIDERS = ("twelvedata", "finnhub", "alphavantage")
+KNOWN_FEEDS = ("simulated", "replay", *REAL_PROVIDERS)
+
+
+class Secret:
+    """A value that must never be printed: its repr and str are masked, `reveal()` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One market-data provider: credentials, endpoint and its quota (credits; 0 = no limit)."""
+
+    name: str
+    api_key: Secret
+    base_url: str
+    calls_per_minute: int
+    calls_per_day: int
+
+
+# name -> (default base URL, free-tier calls per minute, free-tier calls per day; 0 = none).
+PROVIDER_DEFAULTS: dict[str, tuple[str, int, int]] = {
+    "twelvedata": ("https://api.twelvedata.com", 8, 800),
+    "finnhub": ("https://finnhub.io/api/v1", 60, 0),
+    "alphavantage": ("https://www.alphavantage.co/query", 5, 25),
+}
 
 
 class SettingsError(ValueError):
@@ -70,6 +116,23 @@ class Settings:
     drain_grace: float = 3.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
+    # Real providers, whether named in FEEDS or not (so their settings are always validated).
+    providers: tuple[ProviderConfig, ...] = ()
+    replay_file: str = ""
+    # 1.0 plays a recording at its recorded pace; 10 plays it ten times faster.
+    replay_speed: float = 1.0
+    # Consecutive failures that open a provider's circuit, and how long it stays open.
+    breaker_fail_max: int = 3
+    breaker_reset_timeout: float = 30.0
+    # A symbol a provider says it does not know is not asked for again for this long.
+    rejected_symbol_retry: float = 900.0
+
+    def provider(self, name: str) -> ProviderConfig:
+        for config in self.providers:
+            if config.name == name:
+                return config
+        base, per_minute, per_day = PROVIDER_DEFAULTS[name]
+        return ProviderConfig(name, Secret(""), base, per_minute, per_day)
 
     @property
     def bus_url(self) -> str:
@@ -104,10 +167,52 @@ class Settings:
             drain_grace=reader.get("DRAIN_GRACE", 3.0, _seconds(0, 600)),
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
+            providers=tuple(_provider(reader, name) for name in REAL_PROVIDERS),
+            replay_file=reader.get("REPLAY_FILE", "", _text),
+            replay_speed=reader.get("REPLAY_SPEED", 1.0, _seconds(0.01, 10_000)),
+            breaker_fail_max=reader.get("BREAKER_FAIL_MAX", 3, _int_in(1, 1000)),
+            breaker_reset_timeout=reader.get("BREAKER_RESET_TIMEOUT", 30.0, _seconds(0.01, 3600)),
+            rejected_symbol_retry=reader.get("REJECTED_SYMBOL_RETRY", 900.0, _seconds(1, 86400)),
         )
+        _check_feeds(settings, reader.problems)
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
+
+
+def _provider(reader: _Reader, name: str) -> ProviderConfig:
+    prefix = name.upper()
+    base, per_minute, per_day = PROVIDER_DEFAULTS[name]
+    return ProviderConfig(
+        name=name,
+        api_key=Secret(reader.get(f"{prefix}_API_KEY", "", _text)),
+        base_url=reader.get(f"{prefix}_BASE_URL", base, _http_url),
+        calls_per_minute=reader.get(
+            f"{prefix}_CALLS_PER_MINUTE", per_minute, _int_in(1, 1_000_000)
+        ),
+        calls_per_day=reader.get(f"{prefix}_CALLS_PER_DAY", per_day, _int_in(0, 100_000_000)),
+    )
+
+
+def _check_feeds(settings: Settings, problems: list[str]) -> None:
+    """Rules across variables: what FEEDS names must be configured, and what may be chained."""
+    feeds = settings.feeds
+    if len(feeds) != len(set(feeds)):
+        problems.append(f"FEEDS={','.join(feeds)!r}: a feed is named twice")
+    for name in ("simulated", "replay"):
+        if name in feeds and len(feeds) > 1:
+            problems.append(
+                f"FEEDS={','.join(feeds)!r}: {name} cannot be chained with other feeds "
+                "(its prices must never stand in for real ones)"
+            )
+    for name in feeds:
+        if name in REAL_PROVIDERS and not settings.provider(name).api_key:
+            problems.append(f"FEEDS names {name} but {name.upper()}_API_KEY is not set")
+    if "replay" in feeds:
+        if not settings.replay_file:
+            problems.append("FEEDS=replay needs REPLAY_FILE (a .jsonl or .csv recording)")
+        elif not os.path.isfile(settings.replay_file):
+            problems.append(f"REPLAY_FILE={settings.replay_file!r}: no such file")
 
 
 def _default_replica_id() -> str:
@@ -165,6 +270,12 @@ def _optional_int(raw: str) -> int | None:
         return int(raw)
     except ValueError:
         raise ValueError("expected a whole number (the random seed)") from None
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return raw.rstrip("/")
 
 
 def _redis_url(raw: str) -> str:

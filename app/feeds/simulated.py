@@ -16,8 +16,9 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
-from app.feeds.base import FetchResult
+from app.feeds.base import LIVE, FeedStatus, FetchResult
 from app.feeds.universe import BY_SYMBOL, Instrument
 from app.models import Quote
 
@@ -60,6 +61,15 @@ class SimulatedFeed:
         if symbol in BY_SYMBOL:
             return None
         return f"unknown symbol {symbol!r}: the simulated feed does not list it"
+
+    def status(self) -> FeedStatus:
+        return LIVE
+
+    def refresh_interval(self, symbols: int, poll_interval: float) -> float:
+        return poll_interval
+
+    def describe(self) -> dict[str, Any]:
+        return {self.name: {"seed": self._seed}}
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
         result = FetchResult()

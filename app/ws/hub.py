@@ -12,6 +12,9 @@ published meanwhile. A listener can also go deaf without an error (a killed subs
 that looks open): the hub publishes its own heartbeat on `market-data:control` and, when it stops
 hearing it, reports not-ready and rebuilds the listener. No Starlette here: the hub is tested on
 the in-memory backend alone.
+
+Update messages may also carry the fetcher's feed `status` (forwarded to every client when it
+changes) and `rejected` symbols (told to their watchers, whose subscription to them then ends).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
+from app.feeds.base import LIVE, FeedStatus
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
 from app.pubsub.base import (
@@ -69,6 +73,9 @@ class Hub:
         self._recent_polls: dict[str, float] = {}
         self.latest: dict[str, Quote] = {}
         self.bus_connected = False
+        self.feed_status: FeedStatus = LIVE
+        # Symbols the fetcher's provider called unknown: symbol -> (reason, monotonic until).
+        self.rejected: dict[str, tuple[str, float]] = {}
         self._resync = asyncio.Event()
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
@@ -87,7 +94,13 @@ class Hub:
 
     @property
     def state(self) -> str:
-        return "live" if self.bus_connected else "delayed"
+        return self.current_status().state
+
+    def current_status(self) -> FeedStatus:
+        """What clients are told: the bus state first, then the fetcher's feed status."""
+        if not self.bus_connected:
+            return FeedStatus("delayed", "bus_disconnected")
+        return self.feed_status
 
     @property
     def hearing_itself(self) -> bool:
@@ -256,15 +269,49 @@ class Hub:
     def dispatch(self, data: bytes) -> None:
         """Fan one `market-data:updates` message out to the outboxes. Never awaits."""
         try:
-            items = orjson.loads(data)["quotes"]
-            quotes = [quote_from_dict(item) for item in items]
-        except (orjson.JSONDecodeError, KeyError, TypeError, QuoteDecodeError) as exc:
+            message = orjson.loads(data)
+            quotes = [quote_from_dict(item) for item in message["quotes"]]
+            status = FeedStatus.from_dict(message["status"]) if "status" in message else None
+            rejected = [
+                (
+                    str(r["symbol"]),
+                    str(r["reason"]),
+                    r.get("source"),
+                    float(r.get("retry_after", 0)),
+                )
+                for r in message.get("rejected", ())
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
         for quote in quotes:
             if not self._remember(quote):
                 continue  # a duplicate, or older than what this process already has
             self._fan_out(quote)
+        for symbol, reason, source, retry_after in rejected:
+            self.rejected[symbol] = (reason, time.monotonic() + retry_after)
+            self._reject(symbol, reason, source if isinstance(source, str) else None)
+        if status is not None and status != self.feed_status:
+            self.feed_status = status
+            if self.bus_connected:
+                self._broadcast_status()
+
+    def check_symbol(self, symbol: str) -> str | None:
+        """The provider's reason while `symbol` is known to be unpriceable, else None."""
+        entry = self.rejected.get(symbol)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self.rejected[symbol]
+            return None
+        return entry[0]
+
+    def _reject(self, symbol: str, reason: str, source: str | None) -> None:
+        """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""
+        watchers = list(self._watchers.get(symbol, ()))
+        for outbox in watchers:
+            outbox.offer_control(outbox.fmt.rejected(symbol, reason, source))
+            self.unwatch(outbox, [symbol])
 
     def _fan_out(self, quote: Quote) -> None:
         watchers = self._watchers.get(quote.symbol)
@@ -286,12 +333,12 @@ class Hub:
         return True
 
     def _broadcast_status(self) -> None:
-        reason = None if self.bus_connected else "bus_disconnected"
+        status = self.current_status()
         texts: dict[str, str | None] = {}
         for outbox in self._outboxes:
             name = outbox.fmt.name
             if name not in texts:
-                texts[name] = outbox.fmt.status(self.state, reason)
+                texts[name] = outbox.fmt.status(status)
             outbox.offer_control(texts[name])
 
     async def _resync_loop(self) -> None:

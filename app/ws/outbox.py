@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.feeds.base import FeedStatus
 from app.models import Quote
 
 FrameKind = Literal["snapshot", "batch"]
@@ -28,7 +29,9 @@ class WireFormat:
     encode: Callable[[Quote], str]
     frame: Callable[[FrameKind, Sequence[str]], str]
     # A control message telling the client the data state; None if this format has no such message.
-    status: Callable[[str, str | None], str | None]
+    status: Callable[[FeedStatus], str | None]
+    # (symbol, reason, source): the feed cannot price a subscribed symbol; None: not told.
+    rejected: Callable[[str, str, str | None], str | None] = lambda symbol, reason, source: None
     # The drain notice ("reconnect after this many ms"); None if this format has none.
     reconnect: Callable[[int], str | None] = lambda delay_ms: None
 

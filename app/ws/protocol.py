@@ -195,8 +195,27 @@ def reconnect(delay_ms: int) -> str:
     return _dump({"type": "reconnect", "delay_ms": delay_ms, "reason": "server_draining"})
 
 
-def status(state: str, reason: str | None = None, source: str | None = None) -> str:
-    return _dump({"type": "status", "state": state, "reason": reason, "source": source})
+def status(
+    state: str,
+    reason: str | None = None,
+    source: str | None = None,
+    *,
+    since: int | None = None,
+    retry_after: float | None = None,
+    detail: str | None = None,
+) -> str:
+    return _dump({
+        "type": "status", "state": state, "reason": reason, "source": source, "since": since,
+        "retry_after": retry_after, "detail": detail,
+    })  # fmt: skip
+
+
+def rejected(symbol: str, reason: str, source: str | None) -> str:
+    """A subscribed symbol the feed cannot price; the server has ended that subscription."""
+    return _dump({
+        "type": "rejected", "symbol": symbol, "code": "unknown_symbol", "reason": reason,
+        "source": source,
+    })  # fmt: skip
 
 
 def quotes_frame(kind: Literal["snapshot", "batch"], encoded: Sequence[str]) -> str:

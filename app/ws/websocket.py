@@ -100,8 +100,10 @@ class Connection:
                     settings.max_symbols_per_connection, settings.max_message_bytes,
                     settings.heartbeat_interval, hub.state,
                 ))  # fmt: skip
+                if hub.state != "live" or hub.feed_status.reason:
+                    self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             else:
-                self.outbox.offer_control(self.outbox.fmt.status(hub.state, None))
+                self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             initial = self.ws.query_params.get("symbols")
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
@@ -157,7 +159,7 @@ class Connection:
         hub, settings = self.svc.hub, self.svc.settings
         review = protocol.review_subscribe(
             raw, self.outbox.symbols, settings.max_symbols_per_connection,
-            self.svc.feed.check_symbol,
+            lambda s: self.svc.feed.check_symbol(s) or hub.check_symbol(s),
         )  # fmt: skip
         # Warm the hub's cache from the shared store; from here on nothing awaits, so no update
         # can slip between the snapshot and the subscription.

@@ -1,0 +1,138 @@
+"""One real provider behind its quota and its circuit breaker.
+
+`GuardedProvider` wraps a raw adapter (which only speaks HTTP and maps shapes) and decides, per
+poll, whether it may call at all (not disabled for the day, not paused for the minute, breaker
+not open) and which of the symbols are due (the `Pacer`). The breaker counts a failure only for
+errors that say the provider is unhealthy: a rate limit is the quota's business and a rejected
+symbol is not an error at all (it comes back in `FetchResult.rejected`).
+
+pybreaker does not count failures of a decorated `async def` (the coroutine is returned before it
+runs), so the call is awaited inside `with breaker.calling():`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import pybreaker
+
+from app.feeds.base import FeedRateLimited, FeedUnavailable, FetchResult
+from app.feeds.quota import Pacer, Quota
+
+log = logging.getLogger(__name__)
+
+
+class CircuitOpen(FeedUnavailable):
+    """The provider's breaker is open: no call was made."""
+
+
+class QuotaBlocked(FeedRateLimited):
+    """The provider is paused or disabled by its quota: no call was made."""
+
+
+class Adapter(Protocol):
+    """A provider's HTTP client: maps one request per poll to `FetchResult` or a `FeedError`."""
+
+    name: str
+
+    def check_symbol(self, symbol: str) -> str | None: ...
+
+    async def fetch(self, symbols: Sequence[str]) -> FetchResult: ...
+
+
+def _not_a_failure(exc: BaseException) -> bool:
+    return isinstance(exc, FeedRateLimited | asyncio.CancelledError)
+
+
+class _LogTransitions(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        old = old_state.name if old_state is not None else None
+        level = logging.WARNING if new_state.name == "open" else logging.INFO
+        log.log(level, "circuit breaker of %s: %s -> %s", cb.name, old, new_state.name)
+
+
+def make_breaker(name: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout,
+        exclude=[_not_a_failure],
+        listeners=[_LogTransitions()],
+        name=name,
+        throw_new_error_on_trip=False,
+    )
+
+
+class GuardedProvider:
+    def __init__(
+        self,
+        adapter: Adapter,
+        quota: Quota,
+        breaker: pybreaker.CircuitBreaker,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 2.0,
+        per_poll: int | None = None,
+    ) -> None:
+        self.adapter = adapter
+        # At most this many symbols per poll (one-call-per-symbol providers with burst limits).
+        self.per_poll = per_poll
+        self.name = adapter.name
+        self.quota = quota
+        self.breaker = breaker
+        self.pacer = Pacer(quota.per_minute, clock, poll_interval)
+        self.last_error: str | None = None
+
+    def check_symbol(self, symbol: str) -> str | None:
+        return self.adapter.check_symbol(symbol)
+
+    def refresh_interval(self, symbols: int, poll_interval: float) -> float:
+        return self.pacer.refresh_interval(symbols, poll_interval)
+
+    async def fetch(self, symbols: Sequence[str]) -> FetchResult:
+        """Fetch the due subset of `symbols`; `FeedRateLimited` or `CircuitOpen` if none may go."""
+        block = self.quota.blocked()
+        if block is not None:
+            scope, wait = block
+            raise QuotaBlocked(f"{self.name}: {scope} quota used up", wait, scope)
+        limit = self.quota.remaining()
+        if self.per_poll is not None:
+            limit = min(limit, self.per_poll)
+        picked = self.pacer.select(symbols, limit)
+        if not picked:
+            return FetchResult()
+        # Counted before the call: a request the provider answers with an error may still cost.
+        self.quota.spend(len(picked))
+        try:
+            with self.breaker.calling():
+                result = await self.adapter.fetch(picked)
+        except pybreaker.CircuitBreakerError:
+            self.quota.spend(-len(picked))  # short-circuited: nothing was sent
+            self.pacer.last_fetched.update(dict.fromkeys(picked, -1.0))  # their turn stays
+            raise CircuitOpen(f"{self.name}: circuit open after repeated failures") from None
+        except FeedRateLimited as exc:
+            if exc.scope == "day":
+                self.quota.disable_for_day()
+                log.warning("%s: daily quota exhausted, disabled until reset: %s", self.name, exc)
+            else:
+                self.quota.pause(exc.retry_after)
+                log.warning("%s: minute quota exhausted, waiting for next window", self.name)
+            self.last_error = str(exc)
+            raise
+        except Exception as exc:
+            self.last_error = str(exc)
+            raise
+        self.last_error = None
+        if result.credits_left == 0:
+            self.quota.fill_minute()  # its count beats ours: no call sure to be refused
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "breaker": self.breaker.current_state,
+            "failures": self.breaker.fail_counter,
+            "quota": self.quota.describe(),
+            "last_error": self.last_error,
+        }
