@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -17,8 +18,11 @@ def main() -> None:
         print(f"stocktracker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    # Several workers need an import string: each worker process builds its own app (a replica).
+    app: Any = create_app(settings) if settings.web_concurrency == 1 else "app.main:app"
     uvicorn.run(
-        create_app(settings),
+        app,
+        workers=settings.web_concurrency,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     settings.bus_url,
                     registry_ttl=settings.registry_ttl,
                     lease_ttl=settings.lease_ttl,
+                    redis_options=settings.redis_options(),
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )

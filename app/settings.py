@@ -11,8 +11,8 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from app.symbols import InvalidSymbol, normalize_symbol
 
@@ -116,6 +116,13 @@ class Settings:
     drain_grace: float = 3.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
+    # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too).
+    web_concurrency: int = 1
+    # TLS for rediss:// URLs, passed through to redis-py.
+    redis_tls_ca_certs: str = ""
+    redis_tls_certfile: str = ""
+    redis_tls_keyfile: str = ""
+    redis_tls_verify: str = "required"
     # Real providers, whether named in FEEDS or not (so their settings are always validated).
     providers: tuple[ProviderConfig, ...] = ()
     replay_file: str = ""
@@ -137,6 +144,20 @@ class Settings:
     @property
     def bus_url(self) -> str:
         return self.redis_url or "memory://"
+
+    def redis_options(self) -> dict[str, Any]:
+        """Extra redis-py connection options (TLS settings, for rediss:// URLs only)."""
+        if not self.redis_url.startswith("rediss://"):
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": self.redis_tls_verify}
+        for key, value in (
+            ("ssl_ca_certs", self.redis_tls_ca_certs),
+            ("ssl_certfile", self.redis_tls_certfile),
+            ("ssl_keyfile", self.redis_tls_keyfile),
+        ):
+            if value:
+                options[key] = value
+        return options
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +188,11 @@ class Settings:
             drain_grace=reader.get("DRAIN_GRACE", 3.0, _seconds(0, 600)),
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
+            web_concurrency=reader.get("WEB_CONCURRENCY", 1, _int_in(1, 64)),
+            redis_tls_ca_certs=reader.get("REDIS_TLS_CA_CERTS", "", _text),
+            redis_tls_certfile=reader.get("REDIS_TLS_CERTFILE", "", _text),
+            redis_tls_keyfile=reader.get("REDIS_TLS_KEYFILE", "", _text),
+            redis_tls_verify=reader.get("REDIS_TLS_VERIFY", "required", _tls_verify),
             providers=tuple(_provider(reader, name) for name in REAL_PROVIDERS),
             replay_file=reader.get("REPLAY_FILE", "", _text),
             replay_speed=reader.get("REPLAY_SPEED", 1.0, _seconds(0.01, 10_000)),
@@ -175,6 +201,13 @@ class Settings:
             rejected_symbol_retry=reader.get("REJECTED_SYMBOL_RETRY", 900.0, _seconds(1, 86400)),
         )
         _check_feeds(settings, reader.problems)
+        if settings.web_concurrency > 1:
+            if not settings.redis_url:
+                reader.problems.append(
+                    "WEB_CONCURRENCY > 1 needs REDIS_URL: worker processes share nothing in memory"
+                )
+            if "REPLICA_ID" in env:  # each worker is a replica of its own
+                settings = replace(settings, replica_id=f"{settings.replica_id}-{os.getpid()}")
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
@@ -314,6 +347,12 @@ def _origins(raw: str) -> tuple[str, ...]:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ValueError(f"{origin!r}: expected origins like https://example.com, or *")
     return origins
+
+
+def _tls_verify(raw: str) -> str:
+    if raw.lower() not in ("required", "optional", "none"):
+        raise ValueError("expected required, optional or none")
+    return raw.lower()
 
 
 def _log_level(raw: str) -> str:

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -57,12 +58,15 @@ async def eventually(
 class RedisServer:
     """A throwaway redis-server that tests may stop and start again on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, extra: list[str] | None = None, tls_ca: Path | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.binary = binary
-        self.port = port or free_port()
+        self.port = free_port()
+        # `extra` replaces the default listening options; "{port}" stands for the chosen port.
+        self.extra = [a.replace("{port}", str(self.port)) for a in extra] if extra else None
+        self.tls_ca = tls_ca
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,9 +74,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        listen = self.extra or ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            [self.binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(self._answers, 10, f"redis-server on port {self.port}")
@@ -91,11 +96,20 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                if self.tls_ca is None:
+                    return _pings(raw)
+                context = ssl.create_default_context(cafile=str(self.tls_ca))
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    return _pings(tls)
         except OSError:
             return False
+
+
+def _pings(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    # +PONG, or -NOAUTH from a server that wants a password: either way, it is up.
+    return sock.recv(16)[:1] in (b"+", b"-")
 
 
 class AppServer:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from app.pubsub.base import Bus, FetcherLease, SnapshotStore, SubscriptionRegistry
 
@@ -20,7 +21,12 @@ class Backend:
 
 @asynccontextmanager
 async def open_backend(
-    url: str, *, registry_ttl: float, client_name: str, lease_ttl: float = 2.0
+    url: str,
+    *,
+    registry_ttl: float,
+    client_name: str,
+    lease_ttl: float = 2.0,
+    redis_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Backend]:
     """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster."""
     if url.startswith("memory://"):
@@ -39,7 +45,7 @@ async def open_backend(
             connect,
         )
 
-        client = connect(url, client_name)
+        client = connect(url, client_name, **(redis_options or {}))
         try:
             yield Backend(
                 RedisBus(client),

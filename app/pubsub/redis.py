@@ -41,10 +41,13 @@ BACKOFF_CAP = 5.0
 PING_TIMEOUT = 0.5
 
 
-def connect(url: str, client_name: str) -> aioredis.Redis:
-    """A client that fails fast (no silent retries): our loops own the retry policy."""
+def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
+    """A client that fails fast (no silent retries): our loops own the retry policy.
+
+    `options` go to redis-py as they are (TLS settings for rediss:// URLs)."""
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
+        **options,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         health_check_interval=5,

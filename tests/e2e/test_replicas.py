@@ -17,9 +17,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.fakes.provider import KEYS, FakeProviders, fake, fake_server
 from tests.support import AppServer, RedisServer, eventually, quotes_in, recv_json, recv_until
 
 LEASE = 1.0
+__all__ = ["fake", "fake_server"]
 
 
 def cluster_env(redis_url: str) -> dict[str, str]:
@@ -37,6 +39,8 @@ def cluster(redis_url: str, request: pytest.FixtureRequest) -> Iterator[list[App
     options: dict[str, Any] = getattr(request, "param", {})
     size = options.get("size", 3)
     env = cluster_env(redis_url) | options.get("env", {})
+    if env.get("FEEDS") == "twelvedata":
+        env["TWELVEDATA_BASE_URL"] = request.getfixturevalue("fake").url("td")
     servers = [AppServer(env) for _ in range(size)]
     for server in servers:
         server.start()
@@ -292,3 +296,33 @@ async def test_sigterm_drains_clients_to_the_other_replica(cluster: list[AppServ
     assert code == 0, leaving.log()
     assert time.monotonic() - started < 3 + 5, "drain exceeded its timeout"
     stuck.close()
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [{"size": 3, "env": {"FEEDS": "twelvedata", "TWELVEDATA_API_KEY": KEYS["td"],
+                         "TWELVEDATA_CALLS_PER_MINUTE": "100000", "BOARD_SYMBOLS": "AAPL,MSFT"}}],
+    indirect=True,
+)  # fmt: skip
+async def test_three_replicas_cost_the_provider_what_one_does(
+    fake: FakeProviders, cluster: list[AppServer]
+) -> None:
+    leader = await leader_of(cluster)
+    await eventually(lambda: _positive(leader.details()["feed_calls"]), 10, "first fetch")
+    fake_before = fake.state.calls["td"]
+    calls_before = [s.details()["feed_calls"] for s in cluster]
+
+    async def ten_more() -> bool:
+        return bool(leader.details()["feed_calls"] >= calls_before[cluster.index(leader)] + 10)
+
+    await eventually(ten_more, 20, "ten more fetches")
+    calls_after = [s.details()["feed_calls"] for s in cluster]
+    fake_after = fake.state.calls["td"]
+    per_replica = [after - before for before, after in zip(calls_before, calls_after, strict=True)]
+    assert sorted(per_replica)[:2] == [0, 0], f"followers called the provider: {per_replica}"
+    # Every provider call the fake counted is one of the leader's: one replica's worth.
+    assert abs((fake_after - fake_before) - sum(per_replica)) <= 1
+
+
+async def _positive(value: int) -> bool:
+    return value > 0
