@@ -227,19 +227,21 @@ async def test_redis_outage_across_replicas(
     for server in cluster:
         assert server.ready().status_code == 503
         assert server.health().status_code == 200
-    redis_server.start()
+    redis_server.start()  # empty: it kept nothing on disk
     for ws in clients:
         await recv_until(ws, lambda m: m["type"] == "status" and m["state"] == "live", within=20)
         got = 0
         while got < 2:
             got += len([q for q in quotes_in(await recv_json(ws)) if q["symbol"] == "INFY"])
-        await ws.close()
     await leader_of(cluster)
 
     async def rebuilt() -> bool:
-        return "INFY" in redis_server.cli("SMEMBERS", "subscriptions:active").splitlines()
+        count = redis_server.cli("GET", "subscriptions:count:INFY").strip()
+        return count == str(len(cluster))
 
     await eventually(rebuilt, 10, "seed keys rebuilt")
+    for ws in clients:
+        await ws.close()
 
 
 def _stuck_websocket(server: AppServer) -> socket.socket:
