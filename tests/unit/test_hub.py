@@ -12,6 +12,7 @@ from app.models import Quote, encode_quote
 from app.poller import encode_update
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL
+from app.pubsub.memory import MemoryBus
 from app.rendering import JSON_FORMAT
 from app.ws.hub import Hub
 from app.ws.outbox import Outbox, WireFormat
@@ -141,3 +142,24 @@ async def test_bus_state_changes_reach_clients_as_status(hub: Hub) -> None:
     hub._on_bus_state(True)
     states = [orjson.loads(f)["state"] for f in box.drain()]
     assert states == ["delayed", "live"]
+
+
+async def test_a_silently_deaf_listener_is_noticed_and_rebuilt(backend: Backend) -> None:
+    hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0, heartbeat=0.05)
+    task = asyncio.create_task(hub.run())
+    await eventually(lambda: _true(hub.hearing_itself), 5, "the hub hearing its heartbeat")
+    # Detach the listener's queue without any error: the connection "looks open" but is deaf.
+    bus = backend.bus
+    assert isinstance(bus, MemoryBus)
+    for queues in bus._listeners.values():
+        queues.clear()
+    await eventually(lambda: _true(not hub.hearing_itself), 5, "deafness noticed")
+    await eventually(lambda: _true(hub.listener_rebuilds >= 1), 5, "listener rebuilt")
+    await eventually(lambda: _true(hub.hearing_itself), 5, "hearing again")
+    box = Outbox(JSON_FORMAT)
+    hub.attach(box)
+    hub.watch(box, ["TCS"])
+    await publish(backend, make_quote(seq=1))
+    await eventually(lambda: _true(bool(box._pending)), 5, "delivery after the rebuild")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
