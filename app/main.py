@@ -15,14 +15,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, pages
+from app import api, pages, watchlist
 from app.feeds import build_feed
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
+from app.security import SecurityHeaders
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.supervise import Supervisor
@@ -73,7 +75,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", pages.dashboard),
+            Route("/", watchlist.dashboard),
+            Route("/watchlist", watchlist.add, methods=["POST"]),
+            Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
+            Route("/watchlist/{symbol:path}", watchlist.remove, methods=["DELETE"]),
+            Route("/market", pages.market),
+            Route("/stock", pages.lookup),
+            Route("/stock/{symbol:path}", pages.stock, name="stock"),
             Route("/api/quotes", api.quotes),
             Route("/api/poll", poll),
             Route("/health", api.health),
@@ -81,7 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
-        exception_handlers={api.ApiError: api.api_error_handler},
+        exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
 
