@@ -11,6 +11,7 @@ const tuning = {
   jitter: 0.2, // each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
   blockedAfter: 2, // WebSocket failures, with HTTP working, before falling back to long-poll
   wsRetryMs: 10000, // while on long-poll, how often to try the WebSocket again
+  connectTimeoutMs: 8000, // a WebSocket that brings no frame within this counts as failed
   // Tests shorten the waits through an init script; the page itself never sets this.
   ...(window.__stocktrackerTuning || {}),
 };
@@ -101,15 +102,23 @@ export class Connection {
     }
     this.ws = ws;
     let live = false;
+    const giveUp = setTimeout(() => {
+      if (this.ws !== ws || live) return;
+      this.ws = null; // a proxy that holds the upgrade open but passes nothing
+      ws.close();
+      this.wsFailed();
+    }, tuning.connectTimeoutMs);
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
       if (!live) {
         live = true;
+        clearTimeout(giveUp);
         this.wsOpened();
       }
       this.onFrame(String(event.data), "ws");
     };
     ws.onclose = (event) => {
+      clearTimeout(giveUp);
       if (this.ws !== ws) return;
       this.ws = null;
       if (live) this.wsLost(event);
