@@ -143,5 +143,6 @@ window.stocktracker = {
   ingest: (html) => quotes.ingest(html),
   flush: () => quotes.flush(),
   ignored: () => quotes.ignored,
+  batches: () => quotes.batches,
   view: () => ({ ...view, badge: badge.state }),
 };

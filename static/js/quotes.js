@@ -39,6 +39,7 @@ export class Quotes {
     this.pending = new Map();
     this.timer = null;
     this.ignored = 0;
+    this.batches = []; // ids applied per flush, the last few (for tests and debugging)
     this.flashes = new Map();
   }
 
@@ -100,7 +101,9 @@ export class Quotes {
       applied.push(row);
     }
     this.pending.clear();
-    if (applied.length) this.onApplied(applied);
+    if (!applied.length) return;
+    this.batches = [...this.batches.slice(-9), applied.map((row) => row.id)];
+    this.onApplied(applied);
   }
 
   mark(row, direction) {

@@ -181,3 +181,54 @@ def test_stock_chart_gains_points_and_404(page: Page, server: AppServer) -> None
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     screenshot(page, "not-found")
+
+
+def test_delayed_when_the_server_says_so_or_the_data_is_old(page: Page, server: AppServer) -> None:
+    page.goto(server.base + "/stock/AAPL")
+    expect(page.locator(BADGE)).to_have_text("Live")
+    status = """s => window.stocktracker.ingest(
+        `<span id="feed-status" hx-swap-oob="true" class="status status-${s}">x</span>`)"""
+    page.evaluate(status, "delayed")
+    expect(page.locator(BADGE)).to_have_text("Delayed")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "delayed")
+    page.evaluate(status, "live")
+    expect(page.locator(BADGE)).to_have_text("Live")
+    # A quote older than two intervals (plus slack) that nothing newer replaces: Delayed too.
+    page.evaluate(
+        """() => {
+        const row = document.getElementById('q-AAPL').cloneNode(true);
+        row.dataset.epoch = String(Number(row.dataset.epoch) + 1);
+        row.dataset.time = String(Date.now() - 60 * 1000);
+        window.stocktracker.ingest(row.outerHTML);
+    }"""
+    )
+    expect(page.locator(BADGE)).to_have_text("Delayed")
+    toast_text = "Prices are delayed"
+    expect(page.locator("#toasts .toast", has_text=toast_text).first).to_be_attached()
+
+
+def test_a_burst_is_applied_in_one_batch(page: Page, server: AppServer) -> None:
+    page.goto(server.base + "/market")
+    expect(page.locator(BADGE)).to_have_text("Live")
+    applied_at_once = page.evaluate(
+        """() => {
+        const ids = ['q-TCS', 'q-INFY', 'q-AAPL', 'q-NIFTY_2050'];
+        for (const id of ids) {
+            const row = document.getElementById(id).cloneNode(true);
+            row.dataset.epoch = String(Number(row.dataset.epoch) + 1);
+            row.querySelector('[data-col="price"]').textContent = 'BURST';
+            window.stocktracker.ingest(row.outerHTML);
+        }
+        // Nothing touches the DOM synchronously: the burst waits for the batch.
+        return ids.filter(id => document.getElementById(id).textContent.includes('BURST')).length;
+    }"""
+    )
+    assert applied_at_once == 0
+    page.wait_for_function(
+        """() => window.stocktracker.batches().some(b =>
+            ['q-TCS', 'q-INFY', 'q-AAPL', 'q-NIFTY_2050'].every(id => b.includes(id)))"""
+    )
+    expect(page.locator("#q-TCS [data-col=price]")).to_contain_text("BURST")
+    # The polite summary exists and is the only live region besides the toasts.
+    expect(page.locator("#summary")).to_have_text(re.compile(r"^\d+ symbols: \d+ up, \d+ down"))
+    assert page.locator("[aria-live]").count() == 2
