@@ -138,6 +138,7 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
     page.goto(server.base + "/market")
     expect(page.locator(BADGE)).to_have_text("Live")
     assert page.locator("table[data-live] tr.quote").count() >= 40
+    expect(page.locator("table[data-live] tr.quote.pending")).to_have_count(0)
     equities = page.locator("table[aria-labelledby='equities-title']")
     header = equities.locator("th", has=page.locator("button[data-sort='pct']"))
     header.get_by_role("button").focus()
@@ -160,7 +161,8 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
         const best = rows.reduce((a, b) => parseFloat(b.dataset.pct) > parseFloat(a.dataset.pct)
                                             ? b : a);
         const top = document.querySelector('#gainers tbody tr');
-        return top && top.dataset.symbol === best.dataset.symbol;
+        if (parseFloat(best.dataset.pct) <= 0) return top.textContent.includes('No gainers');
+        return top.dataset.symbol === best.dataset.symbol;
     }"""
     )
     screenshot(page, "market")
