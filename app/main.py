@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import api, pages, watchlist
 from app.feeds import build_feed
+from app.history import History
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -59,11 +60,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             poller = Poller(
                 feed, backend, interval=settings.fetch_interval, board=settings.board_symbols
             )
+            history = History(backend.bus)
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
+            supervisor.start("history", history.run)
             log.info(
                 "replica %s serving on %s bus, feed %s, fetching every %gs",
                 settings.replica_id,
@@ -71,7 +74,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed.name,
                 settings.fetch_interval,
             )
-            yield {"services": Services(settings, backend, feed, hub, poller, renderer, supervisor)}
+            yield {
+                "services": Services(
+                    settings, backend, feed, hub, poller, renderer, supervisor, history
+                )
+            }
 
     return Starlette(
         routes=[

@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from app.chart import geometry
 from app.feeds.universe import BY_SYMBOL, INSTRUMENTS
+from app.history import Point
 from app.models import Quote
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
@@ -26,6 +28,8 @@ from app.symbols import InvalidSymbol, normalize_symbol
 from app.ws.outbox import Outbox
 
 MOVERS = 5
+# Points of history the stock page starts its chart with (the line then grows live).
+CHART_POINTS = 600
 
 
 def render(
@@ -105,7 +109,10 @@ async def stock(request: Request) -> Response:
     if reason is not None:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
     q = (await priced(svc, [symbol])).get(symbol)
-    points = [[q.source_time, str(q.price)]] if q else []
+    points = svc.history.points(symbol)
+    if q is not None and (not points or points[-1][0] < q.source_time):
+        points.append((q.source_time, q.price))
+    points = _thin(points, CHART_POINTS)
     return render(
         request,
         "stock.html",
@@ -113,9 +120,9 @@ async def stock(request: Request) -> Response:
         symbol=symbol,
         q=q,
         age=_age(q),
-        points=orjson.dumps(points).decode(),
-        polyline="",
-        dot=(792, 130) if q else (-10, -10),
+        points=orjson.dumps([[t, str(p)] for t, p in points]).decode(),
+        chart=geometry(points, q.prev_close if q else None),
+        chart_count=len(points),
     )
 
 
@@ -135,6 +142,14 @@ async def not_found(request: Request, exc: Exception) -> Response:
         return Response(str(detail), status_code=404, media_type="text/plain")
     message = detail if detail != "Not Found" else f"There is no page at {request.url.path}."
     return render(request, "404.html", "404", status=404, message=message)
+
+
+def _thin(points: list[Point], limit: int) -> list[Point]:
+    """At most `limit` points, evenly spaced, always keeping the last."""
+    if len(points) <= limit:
+        return points
+    step = len(points) / (limit - 1)
+    return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
 
 
 def _age(q: Quote | None) -> str:

@@ -1,30 +1,20 @@
 // Intraday chart: an SVG polyline that gains a point with every applied quote.
 //
 // No chart library: one line, a previous-close reference and a dot are ~80 lines of SVG, cost no
-// download and need nothing a strict Content-Security-Policy forbids. Points are kept in
-// sessionStorage so a reload within the session keeps the line drawn so far.
+// download and need nothing a strict Content-Security-Policy forbids. The server renders the same
+// SVG from its recent history (app/chart.py), so the chart shows even before this script runs.
 
 const H = 260;
 const PAD = 12;
 const KEEP = 5000;
-const KEEP_MS = 12 * 3600 * 1000;
 
 export class Chart {
   constructor(svg) {
     this.svg = svg;
     this.symbol = svg.dataset.symbol;
-    this.key = `chart:${this.symbol}`;
     this.prev = parseFloat(svg.dataset.prev);
-    const served = JSON.parse(svg.dataset.points || "[]").map(([t, p]) => [t, parseFloat(p)]);
-    let stored = [];
-    try {
-      stored = JSON.parse(sessionStorage.getItem(this.key) || "[]");
-    } catch {
-      stored = [];
-    }
-    const first = served.length ? served[0][0] : Infinity;
-    const cutoff = Date.now() - KEEP_MS;
-    this.points = [...stored.filter(([t]) => t < first && t > cutoff), ...served];
+    // The server renders the recent history it has; the line grows from there.
+    this.points = JSON.parse(svg.dataset.points || "[]").map(([t, p]) => [t, parseFloat(p)]);
     // Draw in real pixels (viewBox = the element's width) so the dot stays round at any size.
     new ResizeObserver(() => this.draw()).observe(svg);
     this.draw();
@@ -41,11 +31,6 @@ export class Chart {
     else this.points.push([t, price]);
     if (this.points.length > KEEP) this.points.splice(0, this.points.length - KEEP);
     this.draw();
-    try {
-      sessionStorage.setItem(this.key, JSON.stringify(this.points));
-    } catch {
-      // storage full or disabled: the chart still works for this page view
-    }
   }
 
   draw() {

@@ -171,11 +171,15 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
 def test_stock_chart_gains_points_and_404(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/stock/NVDA")
     chart = page.locator("#chart")
-    expect(chart).to_have_attribute("data-count", "1")
+    # The server drew the recent history it has recorded since it started (at least one point).
+    served = int(chart.get_attribute("data-count") or "0")
+    assert served >= 1
     expect(page.locator(BADGE)).to_have_text("Live")
-    page.wait_for_function("() => Number(document.getElementById('chart').dataset.count) >= 4")
+    page.wait_for_function(
+        "n => Number(document.getElementById('chart').dataset.count) >= n", arg=served + 3
+    )
     points = chart.locator("polyline.line").get_attribute("points") or ""
-    assert len(points.split()) >= 4
+    assert len(points.split()) >= served + 3
     expect(page.locator(".big-price")).to_have_text(re.compile(r"^\$[\d,]+\.\d\d$"))
     expect(page.locator("#age")).to_have_text(re.compile(r"^\d+ s$"))
     screenshot(page, "stock")
