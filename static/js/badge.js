@@ -15,6 +15,7 @@ const TRANSPORT = { ws: "WebSocket", poll: "Long-poll" };
 
 export function badgeState({ link, server, stale, closed }) {
   if (link === "up") {
+    if (server === "closed") return "closed";
     if (server !== "live" || stale) return "delayed";
     return closed ? "closed" : "live";
   }

@@ -56,7 +56,9 @@ export class Connection {
   }
 
   start() {
-    if (this.symbols.length) this.openWs();
+    // Connect even with no symbols (an emptied watchlist): the badge then tells the truth about
+    // the link, and adding a symbol only needs a subscribe.
+    this.openWs();
   }
 
   setSymbols(symbols) {
@@ -71,8 +73,6 @@ export class Connection {
     } else if (this.transport === "poll") {
       this.stopPoll();
       this.startPoll(false);
-    } else if (!this.ws && !this.timer && next.length) {
-      this.openWs();
     }
   }
 
@@ -88,11 +88,10 @@ export class Connection {
   openWs() {
     clearTimeout(this.timer);
     this.timer = null;
-    if (!this.symbols.length) return;
     const url = new URL("/ws", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("format", "html");
-    url.searchParams.set("symbols", this.symbols.join(","));
+    if (this.symbols.length) url.searchParams.set("symbols", this.symbols.join(","));
     let ws;
     try {
       ws = new WebSocket(url);
@@ -207,6 +206,11 @@ export class Connection {
     let cursor = "";
     let failures = 0;
     while (this.poll === control) {
+      if (!this.symbols.length) {
+        // Nothing to ask for: wait until setSymbols restarts the loop (it aborts this one).
+        await sleep(3600 * 1000, control.signal);
+        continue;
+      }
       try {
         const url = new URL("/api/poll", location.href);
         url.searchParams.set("format", "html");

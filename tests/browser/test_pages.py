@@ -238,3 +238,20 @@ def test_a_burst_is_applied_in_one_batch(page: Page, server: AppServer) -> None:
     # The polite summary exists and is the only live region besides the toasts.
     expect(page.locator("#summary")).to_have_text(re.compile(r"^\d+ symbols: \d+ up, \d+ down"))
     assert page.locator("[aria-live]").count() == 2
+
+
+def test_an_empty_watchlist_stays_live_and_a_first_symbol_streams(
+    page: Page, server: AppServer
+) -> None:
+    page.context.add_cookies([{"name": "watchlist", "value": '""', "url": server.base}])
+    page.goto(server.base + "/")
+    expect(page.locator("tr.empty")).to_contain_text("Your watchlist is empty")
+    expect(page.locator(BADGE)).to_have_text("Live")
+    page.get_by_label("Add a symbol").fill("M&M")
+    page.keyboard.press("Enter")
+    row = page.locator('tr.quote[data-symbol="M&M"]')
+    expect(row).to_have_count(1)
+    seq = int(row.get_attribute("data-seq") or "0")
+    page.wait_for_function(
+        "s => Number(document.querySelector('tr[data-symbol=\"M&M\"]').dataset.seq) > s", arg=seq
+    )
