@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.chart import geometry
-from app.feeds.universe import BY_SYMBOL, INSTRUMENTS
 from app.history import Point
 from app.models import Quote
 from app.rendering import JSON_FORMAT
@@ -59,7 +58,7 @@ async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
     hub.attach(doorbell)
     hub.watch(doorbell, missing)
     try:
-        async with asyncio.timeout(min(2 * svc.settings.fetch_interval + 1, 5.0)):
+        async with asyncio.timeout(min(2 * svc.settings.fetch_interval + 1, 3.0)):
             while missing:
                 await doorbell.wait()
                 doorbell.drain()
@@ -74,17 +73,17 @@ async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
 
 async def market(request: Request) -> Response:
     svc = services(request)
-    wanted = list(dict.fromkeys([*svc.settings.board_symbols, *(i.symbol for i in INSTRUMENTS)]))
-    symbols = [s for s in wanted if svc.feed.check_symbol(s) is None]
+    # The board is BOARD_SYMBOLS: the fetcher prices those whether watched or not, so the page
+    # costs the (rate-limited) providers nothing extra.
+    symbols = [s for s in svc.settings.board_symbols if svc.feed.check_symbol(s) is None]
     symbols = symbols[: svc.settings.max_symbols_per_connection]
     found = await priced(svc, symbols)
     indices: list[tuple[str, Quote | None]] = []
     equities: list[tuple[str, Quote | None]] = []
     for symbol in symbols:
         q = found.get(symbol)
-        inst = BY_SYMBOL.get(symbol)
-        is_index = inst.daily_volume == 0 if inst else (q is not None and q.volume is None)
-        (indices if is_index else equities).append((symbol, q))
+        # Indices have no traded volume.
+        (indices if q is not None and q.volume is None else equities).append((symbol, q))
     ranked = sorted(found.values(), key=lambda q: q.change_pct, reverse=True)
     return render(
         request,
@@ -108,6 +107,8 @@ async def stock(request: Request) -> Response:
     reason = svc.feed.check_symbol(symbol)
     if reason is not None:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
+    if request.path_params["symbol"] != symbol:
+        return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
     q = (await priced(svc, [symbol])).get(symbol)
     points = svc.history.points(symbol)
     if q is not None and (not points or points[-1][0] < q.source_time):
@@ -133,7 +134,11 @@ async def lookup(request: Request) -> Response:
         symbol = normalize_symbol(raw)
     except InvalidSymbol:
         return RedirectResponse("/market", status_code=303)
-    return RedirectResponse("/stock/" + urlquote(symbol, safe="/"), status_code=303)
+    return RedirectResponse(_stock_url(symbol), status_code=303)
+
+
+def _stock_url(symbol: str) -> str:
+    return "/stock/" + urlquote(symbol, safe="/")
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

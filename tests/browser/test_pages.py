@@ -137,7 +137,7 @@ def test_market_closed_shows_in_badge_and_cells(page: Page, server: AppServer) -
 def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/market")
     expect(page.locator(BADGE)).to_have_text("Live")
-    assert page.locator("table[data-live] tr.quote").count() >= 40
+    assert page.locator("table[data-live] tr.quote").count() >= 19
     expect(page.locator("table[data-live] tr.quote.pending")).to_have_count(0)
     equities = page.locator("table[aria-labelledby='equities-title']")
     header = equities.locator("th", has=page.locator("button[data-sort='pct']"))

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.security import CONTENT_SECURITY_POLICY
+from app.settings import DEFAULT_BOARD
 from tests.support import AppServer
 
 
@@ -42,7 +43,7 @@ def test_market_board_has_prices_and_movers_before_any_script(app_server: AppSer
     with client(app_server) as http:
         html = http.get("/market").text
     prices = PRICE.findall(html)
-    assert len(prices) >= 40, len(prices)
+    assert len(prices) == len(DEFAULT_BOARD), len(prices)
     assert all(re.fullmatch(r"[₹$][\d,]+\.\d\d", p) for p in prices)
     assert 'id="gainers"' in html and 'id="losers"' in html
     assert 'data-symbol="NIFTY 50"' in html and 'data-sort="pct"' in html
@@ -60,6 +61,8 @@ def test_stock_page_and_its_404s(app_server: AppServer) -> None:
             assert missing.headers["content-type"].startswith("text/html")
             assert "Not found" in missing.text and "<x>" not in missing.text
         assert http.get("/stock?symbol=tcs").headers["location"] == "/stock/TCS"
+        canonical = http.get("/stock/%20m%26m")
+        assert canonical.status_code == 308 and canonical.headers["location"] == "/stock/M%26M"
 
 
 def test_watchlist_forms_work_without_javascript(app_server: AppServer) -> None:
