@@ -50,6 +50,7 @@ export class Connection {
     this.attempt = 0;
     this.blocked = 0;
     this.ws = null;
+    this.wsSymbols = [];
     this.poll = null;
     this.timer = null;
     this.retryAt = null;
@@ -68,16 +69,18 @@ export class Connection {
     this.symbols = next;
     if (!added.length && !removed.length) return;
     if (this.ws && this.ws.readyState === WebSocket.OPEN && this.transport === "ws") {
-      if (removed.length) this.send({ action: "unsubscribe", symbols: removed });
-      if (added.length) this.send({ action: "subscribe", symbols: added });
+      this.sync(added, removed);
     } else if (this.transport === "poll") {
       this.stopPoll();
       this.startPoll(false);
     }
   }
 
-  send(message) {
-    this.ws.send(JSON.stringify(message));
+  // Tell the open WebSocket about symbols that changed since its URL was built.
+  sync(added, removed) {
+    if (removed.length) this.ws.send(JSON.stringify({ action: "unsubscribe", symbols: removed }));
+    if (added.length) this.ws.send(JSON.stringify({ action: "subscribe", symbols: added }));
+    this.wsSymbols = [...this.symbols];
   }
 
   emit(link, event) {
@@ -100,6 +103,7 @@ export class Connection {
       return;
     }
     this.ws = ws;
+    this.wsSymbols = [...this.symbols];
     let live = false;
     const giveUp = setTimeout(() => {
       if (this.ws !== ws || live) return;
@@ -132,6 +136,10 @@ export class Connection {
     this.retryAt = null;
     this.stopPoll();
     this.transport = "ws";
+    // The watchlist may have changed while this socket was opening.
+    const added = this.symbols.filter((s) => !this.wsSymbols.includes(s));
+    const removed = this.wsSymbols.filter((s) => !this.symbols.includes(s));
+    if (added.length || removed.length) this.sync(added, removed);
     if (from === "poll") this.emit("up", "switched-to-ws");
     else this.emit("up", this.link === "connecting" ? "connected" : "restored");
   }
