@@ -32,12 +32,16 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.runtime
 
-# System packages the tests use: a real redis-server (tests start their own on a free port).
+# System packages the tests use: a real redis-server (tests start their own on a free port) and
+# Debian's chromium, which the browser tests drive through Playwright (never a downloaded browser).
+APT_PACKAGES = $(if $(shell command -v redis-server && command -v redis-cli),,redis-server) \
+               $(if $(wildcard /usr/bin/chromium),,chromium)
 test-deps:
-	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
-	  echo "installing redis-server (Debian package)"; \
+	@if [ -n "$(strip $(APT_PACKAGES))" ]; then \
+	  echo "installing $(strip $(APT_PACKAGES)) (Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -17,15 +17,18 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, pages
+from app import api, pages, watchlist
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
+from app.history import History
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
+from app.security import SecurityHeaders
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.supervise import Supervisor
@@ -77,12 +80,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 lease_refresh=settings.lease_ttl / 3,
                 reject_retry=settings.rejected_symbol_retry,
             )
+            history = History(backend.bus)
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)
             stack.push_async_callback(poller.release)
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
+            supervisor.start("history", history.run)
             drainer = Drainer(
                 hub,
                 poller,
@@ -99,11 +104,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed.name,
                 settings.fetch_interval,
             )
-            yield {"services": Services(settings, backend, feed, hub, poller, renderer, supervisor)}
+            yield {
+                "services": Services(
+                    settings, backend, feed, hub, poller, renderer, supervisor, history
+                )
+            }
 
     return Starlette(
         routes=[
-            Route("/", pages.dashboard),
+            Route("/", watchlist.dashboard),
+            Route("/watchlist", watchlist.add, methods=["POST"]),
+            Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
+            Route("/watchlist/{symbol:path}", watchlist.remove, methods=["DELETE"]),
+            Route("/market", pages.market),
+            Route("/stock", pages.lookup),
+            Route("/stock/{symbol:path}", pages.stock, name="stock"),
             Route("/api/quotes", api.quotes),
             Route("/api/poll", poll),
             Route("/health", api.health),
@@ -111,7 +126,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
-        exception_handlers={api.ApiError: api.api_error_handler},
+        exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
 

@@ -1,44 +1,165 @@
-"""Server-rendered pages. Prices are in the HTML before any script runs; htmx keeps them live."""
+"""Server-rendered pages: watchlist, market board, stock detail, and the HTML 404.
+
+Every page has real prices in its HTML before any script runs: a symbol nobody watched yet is
+watched for a moment (which makes the fetcher price it at once) and awaited briefly. The page's
+script (static/app.js) then keeps the rows live over WebSocket, or long-poll when that fails.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote as urlquote
 
+import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from app.services import services
+from app.chart import geometry
+from app.history import Point
+from app.models import Quote
+from app.rendering import JSON_FORMAT
+from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
+from app.ws.outbox import Outbox
 
-WATCHLIST_COOKIE = "watchlist"
-
-
-def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[str]:
-    """The visitor's symbols from the `watchlist` cookie (comma-separated), else the default."""
-    raw = request.cookies.get(WATCHLIST_COOKIE, "")
-    symbols: list[str] = []
-    for part in raw.split(","):
-        try:
-            symbol = normalize_symbol(part)
-        except InvalidSymbol:
-            continue
-        if symbol not in symbols:
-            symbols.append(symbol)
-    return symbols[:limit] or list(default)
+MOVERS = 5
+# Points of history the stock page starts its chart with (the line then grows live).
+CHART_POINTS = 600
 
 
-async def dashboard(request: Request) -> HTMLResponse:
+def render(
+    request: Request, template: str, page: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """A full page (or partial) with what base.html needs: feed name, interval, static paths."""
     svc = services(request)
-    settings = svc.settings
-    symbols = watchlist(request, settings.default_watchlist, settings.max_symbols_per_connection)
-    symbols = [s for s in symbols if svc.feed.check_symbol(s) is None]
-    found = {q.symbol: q for q in await svc.hub.snapshot(symbols)}
-    html = svc.renderer.env.get_template("dashboard.html").render(
-        rows=[(s, found.get(s)) for s in symbols],
-        ws_url="/ws?format=html&symbols=" + ",".join(urlquote(s, safe="") for s in symbols),
+    html = svc.renderer.env.get_template(template).render(
+        page=page,
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
-        interval=f"{svc.poller.refresh:.3g} s",
+        interval=f"{svc.poller.refresh:.3g}",
         source=svc.feed.name,
         static=lambda path: f"/static/{path}",
+        **context,
     )
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
+    """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones."""
+    hub = svc.hub
+    found = {q.symbol: q for q in await hub.snapshot(symbols)}
+    missing = [s for s in symbols if s not in found]
+    if not missing:
+        return found
+    # Watching is what makes the fetcher price a symbol; the doorbell rings when it has.
+    doorbell = Outbox(JSON_FORMAT)
+    hub.attach(doorbell)
+    hub.watch(doorbell, missing)
+    try:
+        async with asyncio.timeout(min(2 * svc.settings.fetch_interval + 1, 3.0)):
+            while missing:
+                await doorbell.wait()
+                doorbell.drain()
+                found.update((q.symbol, q) for q in await hub.snapshot(missing))
+                missing = [s for s in missing if s not in found]
+    except TimeoutError:
+        pass
+    finally:
+        hub.detach(doorbell)
+    return found
+
+
+async def market(request: Request) -> Response:
+    svc = services(request)
+    # The board is BOARD_SYMBOLS: the fetcher prices those whether watched or not, so the page
+    # costs the (rate-limited) providers nothing extra.
+    symbols = [s for s in svc.settings.board_symbols if svc.feed.check_symbol(s) is None]
+    symbols = symbols[: svc.settings.max_symbols_per_connection]
+    found = await priced(svc, symbols)
+    indices: list[tuple[str, Quote | None]] = []
+    equities: list[tuple[str, Quote | None]] = []
+    for symbol in symbols:
+        q = found.get(symbol)
+        # Indices have no traded volume.
+        (indices if q is not None and q.volume is None else equities).append((symbol, q))
+    ranked = sorted(found.values(), key=lambda q: q.change_pct, reverse=True)
+    return render(
+        request,
+        "market.html",
+        "market",
+        indices=indices,
+        equities=equities,
+        total=len(symbols),
+        gainers=[q for q in ranked if q.change_pct > 0][:MOVERS],
+        losers=[q for q in reversed(ranked) if q.change_pct < 0][:MOVERS],
+    )
+
+
+async def stock(request: Request) -> Response:
+    svc = services(request)
+    try:
+        symbol = normalize_symbol(request.path_params["symbol"])
+    except InvalidSymbol as exc:
+        shown = request.path_params["symbol"][:32]
+        raise HTTPException(404, f"“{shown}” is not a symbol: {exc}.") from None
+    reason = svc.feed.check_symbol(symbol)
+    if reason is not None:
+        raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
+    if request.path_params["symbol"] != symbol:
+        return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
+    q = (await priced(svc, [symbol])).get(symbol)
+    points = svc.history.points(symbol)
+    if q is not None and (not points or points[-1][0] < q.source_time):
+        points.append((q.source_time, q.price))
+    points = _thin(points, CHART_POINTS)
+    return render(
+        request,
+        "stock.html",
+        "stock",
+        symbol=symbol,
+        q=q,
+        age=_age(q),
+        points=orjson.dumps([[t, str(p)] for t, p in points]).decode(),
+        chart=geometry(points, q.prev_close if q else None),
+        chart_count=len(points),
+    )
+
+
+async def lookup(request: Request) -> Response:
+    """`/stock?symbol=tcs` (the header's search form) -> `/stock/TCS`."""
+    raw = request.query_params.get("symbol", "")
+    try:
+        symbol = normalize_symbol(raw)
+    except InvalidSymbol:
+        return RedirectResponse("/market", status_code=303)
+    return RedirectResponse(_stock_url(symbol), status_code=303)
+
+
+def _stock_url(symbol: str) -> str:
+    return "/stock/" + urlquote(symbol, safe="/")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    detail = exc.detail if isinstance(exc, HTTPException) else "Not found."
+    if request.url.path.startswith(("/api/", "/static/")):
+        return Response(str(detail), status_code=404, media_type="text/plain")
+    message = detail if detail != "Not Found" else f"There is no page at {request.url.path}."
+    return render(request, "404.html", "404", status=404, message=message)
+
+
+def _thin(points: list[Point], limit: int) -> list[Point]:
+    """At most `limit` points, evenly spaced, always keeping the last."""
+    if len(points) <= limit:
+        return points
+    step = len(points) / (limit - 1)
+    return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
+
+
+def _age(q: Quote | None) -> str:
+    if q is None:
+        return "—"
+    seconds = max(0, int(time.time() - q.source_time / 1000))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

@@ -60,6 +60,13 @@ def direction(quote: Quote | None) -> str:
     return "up" if quote.change > 0 else "down"
 
 
+def market_state(quote: Quote) -> str:
+    """`open`, `closed` or `unknown`, from the source's market-open flag."""
+    if quote.market_open is None:
+        return "unknown"
+    return "open" if quote.market_open else "closed"
+
+
 def exchange_time(quote: Quote) -> tuple[str, str]:
     """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
     moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
@@ -77,7 +84,9 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(price=price, signed=signed, percent=percent, volume=volume)
-    env.globals.update(dom_id=dom_id, direction=direction, exchange_time=exchange_time)
+    env.globals.update(
+        dom_id=dom_id, direction=direction, exchange_time=exchange_time, market_state=market_state
+    )
     return env
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from app.feeds.base import Feed
+from app.history import History
 from app.poller import Poller
 from app.pubsub import Backend
 from app.rendering import Renderer
@@ -24,6 +25,7 @@ class Services:
     poller: Poller
     renderer: Renderer
     supervisor: Supervisor
+    history: History
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -4,6 +4,8 @@ The cursor is opaque to clients: base64url JSON of `[[symbol, epoch, seq], ...]`
 the client has per symbol. A request returns at once with every quote newer than the cursor, else
 waits until one arrives or `POLL_TIMEOUT` passes, then returns what it has (maybe nothing) and a
 cursor to send next time. Same ordering rule as the WebSocket: newer is (epoch, seq) greater.
+`format=html` answers the same envelope with the quotes as one `html` string of `_quote_row.html`
+rows (what `/ws?format=html` sends), so pages use one partial on either transport.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def _newer(quotes: list[Quote], cursor: Cursor) -> list[Quote]:
 async def poll(request: Request) -> Response:
     svc = services(request)
     symbols, rejected = parse_symbols(request, svc)
+    fmt_name = request.query_params.get("format", "json")
+    if fmt_name not in ("json", "html"):
+        raise ApiError("bad_format", "format must be json or html")
     cursor = decode_cursor(request.query_params.get("cursor", ""))
     hub = svc.hub
     # Register before reading, so an update landing in between still rings the doorbell.
@@ -99,8 +104,10 @@ async def poll(request: Request) -> Response:
         + orjson.dumps(hub.state)
         + b',"rejected":'
         + orjson.dumps(rejected)
-        + b',"quotes":['
-        + b",".join(encode_quote(q) for q in fresh)
-        + b"]}"
+        + (
+            b',"html":' + orjson.dumps("".join(svc.renderer.quote_row(q) for q in fresh)) + b"}"
+            if fmt_name == "html"
+            else b',"quotes":[' + b",".join(encode_quote(q) for q in fresh) + b"]}"
+        )
     )
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

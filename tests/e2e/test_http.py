@@ -88,11 +88,11 @@ def test_dashboard_has_prices_before_any_script_runs(app_server: AppServer) -> N
     rows = dict(re.findall(r'data-symbol="([^"]+)" data-seq="(\d+)"', html))
     assert list(rows) == list(DEFAULT_WATCHLIST)
     assert all(int(seq) > 0 for seq in rows.values())
-    prices = re.findall(r'<td class="num price">([^<]+)</td>', html)
+    prices = re.findall(r'<td class="num price" data-col="price">([^<]+)</td>', html)
     assert len(prices) == len(DEFAULT_WATCHLIST)
     assert all(re.fullmatch(r"[₹$][\d,]+\.\d\d", p) for p in prices), prices
     assert "simulated" in html
-    assert 'ws-connect="/ws?format=html&amp;symbols=RELIANCE,TCS' in html
+    assert '<script type="module" src="/static/app.js">' in html
     assert "/static/vendor/htmx-2.0.11.min.js" in html and "https://" not in html
 
 

@@ -1,0 +1,144 @@
+"""The dashboard and its watchlist: which symbols a visitor follows, kept in a cookie.
+
+Adding and removing are plain form posts (so they work without JavaScript: the server redirects
+back to `/`), and htmx posts the same forms and swaps in the `_watchlist.html` partial that the
+response renders. Symbols are validated on the server with the feed's own `check_symbol`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app.pages import priced, render
+from app.services import services
+from app.symbols import InvalidSymbol, normalize_symbol
+
+WATCHLIST_COOKIE = "watchlist"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+MAX_FORM_BYTES = 4096
+
+
+def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[str]:
+    """The visitor's symbols from the `watchlist` cookie (comma-separated), else the default.
+
+    A cookie that is present but empty is an emptied watchlist, not a new visitor.
+    """
+    raw = request.cookies.get(WATCHLIST_COOKIE)
+    if raw is None:
+        return list(default)
+    symbols: list[str] = []
+    for part in raw.split(","):
+        try:
+            symbol = normalize_symbol(part)
+        except InvalidSymbol:
+            continue
+        if symbol not in symbols:
+            symbols.append(symbol)
+    return symbols[:limit]
+
+
+def _current(request: Request) -> list[str]:
+    svc = services(request)
+    settings = svc.settings
+    symbols = watchlist(request, settings.default_watchlist, settings.max_symbols_per_connection)
+    return [s for s in symbols if svc.feed.check_symbol(s) is None]
+
+
+async def _render(
+    request: Request,
+    symbols: list[str],
+    *,
+    partial: bool,
+    error: str = "",
+    notice: str = "",
+    entered: str = "",
+    status: int = 200,
+) -> Response:
+    found = await priced(services(request), symbols)
+    return render(
+        request,
+        "_watchlist.html" if partial else "dashboard.html",
+        "dashboard",
+        status=status,
+        rows=[(s, found.get(s)) for s in symbols],
+        error=error,
+        notice=notice,
+        entered=entered,
+    )
+
+
+async def dashboard(request: Request) -> Response:
+    return await _render(request, _current(request), partial=False)
+
+
+async def add(request: Request) -> Response:
+    """POST /watchlist (form field `symbol`)."""
+    body = (await request.body())[:MAX_FORM_BYTES].decode(errors="replace")
+    raw = (parse_qs(body).get("symbol") or [""])[0].strip()
+    symbols = _current(request)
+    error = notice = ""
+    try:
+        symbol = normalize_symbol(raw)
+    except InvalidSymbol as exc:
+        symbol = ""
+        error = f"“{raw[:32]}” is not a valid symbol: {exc}." if raw else "Type a symbol to add."
+    svc = services(request)
+    if not error:
+        reason = svc.feed.check_symbol(symbol)
+        if reason is not None:
+            error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed does not list it."
+        elif symbol in symbols:
+            notice = f"{symbol} is already on your watchlist."
+        elif len(symbols) >= svc.settings.max_symbols_per_connection:
+            error = f"Your watchlist is full ({len(symbols)} symbols): remove one first."
+        else:
+            symbols.append(symbol)
+            notice = f"Added {symbol}."
+    return await _respond(
+        request, symbols, error=error, notice=notice, entered=raw if error else ""
+    )
+
+
+async def remove(request: Request) -> Response:
+    """DELETE /watchlist/{symbol} (htmx) or POST /watchlist/{symbol}/remove (plain form)."""
+    symbols = _current(request)
+    try:
+        symbol = normalize_symbol(request.path_params["symbol"])
+    except InvalidSymbol:
+        symbol = ""
+    notice = ""
+    if symbol in symbols:
+        symbols.remove(symbol)
+        notice = f"Removed {symbol}."
+    return await _respond(request, symbols, notice=notice)
+
+
+async def _respond(
+    request: Request, symbols: list[str], *, error: str = "", notice: str = "", entered: str = ""
+) -> Response:
+    htmx = request.headers.get("hx-request") == "true"
+    response: Response
+    if htmx:
+        response = await _render(
+            request, symbols, partial=True, error=error, notice=notice, entered=entered
+        )
+    elif error:
+        # Without JavaScript: show the page again with the message, and keep what was typed.
+        response = await _render(
+            request, symbols, partial=False, error=error, entered=entered, status=422
+        )
+    else:
+        response = RedirectResponse("/", status_code=303)
+    if not error:
+        response.set_cookie(
+            WATCHLIST_COOKIE,
+            ",".join(symbols),
+            max_age=COOKIE_MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+        )
+    return response

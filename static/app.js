@@ -1,0 +1,148 @@
+// StockTracker Live page script: keeps the server-rendered quotes live. No build step.
+//
+// One Connection (WebSocket, else long-poll) feeds server-rendered rows into Quotes, which applies
+// the newer ones in ~100 ms batches; the badge, toasts, chart, movers and the polite summary all
+// follow from what was applied. Forms (add/remove) stay plain htmx.
+
+import { Badge, Toasts } from "./js/badge.js";
+import { SortableTable, rerankMovers } from "./js/board.js";
+import { Chart } from "./js/chart.js";
+import { Connection } from "./js/connection.js";
+import { Quotes } from "./js/quotes.js";
+
+const SUMMARY_EVERY_MS = 20000;
+
+const body = document.body;
+const interval = parseFloat(body.dataset.interval) || 2;
+// Data counts as delayed when the freshest quote is older than two fetch intervals; the 2 s of
+// slack keeps a quiet single-symbol page from flickering between Live and Delayed.
+const staleAfterMs = 2 * interval * 1000 + 2000;
+
+const view = {
+  link: "connecting",
+  transport: null,
+  retryAt: null,
+  server: "live",
+  stale: false,
+  closed: false,
+  lastData: null,
+  latency: null,
+  source: body.dataset.source || null,
+};
+
+const badge = new Badge(document.getElementById("conn"));
+const toasts = new Toasts(document.getElementById("toasts"));
+const summary = document.getElementById("summary");
+const chartSvg = document.getElementById("chart");
+const chart = chartSvg ? new Chart(chartSvg) : null;
+const tables = [...document.querySelectorAll("table[data-sortable]")].map((t) => new SortableTable(t));
+let lastSummary = 0;
+
+const quotes = new Quotes({
+  onApplied: applied,
+  onStatus: serverStatus,
+  onLatency: (ms) => { view.latency = ms; },
+});
+
+function freshness() {
+  const rows = quotes.rows().filter((row) => Number(row.dataset.seq) > 0);
+  const times = rows.map((row) => Number(row.dataset.time)).filter((t) => t > 0);
+  view.lastData = times.length ? Math.max(...times) : null;
+  view.closed = rows.length > 0 && rows.every((row) => row.dataset.market === "closed");
+  view.stale = !view.closed && view.lastData !== null && Date.now() - view.lastData > staleAfterMs;
+  const sources = new Set(rows.map((row) => row.dataset.source).filter(Boolean));
+  if (sources.size) view.source = [...sources].join(", ");
+}
+
+function refresh() {
+  freshness();
+  const before = badge.state;
+  const after = badge.render(view);
+  if (before !== after && before !== "connecting" && view.link === "up") {
+    if (after === "delayed") toasts.show("Prices are delayed: no fresh data from the source.", "warn");
+    else if (before === "delayed" && after === "live") toasts.show("Prices are live again.", "ok");
+  }
+}
+
+function applied(rows) {
+  const now = Date.now();
+  for (const row of rows) {
+    const bound = document.querySelectorAll(`[data-quote="${CSS.escape(row.dataset.symbol)}"] [data-bind]`);
+    for (const el of bound) {
+      const cell = row.querySelector(`:scope > [data-col="${el.dataset.bind}"]`);
+      if (cell) el.textContent = cell.lastChild ? cell.lastChild.textContent : cell.textContent;
+    }
+    const hero = document.querySelector(`[data-quote="${CSS.escape(row.dataset.symbol)}"] .hero`);
+    if (hero) hero.className = `hero ${row.classList.contains("down") ? "down" : row.classList.contains("up") ? "up" : "flat"}`;
+    if (chart) chart.add(row);
+  }
+  for (const table of tables) table.apply();
+  if (document.getElementById("gainers")) rerankMovers(quotes.rows());
+  refresh();
+  summarize(now);
+}
+
+function summarize(now) {
+  if (now - lastSummary < SUMMARY_EVERY_MS) return;
+  lastSummary = now;
+  const rows = quotes.rows().filter((row) => Number(row.dataset.seq) > 0);
+  const up = rows.filter((row) => row.classList.contains("up")).length;
+  const down = rows.filter((row) => row.classList.contains("down")).length;
+  let biggest = null;
+  for (const row of rows) {
+    if (!biggest || Math.abs(parseFloat(row.dataset.pct)) > Math.abs(parseFloat(biggest.dataset.pct))) biggest = row;
+  }
+  const move = biggest ? ` Biggest move: ${biggest.dataset.symbol} ${biggest.querySelector('[data-col="pct"]').textContent}.` : "";
+  summary.textContent = `${rows.length} symbols: ${up} up, ${down} down.${move}`;
+}
+
+function serverStatus(state) {
+  view.server = state;
+  refresh();
+}
+
+const LINK_TOASTS = {
+  lost: ["Connection lost. Reconnecting…", "warn"],
+  unreachable: ["Server unreachable. Retrying with backoff…", "error"],
+  restored: ["Connection restored.", "ok"],
+  "fell-back": ["WebSocket unavailable: switched to long-polling.", "warn"],
+  "switched-to-ws": ["Back on WebSocket.", "ok"],
+};
+
+const connection = new Connection({
+  symbols: quotes.symbols(),
+  onFrame: (html) => quotes.ingest(html),
+  onStatus: serverStatus,
+  onLink: (info) => {
+    const wasDown = view.link !== "up" && view.link !== "connecting";
+    Object.assign(view, { link: info.link, transport: info.transport, retryAt: info.retryAt });
+    let event = info.event;
+    if (info.link === "up" && event === "connected" && wasDown) event = "restored";
+    if (info.link === "stopped") toasts.show(`Disconnected by the server: ${event}.`, "error");
+    else if (LINK_TOASTS[event]) toasts.show(...LINK_TOASTS[event]);
+    refresh();
+  },
+});
+
+document.body.addEventListener("htmx:afterSettle", () => connection.setSymbols(quotes.symbols()));
+setInterval(() => {
+  refresh();
+  const age = document.getElementById("age");
+  if (age && Number(age.dataset.time)) {
+    const row = quotes.rows()[0];
+    const t = row ? Number(row.dataset.time) : Number(age.dataset.time);
+    age.textContent = `${Math.max(0, Math.round((Date.now() - t) / 1000))} s`;
+  }
+}, 1000);
+
+refresh();
+connection.start();
+
+// A small handle for tests and for debugging from the console.
+window.stocktracker = {
+  ingest: (html) => quotes.ingest(html),
+  flush: () => quotes.flush(),
+  ignored: () => quotes.ignored,
+  batches: () => quotes.batches,
+  view: () => ({ ...view, badge: badge.state }),
+};
