@@ -105,7 +105,14 @@ class Renderer:
         return self._status.render(state=status.state, reason=_why(status), oob=True)
 
     def html_format(self) -> WireFormat:
-        return WireFormat("html", self.quote_row, _join_fragments, self.status)
+        return WireFormat(
+            "html", self.quote_row, _join_fragments, self.status, reconnect=_html_reconnect
+        )
+
+
+def _html_reconnect(delay_ms: int) -> str:
+    # Not swapped into the page: static/js/quotes.js reads it and delays its next reconnect.
+    return f'<template id="reconnect" data-delay-ms="{delay_ms}"></template>'
 
 
 def _join_fragments(kind: FrameKind, fragments: Sequence[str]) -> str:

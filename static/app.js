@@ -42,6 +42,7 @@ const quotes = new Quotes({
   onApplied: applied,
   onStatus: serverStatus,
   onLatency: (ms) => { view.latency = ms; },
+  onReconnect: (ms) => connection.drainNotice(ms),
 });
 
 function freshness() {

@@ -177,9 +177,15 @@ export class Connection {
     }
   }
 
+  // A draining server names the delay before the next attempt (spread over its clients).
+  drainNotice(ms) {
+    this.drainDelay = ms;
+  }
+
   scheduleWs() {
     this.transport = null;
-    const delay = backoffDelay(this.attempt);
+    const delay = this.drainDelay ?? backoffDelay(this.attempt);
+    this.drainDelay = null;
     this.attempt += 1;
     this.retryAt = Date.now() + delay;
     this.timer = setTimeout(() => this.openWs(), delay);

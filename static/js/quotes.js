@@ -32,7 +32,8 @@ function merge(row, incoming) {
 }
 
 export class Quotes {
-  constructor({ onApplied, onStatus, onLatency }) {
+  constructor({ onApplied, onStatus, onLatency, onReconnect }) {
+    this.onReconnect = onReconnect;
     this.onApplied = onApplied;
     this.onLatency = onLatency;
     this.onStatus = onStatus;
@@ -58,7 +59,10 @@ export class Quotes {
     template.innerHTML = html;
     let latency = null;
     for (const el of template.content.children) {
-      if (el.id === "feed-status") {
+      if (el.id === "reconnect") {
+        // The server is draining: it asks for a reconnect after its own spread-out delay.
+        if (this.onReconnect) this.onReconnect(Number(el.dataset.delayMs) || 0);
+      } else if (el.id === "feed-status") {
         const state = [...el.classList].find((c) => c.startsWith("status-"));
         if (state) this.onStatus(state.slice("status-".length));
       } else if (el.tagName === "TR" && el.id && el.dataset.symbol) {

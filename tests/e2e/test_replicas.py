@@ -264,6 +264,7 @@ async def test_sigterm_drains_clients_to_the_other_replica(cluster: list[AppServ
     leaving, staying = cluster
     await leader_of(cluster)
     ws = await open_client(leaving, "TCS")
+    page = await connect(leaving.ws_url + "?format=html&symbols=TCS")
     stuck = _stuck_websocket(leaving)
     cursor = base64.urlsafe_b64encode(orjson.dumps([["TCS", 10**15, 0]])).decode()
     async with httpx.AsyncClient(timeout=30) as http:
@@ -280,6 +281,13 @@ async def test_sigterm_drains_clients_to_the_other_replica(cluster: list[AppServ
         with pytest.raises(ConnectionClosed) as info:
             while True:
                 await recv_json(ws)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+        # A page (htmx format) gets the same notice as a fragment its script reads.
+        frames = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                frames.append(str(await asyncio.wait_for(page.recv(), 10)))
+        assert any('<template id="reconnect" data-delay-ms="' in f for f in frames)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1012
         assert (await poll).status_code == 200
         # During the grace period readiness fails and upgrades are refused.
