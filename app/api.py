@@ -83,7 +83,7 @@ async def quotes(request: Request) -> Response:
         + b',"interval":'
         + orjson.dumps(svc.poller.interval)
         + b',"refresh":'
-        + orjson.dumps(round(svc.poller.refresh, 2))
+        + orjson.dumps(round(svc.hub.refresh or svc.poller.refresh, 2))
         + b',"feed_status":'
         + orjson.dumps(svc.hub.current_status().to_dict())
         + b',"missing":'
@@ -148,8 +148,8 @@ async def ready(request: Request) -> Response:
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
         "feed_calls": svc.poller.feed_calls,
-        "refresh_seconds": round(svc.poller.refresh, 2),
-        "feed_status": svc.poller.status.to_dict(),
+        "refresh_seconds": round(svc.hub.refresh or svc.poller.refresh, 2),
+        "feed_status": svc.hub.current_status().to_dict(),
         "providers": svc.feed.describe(),
         "loops": {
             name: {"running": s.running, "restarts": s.restarts, "last_error": s.last_error}

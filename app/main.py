@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 replica_id=settings.replica_id,
                 lease_refresh=settings.lease_ttl / 3,
                 reject_retry=settings.rejected_symbol_retry,
+                new_symbols_per_minute=settings.new_symbols_per_minute,
             )
             history = History(backend.bus)
             supervisor = Supervisor()

@@ -5,8 +5,8 @@ ever touches a price; times are integer milliseconds since the Unix epoch.
 
 - `seq` grows by one each time the fetcher publishes a changed quote for that symbol, and never
   goes back, across fetcher restarts and failovers (it is carried in the stored snapshot).
-- `epoch` identifies the fetcher's term that published the quote; informational for clients,
-  which order by `seq` alone.
+- `epoch` identifies the fetcher's term that published the quote (a later term has a larger one);
+  clients order quotes by `(epoch, seq)`, see `is_newer`.
 - `source_time` is when the source says the price was current; `published_at` is when the fetcher
   put it on the bus, so `receive time - published_at` is the fan-out latency.
 """

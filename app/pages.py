@@ -39,7 +39,7 @@ def render(
     html = svc.renderer.env.get_template(template).render(
         page=page,
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
-        interval=f"{svc.poller.refresh:.3g}",
+        interval=f"{svc.hub.refresh or svc.poller.refresh:.3g}",
         source=svc.feed.name,
         static=lambda path: f"/static/{path}",
         **context,

@@ -44,14 +44,16 @@ def encode_update(
     quotes: Sequence[str],
     status: FeedStatus | None = None,
     rejected: Sequence[dict[str, Any]] = (),
+    refresh: float | None = None,
 ) -> bytes:
     """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded.
 
     Optional members: `status` (a FeedStatus object) and `rejected`
     (`[{"symbol", "reason", "source", "retry_after"}]`, symbols the feed says it cannot price and
-    will not be asked for again for `retry_after` seconds).
+    will not be asked for again for `retry_after` seconds), and `refresh` (seconds between two
+    fetches of one symbol under the provider's quota, so every replica can show it).
     """
-    extra = ""
+    extra = "" if refresh is None else f',"refresh":{refresh:.3f}'
     if status is not None:
         extra += ',"status":' + orjson.dumps(status.to_dict()).decode()
     if rejected:
@@ -71,6 +73,7 @@ class Poller:
         lease_refresh: float = 0.5,
         clock: Callable[[], float] = time.time,
         reject_retry: float = 900.0,
+        new_symbols_per_minute: float = 0.0,
     ) -> None:
         self.feed = feed
         self._backend = backend
@@ -99,6 +102,14 @@ class Poller:
         self.rejected: dict[str, tuple[str, float]] = {}  # symbol -> (reason, monotonic retry at)
         self.refresh = interval  # seconds between two fetches of one symbol (quota pacing)
         self.feed_calls = 0  # calls into the feed: with N replicas, only the leader's grow
+        # Symbols never priced yet cost provider credits even when they turn out to be junk: a
+        # client subscribing to made-up symbols must not spend the quota everybody shares. Feeds
+        # whose check_symbol is authoritative (simulated, replay) need no such budget.
+        self._new_rate = (
+            0.0 if getattr(feed, "authoritative_symbols", False) else new_symbols_per_minute / 60
+        )
+        self._new_tokens = max(self._new_rate * 60, 1.0)
+        self._new_stamp = time.monotonic()
 
     @property
     def role(self) -> str:
@@ -162,7 +173,8 @@ class Poller:
             now = time.monotonic()
             if next_tick < now:  # fell behind: skip the missed ticks instead of bunching them
                 next_tick = now + self.interval
-            while await wait_event(self._wake, max(next_tick - time.monotonic(), 0)):
+            # Early fetches never push the regular tick back: once it is due, it runs.
+            while (left := next_tick - time.monotonic()) > 0 and await wait_event(self._wake, left):
                 self._wake.clear()
                 if self.term is not None and not self._seeded:
                     break  # we just became the fetcher: tick now, not an interval later
@@ -226,6 +238,23 @@ class Poller:
             )  # fmt: skip
         self.refresh = refresh
 
+    def _admit_new(self, symbols: list[str]) -> list[str]:
+        """Drop never-priced symbols beyond the new-symbol budget (they wait for a later tick)."""
+        if not self._new_rate:
+            return symbols
+        now = time.monotonic()
+        burst = max(self._new_rate * 60, 1.0)
+        self._new_tokens = min(burst, self._new_tokens + (now - self._new_stamp) * self._new_rate)
+        self._new_stamp = now
+        admitted: list[str] = []
+        for symbol in symbols:
+            if symbol in self._last or symbol in self._board:
+                admitted.append(symbol)
+            elif self._new_tokens >= 1:
+                self._new_tokens -= 1
+                admitted.append(symbol)
+        return admitted
+
     def _cooling(self, symbol: str) -> bool:
         entry = self.rejected.get(symbol)
         if entry is None:
@@ -244,9 +273,13 @@ class Poller:
         }  # fmt: skip
 
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
-        candidates = [
-            s for s in symbols if self.feed.check_symbol(s) is None and not self._cooling(s)
-        ]
+        # The term these quotes are stamped in; the lease keeper may move on meanwhile.
+        term = self.term
+        if term is None:
+            return
+        candidates = self._admit_new(
+            [s for s in symbols if self.feed.check_symbol(s) is None and not self._cooling(s)]
+        )
         if candidates:
             self.feed_calls += 1
             async with asyncio.timeout(self.interval * 0.8):
@@ -273,7 +306,7 @@ class Poller:
         changed = self._stamp(result.quotes)
         announce = status != self._status_sent or status != LIVE
         if changed or rejected or announce:
-            await self._publish(changed, status, rejected)
+            await self._publish(term, changed, status, rejected)
 
     def _stamp(self, quotes: Iterable[Quote]) -> list[Quote]:
         now_ms = int(self._clock() * 1000)
@@ -288,20 +321,20 @@ class Poller:
 
     async def _publish(
         self,
+        term: int,
         quotes: list[Quote],
         status: FeedStatus | None = None,
         rejected: Sequence[dict[str, Any]] = (),
     ) -> None:
-        if self.term is None:
-            return
         encoded = {q.symbol: encode_quote(q) for q in quotes}
         message = encode_update(
-            self.epoch, [b.decode() for b in encoded.values()], status, rejected
+            self.epoch, [b.decode() for b in encoded.values()], status, rejected, self.refresh
         )
         # Snapshots and message go together, fenced by our term (see FetcherLease.publish).
-        if not await self._backend.lease.publish(self.term, encoded, UPDATES_CHANNEL, message):
-            log.warning("term %d is over: another replica fetches now; not publishing", self.term)
-            self.term = None
+        if not await self._backend.lease.publish(term, encoded, UPDATES_CHANNEL, message):
+            log.warning("term %d is over: another replica fetches now; not publishing", term)
+            if self.term == term:
+                self.term = None
             return
         self._status_sent = status
         for quote in quotes:

@@ -116,6 +116,8 @@ class Settings:
     drain_grace: float = 3.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
+    # Never-priced symbols a real provider is asked about per minute (burst: the same number).
+    new_symbols_per_minute: float = 6.0
     # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too).
     web_concurrency: int = 1
     # TLS for rediss:// URLs, passed through to redis-py.
@@ -179,7 +181,7 @@ class Settings:
             allowed_origins=reader.get("ALLOWED_ORIGINS", (), _origins),
             poll_timeout=reader.get("POLL_TIMEOUT", 25.0, _seconds(0.1, 120)),
             send_timeout=reader.get("SEND_TIMEOUT", 10.0, _seconds(0.1, 300)),
-            client_rate=reader.get("CLIENT_RATE", 20.0, _seconds(0.1, 100_000)),
+            client_rate=reader.get("CLIENT_RATE", 20.0, _rate(0.1, 100_000)),
             heartbeat_interval=reader.get("HEARTBEAT_INTERVAL", 25.0, _seconds(1, 3600)),
             registry_ttl=reader.get("REGISTRY_TTL", 6.0, _seconds(1, 3600)),
             lease_ttl=reader.get("LEASE_TTL", 2.0, _seconds(0.3, 600)),
@@ -189,6 +191,7 @@ class Settings:
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
             web_concurrency=reader.get("WEB_CONCURRENCY", 1, _int_in(1, 64)),
+            new_symbols_per_minute=reader.get("NEW_SYMBOLS_PER_MINUTE", 6.0, _rate(0.1, 100_000)),
             redis_tls_ca_certs=reader.get("REDIS_TLS_CA_CERTS", "", _text),
             redis_tls_certfile=reader.get("REDIS_TLS_CERTFILE", "", _text),
             redis_tls_keyfile=reader.get("REDIS_TLS_KEYFILE", "", _text),
@@ -293,6 +296,19 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
             raise ValueError(f"expected a number of seconds from {low:g} to {high:g}") from None
         if not low <= value <= high:  # also rejects nan
             raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _rate(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
         return value
 
     return parse

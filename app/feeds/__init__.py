@@ -64,6 +64,7 @@ def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Fee
                 poll_interval=settings.fetch_interval,
                 # Alpha Vantage calls one symbol at a time and punishes bursts ("more sparingly").
                 per_poll=1 if provider == "alphavantage" else None,
+                call_timeout=timeout,
             )
         )
     return FeedChain(guarded)

@@ -22,6 +22,7 @@ import pybreaker
 
 from app.feeds.base import FeedRateLimited, FeedUnavailable, FetchResult
 from app.feeds.quota import Pacer, Quota
+from app.supervise import reraise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,12 @@ class GuardedProvider:
         clock: Callable[[], float] = time.time,
         poll_interval: float = 2.0,
         per_poll: int | None = None,
+        call_timeout: float | None = None,
     ) -> None:
         self.adapter = adapter
+        # The whole call's deadline (httpx's timeouts are per phase, so a slow trickle could
+        # outlast the poll): it must expire inside the breaker, where it counts as a failure.
+        self.call_timeout = call_timeout
         # At most this many symbols per poll (one-call-per-symbol providers with burst limits).
         self.per_poll = per_poll
         self.name = adapter.name
@@ -107,7 +112,7 @@ class GuardedProvider:
         self.quota.spend(len(picked))
         try:
             with self.breaker.calling():
-                result = await self.adapter.fetch(picked)
+                result = await self._call(picked)
         except pybreaker.CircuitBreakerError:
             self.quota.spend(-len(picked))  # short-circuited: nothing was sent
             self.pacer.last_fetched.update(dict.fromkeys(picked, -1.0))  # their turn stays
@@ -128,6 +133,18 @@ class GuardedProvider:
         if result.credits_left == 0:
             self.quota.fill_minute()  # its count beats ours: no call sure to be refused
         return result
+
+    async def _call(self, symbols: Sequence[str]) -> FetchResult:
+        if self.call_timeout is None:
+            return await self.adapter.fetch(symbols)
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await self.adapter.fetch(symbols)
+        except TimeoutError:
+            reraise_if_cancelling()
+            raise FeedUnavailable(
+                f"{self.name}: no complete answer within {self.call_timeout:.2g}s"
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         return {

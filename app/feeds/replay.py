@@ -119,6 +119,8 @@ def load(path: str | Path) -> dict[str, list[Quote]]:
 
 class ReplayFeed:
     name = "replay"
+    # check_symbol alone decides: no unknown symbol ever reaches fetch.
+    authoritative_symbols = True
 
     def __init__(
         self,

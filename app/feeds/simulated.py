@@ -45,6 +45,8 @@ class SimulatedFeed:
     """Prices every instrument of `app.feeds.universe`; `step_seconds` scales the move size."""
 
     name = "simulated"
+    # check_symbol alone decides: no unknown symbol ever reaches fetch.
+    authoritative_symbols = True
 
     def __init__(
         self,

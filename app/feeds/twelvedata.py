@@ -63,7 +63,11 @@ class TwelveDataFeed:
         return None  # only the provider knows its ~100k symbols; unknown ones come back rejected
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
-        wanted = {provider_symbol(s): s for s in symbols}
+        # Several client spellings may name one instrument (RELIANCE, RELIANCE:NSE): ask once,
+        # answer each.
+        wanted: dict[str, list[str]] = {}
+        for s in symbols:
+            wanted.setdefault(provider_symbol(s), []).append(s)
         reply = await get_json(
             self._client,
             self.name,
@@ -77,28 +81,30 @@ class TwelveDataFeed:
             raise FeedUnavailable(f"{self.name}: unexpected body (not an object)")
         if _is_error(body):
             if len(wanted) == 1 and body.get("code") in _SYMBOL_CODES:
-                return FetchResult(rejected={symbols[0]: self._message(body)})
+                return FetchResult(rejected=dict.fromkeys(symbols, self._message(body)))
             raise self._error(body, reply.status)
         if reply.status >= 400:
             raise self._error({"code": reply.status}, reply.status)
         left = reply.headers.get("api-credits-left", "")
         result = FetchResult(credits_left=int(left) if left.isdigit() else None)
         if "symbol" in body and len(wanted) == 1:  # a batch of one comes back flat
-            self._take(result, symbols[0], body)
+            for symbol in symbols:
+                self._take(result, symbol, body)
             return result
         by_inner = {
             str(v.get("symbol", "")).upper(): v
             for v in body.values()
             if isinstance(v, dict) and not _is_error(v)
         }
-        for asked, symbol in wanted.items():
+        for asked, names in wanted.items():
             item = body.get(asked, body.get(asked.split(":")[0]))
             if item is None:
                 item = by_inner.get(asked.split(":")[0])
             if item is None:
                 log.warning("%s: no entry for %s in the batch answer", self.name, asked)
                 continue
-            self._take(result, symbol, item)
+            for symbol in names:
+                self._take(result, symbol, item)
         return result
 
     def _take(self, result: FetchResult, symbol: str, item: object) -> None:

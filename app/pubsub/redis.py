@@ -200,22 +200,34 @@ class RedisLease:
             raise BusUnavailable(f"publishing quotes: {exc}") from exc
 
 
+# Replace one replica's counts and renew its lease, timed by the Redis server's clock (replicas'
+# clocks may disagree; the server's is the one every lease is compared against).
+_REPORT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+if #ARGV > 2 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return 0
+"""
+
+
 class RedisRegistry:
     def __init__(self, client: aioredis.Redis, ttl: float) -> None:
         self._client = client
         self._ttl_ms = int(ttl * 1000)
+        self._report = client.register_script(_REPORT)
 
     async def report(self, replica_id: str, counts: Mapping[str, int]) -> None:
-        key = REPLICA_PREFIX + replica_id
-        live: dict[Any, Any] = {s: n for s, n in counts.items() if n > 0}
+        args: list[Any] = [replica_id, self._ttl_ms]
+        for symbol, n in counts.items():
+            if n > 0:
+                args += [symbol, n]
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                if live:
-                    pipe.hset(key, mapping=live)
-                    pipe.pexpire(key, self._ttl_ms)
-                pipe.zadd(REPLICAS_KEY, {replica_id: _now_ms() + self._ttl_ms})
-                await pipe.execute()
+            await self._report(keys=[REPLICA_PREFIX + replica_id, REPLICAS_KEY], args=args)
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"reporting subscriptions failed: {exc}") from exc
 
@@ -229,8 +241,9 @@ class RedisRegistry:
             raise BusUnavailable(f"withdrawing subscriptions failed: {exc}") from exc
 
     async def reconcile(self) -> dict[str, int]:
-        now = _now_ms()
         try:
+            seconds, micros = await self._client.time()  # the server's clock, as in _REPORT
+            now = int(seconds) * 1000 + int(micros) // 1000
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.zrangebyscore(REPLICAS_KEY, now, "+inf")
                 pipe.zremrangebyscore(REPLICAS_KEY, "-inf", f"({now}")

@@ -62,6 +62,9 @@ class Hub:
         # Deaf when our own heartbeat has not come back for this long.
         self._deaf_after = 3.5 * heartbeat
         self.last_heartbeat: float | None = None  # monotonic time we last heard ourselves
+        # The fetcher's effective per-symbol refresh interval, as its last message said.
+        self.refresh: float | None = None
+        self._listening_since: float | None = None  # when the current listener subscribed
         self.peers: dict[str, float] = {}  # replica id -> monotonic time last heard
         self.listener_rebuilds = 0
         self._rebuild = asyncio.Event()
@@ -208,6 +211,8 @@ class Hub:
     def _on_bus_state(self, connected: bool) -> None:
         was = self.bus_connected
         self.bus_connected = connected
+        if connected:
+            self._listening_since = time.monotonic()
         if connected and not was:
             self._resync.set()
         if connected != was:
@@ -249,6 +254,10 @@ class Hub:
                 self.last_heartbeat = now
             else:
                 self.peers[replica] = now
+                # Forget replicas silent for a while (restarted ones come back under new ids).
+                for peer, seen in list(self.peers.items()):
+                    if now - seen > 10 * self._heartbeat:
+                        del self.peers[peer]
 
     async def _heartbeat_loop(self) -> None:
         beat = orjson.dumps({"type": "heartbeat", "replica": self._replica_id})
@@ -259,10 +268,14 @@ class Hub:
             except BusUnavailable:
                 pass  # the listener sees the outage itself
             else:
-                silent_since = self.last_heartbeat or sent_at
+                # Silence counts from the later of our last echo and the listener's (re)connect,
+                # so an outage is not mistaken for deafness, and a rebuilt listener that is
+                # still deaf is rebuilt again.
+                heard = [t for t in (self.last_heartbeat, self._listening_since) if t is not None]
+                silent_since = max(heard) if heard else sent_at
                 if self.bus_connected and sent_at - silent_since > self._deaf_after:
                     log.error("bus listener is deaf: our heartbeat has not come back")
-                    self.last_heartbeat = None
+                    self._listening_since = None
                     self._rebuild.set()
             await asyncio.sleep(self._heartbeat)
 
@@ -272,6 +285,9 @@ class Hub:
             message = orjson.loads(data)
             quotes = [quote_from_dict(item) for item in message["quotes"]]
             status = FeedStatus.from_dict(message["status"]) if "status" in message else None
+            refresh = message.get("refresh")
+            if isinstance(refresh, int | float) and refresh > 0:
+                self.refresh = float(refresh)
             rejected = [
                 (
                     str(r["symbol"]),

@@ -93,6 +93,9 @@ class Connection:
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
         hub.attach(self.outbox)
+        if hub.draining:  # the drain began while this upgrade was being accepted
+            self.outbox.offer_control(self.outbox.fmt.reconnect(0))
+            self.outbox.close_after(status.WS_1012_SERVICE_RESTART, "server restarting")
         try:
             if self.json:
                 self.outbox.offer_control(protocol.welcome(
@@ -173,26 +176,36 @@ class Connection:
             self.outbox.offer_control(text)
 
     async def _writer(self) -> None:
-        timeout = self.svc.settings.send_timeout
         outbox = self.outbox
         while True:
             await outbox.wait()
             if outbox.overflowed:
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return
-            for frame in outbox.drain():
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self.ws.send_text(frame)
-                except TimeoutError:
-                    log.info("closing a client that read nothing for %.0fs", timeout)
-                    await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
-                    return
-                except (WebSocketDisconnect, OSError, RuntimeError):
-                    return  # the peer is gone; the reader sees the disconnect
+            if not await self._transmit(outbox.drain()):
+                return
             if outbox.closing is not None:
+                # Whatever was queued before the close was asked for goes out first.
+                while frames := outbox.drain():
+                    if not await self._transmit(frames):
+                        return
                 await self._close(*outbox.closing)
                 return
+
+    async def _transmit(self, frames: list[str]) -> bool:
+        """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
+        timeout = self.svc.settings.send_timeout
+        for frame in frames:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.ws.send_text(frame)
+            except TimeoutError:
+                log.info("closing a client that read nothing for %.0fs", timeout)
+                await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+                return False
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                return False  # the peer is gone; the reader sees the disconnect
+        return True
 
     async def _close(self, code: int, reason: str) -> None:
         if self.ws.application_state != WebSocketState.CONNECTED:

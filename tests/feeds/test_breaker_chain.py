@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import pytest
 
-from app.feeds.base import FeedRateLimited, FeedRejected, FeedUnavailable
+from app.feeds.base import FeedRateLimited, FeedRejected, FeedUnavailable, FetchResult
 from app.feeds.chain import FeedChain
 from app.feeds.guard import CircuitOpen, GuardedProvider, make_breaker
 from app.feeds.quota import Quota
@@ -120,3 +121,34 @@ def test_chain_accepts_a_symbol_any_provider_can_price() -> None:
     only = FeedChain([guarded(Scripted("a", lambda s: s == "X"))])
     assert only.check_symbol("Y") == "a does not list Y"
     assert set(chain.describe()) == {"a", "b"}
+
+
+class Hanging(Scripted):
+    """Answers, but never completely (a trickling or stalled provider)."""
+
+    async def fetch(self, symbols: Sequence[str]) -> FetchResult:
+        self.calls.append(list(symbols))
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_call_that_outlives_its_deadline_counts_as_a_failure() -> None:
+    adapter = Hanging("td")
+    provider = GuardedProvider(
+        adapter, Quota(1_000_000, 0), make_breaker("td", 2, 60.0), call_timeout=0.05
+    )
+    for _ in range(2):
+        with pytest.raises(FeedUnavailable, match="no complete answer"):
+            await provider.fetch(["A"])
+    assert provider.breaker.current_state == "open"
+
+
+async def test_a_hanging_provider_fails_over_within_the_poll() -> None:
+    slow = GuardedProvider(
+        Hanging("td"), Quota(1_000_000, 0), make_breaker("td", 3, 60.0), call_timeout=0.05
+    )
+    backup = guarded(Scripted("fh"))
+    chain = FeedChain([slow, backup])
+    async with asyncio.timeout(5):
+        result = await chain.fetch(["A"])
+    assert [q.source for q in result.quotes] == ["fh"]

@@ -109,3 +109,13 @@ async def test_the_key_travels_in_a_header_not_the_url(
     await feed(fake, http).fetch(["AAPL"])
     assert KEYS["td"] not in fake.state.seen_urls[0]
     assert fake.state.seen_headers[0]["authorization"] == f"apikey {KEYS['td']}"
+
+
+async def test_two_spellings_of_one_instrument_are_asked_once_and_both_answered(
+    fake: FakeProviders, http: httpx.AsyncClient
+) -> None:
+    result = await feed(fake, http).fetch(["RELIANCE", "RELIANCE:NSE", "AAPL"])
+    assert fake.state.calls["td"] == 1
+    assert {q.symbol for q in result.quotes} == {"RELIANCE", "RELIANCE:NSE", "AAPL"}
+    alone = await feed(fake, http).fetch(["RELIANCE", "RELIANCE:NSE"])  # flat: a batch of one
+    assert {q.symbol for q in alone.quotes} == {"RELIANCE", "RELIANCE:NSE"}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import pytest
 
+from app.feeds.base import LIVE, FeedStatus, FetchResult
 from app.feeds.simulated import SimulatedFeed
 from app.models import decode_quote
 from app.poller import Poller
@@ -151,3 +152,67 @@ async def test_a_newly_watched_symbol_is_fetched_before_the_next_tick(backend: B
     runner.cancel()
     task.cancel()
     await asyncio.gather(runner, task, return_exceptions=True)
+
+
+async def test_new_symbols_cannot_spend_the_shared_quota(backend: Backend) -> None:
+    from app.feeds.chain import FeedChain
+    from app.feeds.guard import GuardedProvider, make_breaker
+    from app.feeds.quota import Quota
+    from tests.feeds.scripted import Scripted
+
+    adapter = Scripted("td")
+    provider = GuardedProvider(adapter, Quota(1_000_000, 0), make_breaker("td", 3, 60.0))
+    poller = Poller(
+        FeedChain([provider]), backend, interval=1.0, board=["AAPL"], new_symbols_per_minute=2
+    )
+    junk = {f"JUNK{i}": 1 for i in range(10)}
+    await backend.registry.report("a-client's-replica", junk)
+    await poller.tick()
+    await poller.tick()
+    asked = {s for call in adapter.calls for s in call}
+    assert "AAPL" in asked
+    assert len(asked - {"AAPL"}) == 2, asked  # the board, and only the new-symbol budget
+
+
+class SlowFeed:
+    """A real provider's round trip, for symbols only it can judge."""
+
+    name = "slow"
+
+    def check_symbol(self, symbol: str) -> str | None:
+        return None
+
+    async def fetch(self, symbols: Sequence[str]) -> FetchResult:
+        await asyncio.sleep(0.1)
+        return FetchResult(rejected={s: "unknown" for s in symbols if s.startswith("JUNK")})
+
+    def status(self) -> FeedStatus:
+        return LIVE
+
+    def refresh_interval(self, symbols: int, poll_interval: float) -> float:
+        return poll_interval
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+
+async def test_early_fetches_never_starve_the_regular_tick(backend: Backend) -> None:
+    poller = Poller(SlowFeed(), backend, interval=0.25, board=["AAPL"], new_symbols_per_minute=1e5)
+    runner = asyncio.create_task(poller.run())
+    counter = iter(range(10**6))
+
+    async def flood() -> None:  # a client subscribing to a new made-up symbol all the time
+        while True:
+            poller._urgent.add(f"JUNK{next(counter)}")
+            poller._wake.set()
+            await asyncio.sleep(0.05)
+
+    flooding = asyncio.create_task(flood())
+    deadline = asyncio.get_running_loop().time() + 10
+    start = poller.ticks
+    while poller.ticks < start + 5:
+        assert asyncio.get_running_loop().time() < deadline, "regular ticks starved"
+        await asyncio.sleep(0.05)
+    for task in (flooding, runner):
+        task.cancel()
+    await asyncio.gather(flooding, runner, return_exceptions=True)
