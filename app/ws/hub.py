@@ -107,11 +107,10 @@ class Hub:
 
     @property
     def hearing_itself(self) -> bool:
-        """The listener delivered our own heartbeat recently (False until it first does)."""
-        return (
-            self.last_heartbeat is not None
-            and time.monotonic() - self.last_heartbeat < self._deaf_after
-        )
+        """Not deaf: our own heartbeat came back recently, or the listener (re)subscribed too
+        recently to expect one yet."""
+        heard = [t for t in (self.last_heartbeat, self._listening_since) if t is not None]
+        return bool(heard) and time.monotonic() - max(heard) < self._deaf_after
 
     def attach(self, outbox: Outbox) -> None:
         self._outboxes.add(outbox)
