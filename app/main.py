@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, pages
+from app import api, gctune, metrics, pages
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.poller import Poller
@@ -28,6 +28,7 @@ from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
 from app.services import Services
 from app.settings import Settings, SettingsError
+from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
+            loop_lag = LoopLag()
+            supervisor.start("loop_lag", loop_lag.run)
             drainer = Drainer(
                 hub,
                 poller,
@@ -99,7 +102,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed.name,
                 settings.fetch_interval,
             )
-            yield {"services": Services(settings, backend, feed, hub, poller, renderer, supervisor)}
+            svc = Services(settings, backend, feed, hub, poller, renderer, supervisor, loop_lag)
+            if settings.gc_tuning:
+                stack.callback(gctune.restore, gctune.tune())
+            yield {"services": svc, "metrics": metrics.build_registry(svc)}
 
     return Starlette(
         routes=[
@@ -108,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/poll", poll),
             Route("/health", api.health),
             Route("/ready", api.ready),
+            Route("/metrics", metrics.metrics),
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],

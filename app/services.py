@@ -11,6 +11,7 @@ from app.poller import Poller
 from app.pubsub import Backend
 from app.rendering import Renderer
 from app.settings import Settings
+from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.hub import Hub
 
@@ -24,6 +25,7 @@ class Services:
     poller: Poller
     renderer: Renderer
     supervisor: Supervisor
+    loop_lag: LoopLag
 
 
 def services(conn: HTTPConnection) -> Services:

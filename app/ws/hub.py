@@ -36,6 +36,7 @@ from app.pubsub.base import (
     UPDATES_CHANNEL,
     BusUnavailable,
 )
+from app.stats import Histogram
 from app.supervise import cancel_together, wait_event
 from app.ws.outbox import Outbox
 
@@ -80,7 +81,13 @@ class Hub:
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
         self.last_report: float | None = None
-        self.delivered = 0
+        # Counters for /metrics (plain ints on the hot path; see app.stats).
+        self.received = 0  # quotes from the bus that were new to this process
+        self.delivered = 0  # quotes offered to outboxes
+        self.frames_sent = 0  # WebSocket frames written
+        self.slow_closes = 0  # clients closed with 1013
+        self.conflated_closed = 0  # conflated updates of outboxes already detached
+        self.fanout_lag = Histogram()  # publish -> batch frame written, seconds
         self.draining = False
         self.polls_in_flight = 0
         self._empty = asyncio.Event()
@@ -115,6 +122,8 @@ class Hub:
         self._empty.clear()
 
     def detach(self, outbox: Outbox) -> None:
+        self.conflated_closed += outbox.conflated
+        outbox.conflated = 0
         self.unwatch(outbox, list(outbox.symbols))
         self._outboxes.discard(outbox)
         if not self._outboxes:
@@ -148,6 +157,14 @@ class Hub:
             if symbol not in self._recent_polls:
                 self._dirty.set()
             self._recent_polls[symbol] = until
+
+    @property
+    def outboxes(self) -> frozenset[Outbox]:
+        return frozenset(self._outboxes)
+
+    def watchers(self) -> dict[str, int]:
+        """Subscribers per symbol in this process (WebSocket and in-flight long-polls)."""
+        return {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
 
     def counts(self) -> dict[str, int]:
         """Subscribers per symbol on this replica; a recently polled symbol counts at least once."""
@@ -287,6 +304,7 @@ class Hub:
         for quote in quotes:
             if not self._remember(quote):
                 continue  # a duplicate, or older than what this process already has
+            self.received += 1
             self._fan_out(quote)
         for symbol, reason, source, retry_after in rejected:
             self.rejected[symbol] = (reason, time.monotonic() + retry_after)

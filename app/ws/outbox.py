@@ -44,6 +44,9 @@ class Outbox:
         # Set by `close_after`: the writer sends what is queued, then closes with this code.
         self.closing: tuple[int, str] | None = None
         self.conflated = 0
+        # `published_at` (ms) of the oldest update in the last drained batch; 0 when none.
+        self.batch_published_at = 0
+        self._pending_since = 0
         self._max_control = max_control
         self._control: deque[str] = deque()
         self._pending: dict[str, str] = {}
@@ -56,6 +59,8 @@ class Outbox:
             return
         if quote.symbol in self._pending:
             self.conflated += 1
+        elif not self._pending:
+            self._pending_since = quote.published_at
         self._pending[quote.symbol] = text
         self._wake.set()
 
@@ -99,9 +104,11 @@ class Outbox:
         self._wake.clear()
         frames = list(self._control)
         self._control.clear()
+        self.batch_published_at = 0
         if self._pending:
             frames.append(self.fmt.frame("batch", list(self._pending.values())))
             self._pending.clear()
+            self.batch_published_at = self._pending_since
         return frames
 
     def _take(self, quote: Quote) -> bool:

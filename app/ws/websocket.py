@@ -174,10 +174,11 @@ class Connection:
 
     async def _writer(self) -> None:
         timeout = self.svc.settings.send_timeout
-        outbox = self.outbox
+        outbox, hub = self.outbox, self.svc.hub
         while True:
             await outbox.wait()
             if outbox.overflowed:
+                hub.slow_closes += 1
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return
             for frame in outbox.drain():
@@ -186,10 +187,14 @@ class Connection:
                         await self.ws.send_text(frame)
                 except TimeoutError:
                     log.info("closing a client that read nothing for %.0fs", timeout)
+                    hub.slow_closes += 1
                     await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                     return
                 except (WebSocketDisconnect, OSError, RuntimeError):
                     return  # the peer is gone; the reader sees the disconnect
+                hub.frames_sent += 1
+            if outbox.batch_published_at:
+                hub.fanout_lag.observe(max(0.0, time.time() - outbox.batch_published_at / 1000))
             if outbox.closing is not None:
                 await self._close(*outbox.closing)
                 return
