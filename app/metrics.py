@@ -90,9 +90,14 @@ class AppCollector(Collector):
             "Quotes offered to client outboxes (one per watching client)",
             value=hub.delivered,
         )
-        yield CounterMetricFamily(
-            f"{PREFIX}_frames_sent", "WebSocket frames written to clients", value=hub.frames_sent
+        frames = CounterMetricFamily(
+            f"{PREFIX}_frames_sent",
+            "WebSocket frames written to clients, by path (fast: app.ws.fastpath; asgi)",
+            labels=["path"],
         )
+        frames.add_metric(["fast"], hub.frames_fast)
+        frames.add_metric(["asgi"], hub.frames_sent)
+        yield frames
         conflated = hub.conflated_closed + sum(o.conflated for o in hub.outboxes)
         yield CounterMetricFamily(
             f"{PREFIX}_quotes_conflated",

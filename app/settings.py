@@ -97,6 +97,8 @@ class Settings:
     sim_batch: int = 0
     # Garbage-collector tuning for many connections: freeze start-up objects, rarer collections.
     gc_tuning: bool = True
+    # `python -m app` serves /ws with app.ws.fastpath (frames written straight to the socket).
+    ws_fast_path: bool = True
     fetch_interval: float = 2.0
     default_watchlist: tuple[str, ...] = DEFAULT_WATCHLIST
     board_symbols: tuple[str, ...] = DEFAULT_BOARD
@@ -178,6 +180,7 @@ class Settings:
             sim_symbols=reader.get("SIM_SYMBOLS", 0, _int_in(0, 10_000)),
             sim_batch=reader.get("SIM_BATCH", 0, _int_in(0, 10_000)),
             gc_tuning=reader.get("GC_TUNING", True, _on_off),
+            ws_fast_path=reader.get("WS_FAST_PATH", True, _on_off),
             fetch_interval=reader.get("FETCH_INTERVAL", 2.0, _seconds(0.05, 3600)),
             default_watchlist=reader.get("DEFAULT_WATCHLIST", DEFAULT_WATCHLIST, _symbols),
             board_symbols=reader.get("BOARD_SYMBOLS", DEFAULT_BOARD, _symbols),

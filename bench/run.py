@@ -163,9 +163,13 @@ class App:
         out: dict[str, float] = {}
         with contextlib.suppress(httpx.HTTPError):
             for line in httpx.get(f"{self.base}/metrics", timeout=30).text.splitlines():
-                if line.startswith("stocktracker_") and "{" not in line:
+                if line.startswith("stocktracker_"):
                     name, value = line.rsplit(" ", 1)
-                    out[name] = float(value)
+                    if name.startswith("stocktracker_frames_sent_total"):
+                        name = "stocktracker_frames_sent_total"  # fast + asgi
+                    elif "{" in name:
+                        continue
+                    out[name] = out.get(name, 0.0) + float(value)
         return out
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 40) -> None:
@@ -352,6 +356,7 @@ def run_workload(w: Workload, extra_env: dict[str, str], log: Path) -> dict[str,
         for app in apps:
             app.start()
             stack.callback(app.stop)
+            print(f"# app pid {app.pid} on port {app.port}", file=sys.stderr, flush=True)
         idle_rss = apps[0].rss()
         results, server = asyncio.run(drive(w, apps))
     row = combine(w, results, server, idle_rss)

@@ -78,13 +78,15 @@ class Hub:
         # Symbols the fetcher's provider called unknown: symbol -> (reason, monotonic until).
         self.rejected: dict[str, tuple[str, float]] = {}
         self._resync = asyncio.Event()
+        self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
         self.last_report: float | None = None
         # Counters for /metrics (plain ints on the hot path; see app.stats).
         self.received = 0  # quotes from the bus that were new to this process
         self.delivered = 0  # quotes offered to outboxes
-        self.frames_sent = 0  # WebSocket frames written
+        self.frames_sent = 0  # WebSocket frames written through the ASGI send
+        self.frames_fast = 0  # ... and straight to the socket (app.ws.fastpath)
         self.slow_closes = 0  # clients closed with 1013
         self.conflated_closed = 0  # conflated updates of outboxes already detached
         self.fanout_lag = Histogram()  # publish -> batch frame written, seconds
@@ -194,17 +196,35 @@ class Hub:
         """The newest quote known for each of `symbols` (this process, else the shared store)."""
         missing = [s for s in symbols if s not in self.latest]
         if missing:
+            await self._read_stored(missing)
+        return [self.latest[s] for s in symbols if s in self.latest]
+
+    async def _read_stored(self, symbols: Sequence[str]) -> None:
+        # A reconnect storm lands thousands of subscribes for the same few symbols on a replica
+        # that has not cached them yet: one store read per symbol in flight, the rest wait for it
+        # (else each would take its own Redis connection, past the pool's limit).
+        waits = {self._reads[s] for s in symbols if s in self._reads}
+        todo = [s for s in symbols if s not in self._reads]
+        if todo:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for symbol in todo:
+                self._reads[symbol] = done
             try:
-                stored = await self._backend.snapshots.get(missing)
+                stored = await self._backend.snapshots.get(todo)
             except BusUnavailable as exc:
                 log.warning("snapshot read failed: %s", exc)
                 stored = {}
+            finally:
+                for symbol in todo:
+                    del self._reads[symbol]
+                done.set_result(None)
             for data in stored.values():
                 try:
                     self._remember(decode_quote(data))
                 except QuoteDecodeError as exc:
                     log.warning("ignoring corrupt stored quote: %s", exc)
-        return [self.latest[s] for s in symbols if s in self.latest]
+        if waits:
+            await asyncio.wait(waits)  # not gather: a cancelled waiter must not cancel the read
 
     # ---- background work ---------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ extension reconnects to the same URL and so resubscribes by itself).
 Bad input never costs other clients anything: malformed requests get an `error` and the
 connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
 if they go on, 1008; a client that stops reading is closed with 1013 by its own writer.
+Served by `app.ws.fastpath.FastProtocol`, the writer sends frames without awaiting while the
+socket accepts them; the plain ASGI path is the fallback and works the same.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.supervise import cancel_together
 from app.ws import protocol
+from app.ws.fastpath import EXTENSION as FAST_SEND
+from app.ws.fastpath import SendText
 from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
@@ -175,6 +179,9 @@ class Connection:
     async def _writer(self) -> None:
         timeout = self.svc.settings.send_timeout
         outbox, hub = self.outbox, self.svc.hub
+        # With the fast path (app.ws.fastpath) a frame is written at once when the socket takes
+        # it; otherwise, and whenever that declines, the awaited ASGI send below.
+        fast: SendText | None = self.ws.scope.get("extensions", {}).get(FAST_SEND)
         while True:
             await outbox.wait()
             if outbox.overflowed:
@@ -182,6 +189,9 @@ class Connection:
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return
             for frame in outbox.drain():
+                if fast is not None and fast(frame):
+                    hub.frames_fast += 1
+                    continue
                 try:
                     async with asyncio.timeout(timeout):
                         await self.ws.send_text(frame)
