@@ -19,7 +19,7 @@ import random
 import resource
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote as urlquote
@@ -29,6 +29,8 @@ import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 LAT_SLOTS = 60_001  # 1 ms buckets up to 60 s; the last one holds everything slower
+LIVE_FRAMES = (b'{"type":"batch"', b'{"type":"quote"')
+DIGEST_CHUNK = 200
 SOURCES = 8  # spread client sockets over 127.0.0.2 .. 127.0.0.9 (ports are per source address)
 
 
@@ -77,9 +79,11 @@ class Versions:
             self.seen[symbol] = (epoch, seq)
 
 
-def record_quote(stats: Stats, versions: Versions, q: dict[str, Any], now_ms: int) -> None:
+def record_quote(
+    stats: Stats, versions: Versions, q: dict[str, Any], now_ms: int, measuring: bool
+) -> None:
     versions.check(stats, q["symbol"], q["epoch"], q["seq"])
-    if stats.measuring:
+    if measuring:
         stats.lat[min(max(now_ms - q["published_at"], 0), LAT_SLOTS - 1)] += 1
         stats.quotes += 1
 
@@ -104,19 +108,15 @@ class Client(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         stats = self.gen.stats
         if frame.msg_type == WSMsgType.TEXT:
-            now_ms = int(time.time() * 1000)
-            msg = orjson.loads(frame.get_payload_as_bytes())
+            payload = frame.get_payload_as_bytes()
+            if payload.startswith(LIVE_FRAMES):
+                # Stamp now, parse later: a tick's burst is parsed in small chunks between reads,
+                # so one frame's parsing never delays the receipt time of the next.
+                self.gen.backlog.append((time.time(), self.versions, payload, stats.measuring))
+                return
+            msg = orjson.loads(payload)
             kind = msg["type"]
-            if kind == "batch":
-                if stats.measuring:
-                    stats.frames += 1
-                for q in msg["quotes"]:
-                    record_quote(stats, self.versions, q, now_ms)
-            elif kind == "quote":
-                if stats.measuring:
-                    stats.frames += 1
-                record_quote(stats, self.versions, msg["quote"], now_ms)
-            elif kind == "snapshot":
+            if kind == "snapshot":
                 for q in msg["quotes"]:
                     self.versions.check(stats, q["symbol"], q["epoch"], q["seq"])
             elif kind == "subscribed":
@@ -147,6 +147,34 @@ class Generator:
         self.rng = random.Random(spec.seed)
         self.lags: list[float] = []
         self.sem = asyncio.Semaphore(spec.connect_parallel)
+        self.backlog: deque[tuple[float, Versions, bytes, bool]] = deque()
+        self.backlog_max = 0
+
+    async def digest(self) -> None:
+        """Parse stamped live frames a chunk at a time, yielding to the socket reads between."""
+        stats, backlog = self.stats, self.backlog
+        while True:
+            if not backlog:
+                await asyncio.sleep(0.002)
+                continue
+            self.backlog_max = max(self.backlog_max, len(backlog))
+            for _ in range(min(DIGEST_CHUNK, len(backlog))):
+                received, versions, payload, measuring = backlog.popleft()
+                now_ms = int(received * 1000)
+                msg = orjson.loads(payload)
+                if measuring:
+                    stats.frames += 1
+                if msg["type"] == "quote":
+                    record_quote(stats, versions, msg["quote"], now_ms, measuring)
+                else:
+                    for q in msg["quotes"]:
+                        record_quote(stats, versions, q, now_ms, measuring)
+            await asyncio.sleep(0)
+
+    async def drain_backlog(self, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while self.backlog and time.monotonic() < deadline:  # noqa: ASYNC110 (the digest empties it)
+            await asyncio.sleep(0.01)
 
     def pick(self) -> list[str]:
         k = min(self.spec.per_client, len(self.spec.symbols))
@@ -200,6 +228,7 @@ class Generator:
     async def run(self) -> dict[str, Any]:
         spec = self.spec
         monitor = asyncio.create_task(self.lag_monitor())
+        digester = asyncio.create_task(self.digest())
         slow_every = int(1 / spec.slow_fraction) if spec.slow_fraction > 0 else 0
         sessions = [
             asyncio.create_task(self.session(i, bool(slow_every and i % slow_every == 0)))
@@ -223,7 +252,11 @@ class Generator:
         self.stats.measuring = False
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         monitor.cancel()
+        left = len(self.backlog)
+        await self.drain_backlog()
+        digester.cancel()
         result = self.summary(cpu, wall, connect_seconds)
+        result["backlog_max"], result["backlog_at_end"] = self.backlog_max, left
         for task in sessions:
             task.cancel()
         return result
@@ -298,7 +331,7 @@ class Poller:
                 if first:
                     self.versions.check(stats, q["symbol"], q["epoch"], q["seq"])
                 else:
-                    record_quote(stats, self.versions, q, now_ms)
+                    record_quote(stats, self.versions, q, now_ms, stats.measuring)
             if body["quotes"] and stats.measuring:
                 stats.frames += 1
             first = False

@@ -281,7 +281,8 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
     server["rss_peak"] = rss_peak
     after = app.metrics()
     for key in ("quotes_conflated_total", "slow_client_closes_total", "frames_sent_total",
-                "quotes_received_total", "quotes_delivered_total"):  # fmt: skip
+                "quotes_received_total", "quotes_delivered_total",
+                "quotes_published_total"):  # fmt: skip
         name = f"stocktracker_{key}"
         server[key] = after.get(name, 0) - before.get(name, 0)
     server["loop_lag_s"] = after.get("stocktracker_event_loop_lag_seconds")
@@ -310,11 +311,13 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
                 dst[k] = dst.get(k, 0) + v
     gen_cpu = max((r.get("gen_cpu", 0.0) for r in results), default=0.0)
     gen_lag = max((r.get("gen_lag_p99_ms", 0.0) for r in results), default=0.0)
+    backlog = max((r.get("backlog_at_end", 0) for r in results), default=0)
     invalid = [
         reason for reason, bad in (
             (f"generator CPU {gen_cpu:.0%}", gen_cpu * len(results) > GEN_CPU_LIMIT),
             (f"generator loop lag p99 {gen_lag:.0f} ms", gen_lag > GEN_LAG_LIMIT_MS),
             ("no result from a generator", any(not r for r in results)),
+            (f"generator {backlog} frames behind at the end", backlog > 0.2 * w.clients),
         ) if bad
     ]  # fmt: skip
     row: dict[str, Any] = {
@@ -322,13 +325,15 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
         "symbols": w.symbols, "per_client": w.per_client, "env": w.env, "target": w.target,
         **percentiles(hist), "deliveries_per_s": round(total["quotes"] / seconds),
         "frames_per_s": round(total["frames"] / seconds), "gaps": total["gaps"],
+        "published_per_s": round(server.get("quotes_published_total", 0) / seconds, 1),
         "conflated": server.get("quotes_conflated_total", 0),
         "loss": max(0, total["gaps"] - int(server.get("quotes_conflated_total", 0))),
         "closes": closes, "slow_closes": slow_closes, "errors": errors,
         "server_cpu": server.get("cpu"), "server_rss_mb": round(server["rss_end"] / 2**20, 1),
         "server_rss_peak_mb": round(server["rss_peak"] / 2**20, 1),
         "server_loop_lag_s": server.get("loop_lag_s"),
-        "gen_cpu": gen_cpu, "gen_lag_p99_ms": gen_lag, "seconds": seconds,
+        "gen_cpu": gen_cpu, "gen_lag_p99_ms": gen_lag, "gen_backlog_at_end": backlog,
+        "seconds": seconds,
         "valid": not invalid, "invalid_because": invalid,
     }  # fmt: skip
     if w.mode == "idle" and total["subscribed"]:

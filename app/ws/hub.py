@@ -79,6 +79,7 @@ class Hub:
         self.rejected: dict[str, tuple[str, float]] = {}
         self._resync = asyncio.Event()
         self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
+        self._touched: list[Outbox] = []  # fast-path outboxes offered to since the last flush
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
         self.last_report: float | None = None
@@ -326,6 +327,7 @@ class Hub:
                 continue  # a duplicate, or older than what this process already has
             self.received += 1
             self._fan_out(quote)
+        self._flush()
         for symbol, reason, source, retry_after in rejected:
             self.rejected[symbol] = (reason, time.monotonic() + retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
@@ -356,13 +358,27 @@ class Hub:
         if not watchers:
             return
         encoded: dict[str, str] = {}
+        touched = self._touched
         for outbox in watchers:
             name = outbox.fmt.name
             text = encoded.get(name)
             if text is None:
                 text = encoded[name] = outbox.fmt.encode(quote)
             outbox.offer(quote, text)
+            if outbox.direct is not None and not outbox.queued:
+                outbox.queued = True
+                touched.append(outbox)
         self.delivered += len(watchers)
+
+    def _flush(self) -> None:
+        """One frame per fast-path client for everything this bus message brought it."""
+        touched, self._touched = self._touched, []
+        for outbox in touched:
+            outbox.queued = False
+            published_at = outbox.flush()
+            if published_at:
+                self.frames_fast += 1
+                self.fanout_lag.observe(max(0.0, time.time() - published_at / 1000))
 
     def _remember(self, quote: Quote) -> bool:
         if not is_newer(quote, self.latest.get(quote.symbol)):
@@ -399,6 +415,7 @@ class Hub:
                     continue
                 if self._remember(quote):
                     self._fan_out(quote)
+            self._flush()
             self._dirty.set()  # the registry may have lost our lease while we were away
 
     async def _report_loop(self) -> None:

@@ -52,6 +52,13 @@ class Outbox:
         self._pending: dict[str, str] = {}
         self._versions: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
+        # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer. With it,
+        # live updates are not handed to the writer task: the hub calls `flush` once per bus
+        # message for every outbox it touched, and only a write the socket declines (or a
+        # writer busy with an awaited send) wakes the writer.
+        self.direct: Callable[[str], bool] | None = None
+        self.busy = False  # the writer is inside an awaited send: keep order, let it drain
+        self.queued = False  # on the hub's to-flush list
 
     def offer(self, quote: Quote, text: str) -> None:
         """Queue a live update unless the client already has this version or a newer one."""
@@ -62,7 +69,22 @@ class Outbox:
         elif not self._pending:
             self._pending_since = quote.published_at
         self._pending[quote.symbol] = text
-        self._wake.set()
+        if self.direct is None:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write pending live updates now as one frame: their oldest `published_at` (ms) if
+        written directly, else 0 (nothing pending, or the writer task was woken to send it)."""
+        if not self._pending:
+            return 0
+        if self.direct is None or self.busy or self._control or self.closing or self.overflowed:
+            self._wake.set()
+            return 0
+        if not self.direct(self.fmt.frame("batch", list(self._pending.values()))):
+            self._wake.set()  # the socket is paused: the writer's awaited send takes over
+            return 0
+        self._pending.clear()
+        return self._pending_since
 
     def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
         """Queue a snapshot frame of those `quotes` the client does not have yet."""

@@ -182,6 +182,7 @@ class Connection:
         # With the fast path (app.ws.fastpath) a frame is written at once when the socket takes
         # it; otherwise, and whenever that declines, the awaited ASGI send below.
         fast: SendText | None = self.ws.scope.get("extensions", {}).get(FAST_SEND)
+        outbox.direct = fast
         while True:
             await outbox.wait()
             if outbox.overflowed:
@@ -192,6 +193,7 @@ class Connection:
                 if fast is not None and fast(frame):
                     hub.frames_fast += 1
                     continue
+                outbox.busy = True
                 try:
                     async with asyncio.timeout(timeout):
                         await self.ws.send_text(frame)
@@ -202,6 +204,8 @@ class Connection:
                     return
                 except (WebSocketDisconnect, OSError, RuntimeError):
                     return  # the peer is gone; the reader sees the disconnect
+                finally:
+                    outbox.busy = False
                 hub.frames_sent += 1
             if outbox.batch_published_at:
                 hub.fanout_lag.observe(max(0.0, time.time() - outbox.batch_published_at / 1000))
