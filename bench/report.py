@@ -27,6 +27,7 @@ def percentiles(hist: dict[int, int]) -> dict[str, int | None]:
 COLUMNS = (
     ("workload", "workload"), ("clients", "clients"), ("connected", "connected"),
     ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
+    ("server_lag_p99", "server p99"),
     ("published_per_s", "published/s"), ("deliveries_per_s", "quotes/s"),
     ("frames_per_s", "frames/s"), ("loss", "loss"),
     ("conflated", "conflated"), ("closes", "closes"), ("server_cpu", "server CPU"),

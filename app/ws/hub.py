@@ -359,13 +359,13 @@ class Hub:
             return
         encoded: dict[str, str] = {}
         touched = self._touched
+        version = (quote.epoch, quote.seq)
         for outbox in watchers:
             name = outbox.fmt.name
             text = encoded.get(name)
             if text is None:
                 text = encoded[name] = outbox.fmt.encode(quote)
-            outbox.offer(quote, text)
-            if outbox.direct is not None and not outbox.queued:
+            if outbox.offer(quote, text, version) and outbox.direct and not outbox.queued:
                 outbox.queued = True
                 touched.append(outbox)
         self.delivered += len(watchers)

@@ -60,17 +60,27 @@ class Outbox:
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
         self.queued = False  # on the hub's to-flush list
 
-    def offer(self, quote: Quote, text: str) -> None:
-        """Queue a live update unless the client already has this version or a newer one."""
-        if not self._take(quote):
-            return
-        if quote.symbol in self._pending:
+    def offer(self, quote: Quote, text: str, version: tuple[int, int] | None = None) -> bool:
+        """Queue a live update unless the client already has this version or a newer one.
+
+        `version` is `(quote.epoch, quote.seq)`, passed in by a caller that offers one quote to
+        thousands of outboxes. True if queued. The hot path of the fan-out: kept inline."""
+        symbol = quote.symbol
+        if version is None:
+            version = (quote.epoch, quote.seq)
+        current = self._versions.get(symbol)
+        if symbol not in self.symbols or (current is not None and version <= current):
+            return False
+        self._versions[symbol] = version
+        pending = self._pending
+        if symbol in pending:
             self.conflated += 1
-        elif not self._pending:
+        elif not pending:
             self._pending_since = quote.published_at
-        self._pending[quote.symbol] = text
+        pending[symbol] = text
         if self.direct is None:
             self._wake.set()
+        return True
 
     def flush(self) -> int:
         """Write pending live updates now as one frame: their oldest `published_at` (ms) if
