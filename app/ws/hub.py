@@ -2,9 +2,13 @@
 
 One listener per process reads `market-data:updates`, decodes each quote once, encodes it once per
 wire format that somebody watching it uses, and offers the same text to every such outbox. It
-never awaits a client. The hub also reports this replica's per-symbol counts to the subscription
-registry (on change and on every lease refresh) and announces newly watched symbols on
-`market-data:subscriptions`, so the fetcher prices them at once.
+never awaits a client. On the fast path (`app.ws.fastpath`) it then writes each touched client's
+one batch frame straight into that socket's buffer, without waking the client's writer task;
+a socket that is paused by flow control is left to its writer, so it still never waits.
+
+The hub also reports this replica's per-symbol counts to the subscription registry (on change and
+on every lease refresh) and announces newly watched symbols on `market-data:subscriptions`, so
+the fetcher prices them at once.
 
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
