@@ -45,6 +45,8 @@ class Spec:
     duration: float
     seed: int = 0
     slow_fraction: float = 0.0
+    # Every client watches the same first `per_client` symbols (a default dashboard).
+    same_symbols: bool = False
     connect_parallel: int = 256
     ready_timeout: float = 120.0
     storm_timeout: float = 40.0
@@ -178,7 +180,11 @@ class Generator:
 
     def pick(self) -> list[str]:
         k = min(self.spec.per_client, len(self.spec.symbols))
-        return self.rng.sample(self.spec.symbols, k) if self.spec.mode != "idle" else []
+        if self.spec.mode == "idle":
+            return []
+        if self.spec.same_symbols:
+            return self.spec.symbols[:k]
+        return self.rng.sample(self.spec.symbols, k)
 
     async def open(
         self, url: str, index: int, symbols: list[str], slow: bool, first: bool = True

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GEN_CPU_LIMIT = 0.9  # of one core
 GEN_LAG_LIMIT_MS = 100.0
+ON_REQUEST = {"dashboard"}  # run only when named: not in the default suite
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Workload:
     slow_fraction: float = 0.0
     procs: int = 1
     target: str = ""
+    same_symbols: bool = False
 
 
 def suite(scale: float) -> list[Workload]:
@@ -67,6 +69,14 @@ def suite(scale: float) -> list[Workload]:
     tick = {"FETCH_INTERVAL": "2"}
     return [
         Workload("tick", "ws", n(19_000), env=tick, target="p99<=500ms, 0 loss"),
+        Workload(
+            "dashboard",
+            "ws",
+            n(19_000),
+            env=tick,
+            same_symbols=True,
+            target="tick, all on the same 10 symbols",
+        ),  # fmt: skip
         Workload(
             "stream",
             "ws",
@@ -239,6 +249,7 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
             "mode": w.mode, "urls": [a.ws for a in apps], "clients": count,
             "symbols": symbols, "per_client": w.per_client, "warmup": w.warmup,
             "duration": w.duration, "seed": i, "slow_fraction": w.slow_fraction,
+            "same_symbols": w.same_symbols,
         }  # fmt: skip
         procs.append(
             await asyncio.create_subprocess_exec(
@@ -414,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON-lines file to append to")
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
-    chosen = [w for w in suite(args.scale) if not args.workloads or w.name in args.workloads]
+    chosen = [
+        w
+        for w in suite(args.scale)
+        if w.name in args.workloads or (not args.workloads and w.name not in ON_REQUEST)
+    ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}.jsonl"
     log = RESULTS / "server.log"
