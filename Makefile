@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test lint pytest test-deps clean
+.PHONY: run test lint pytest test-deps clean bench
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m app
@@ -17,8 +17,8 @@ pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
 $(BIN)/python:
@@ -31,6 +31,15 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.runtime
+
+# The benchmark (bench/run.py): a few minutes on 2 cores; never part of `make test`.
+# BENCH_ARGS="tick --clients 19000" runs one workload; results go to bench/results/*.jsonl.
+bench: $(VENV)/.bench test-deps
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
 
 # System packages the tests use: a real redis-server (tests start their own on a free port) and
 # Debian's chromium, which the browser tests drive through Playwright (never a downloaded browser).

@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, pages, watchlist
+from app import api, gctune, metrics, pages, watchlist
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.history import History
@@ -31,6 +31,7 @@ from app.rendering import STATIC_DIR, Renderer
 from app.security import SecurityHeaders
 from app.services import Services
 from app.settings import Settings, SettingsError
+from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
             supervisor.start("history", history.run)
+            loop_lag = LoopLag()
+            supervisor.start("loop_lag", loop_lag.run)
             drainer = Drainer(
                 hub,
                 poller,
@@ -105,11 +108,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 feed.name,
                 settings.fetch_interval,
             )
-            yield {
-                "services": Services(
-                    settings, backend, feed, hub, poller, renderer, supervisor, history
-                )
-            }
+            svc = Services(
+                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag
+            )
+            if settings.gc_tuning:
+                stack.callback(gctune.restore, gctune.tune())
+            yield {"services": svc, "metrics": metrics.build_registry(svc)}
 
     return Starlette(
         routes=[
@@ -124,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/poll", poll),
             Route("/health", api.health),
             Route("/ready", api.ready),
+            Route("/metrics", metrics.metrics),
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],

@@ -34,6 +34,7 @@ from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.stats import Histogram
 from app.supervise import reraise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ class Poller:
         )
         self._new_tokens = max(self._new_rate * 60, 1.0)
         self._new_stamp = time.monotonic()
+        # For /metrics: fetch outcomes (ok, error, timeout), their duration, quotes published.
+        self.fetch_outcomes: dict[str, int] = {}
+        self.fetch_duration = Histogram()
+        self.published = 0
 
     @property
     def role(self) -> str:
@@ -282,8 +287,18 @@ class Poller:
         )
         if candidates:
             self.feed_calls += 1
-            async with asyncio.timeout(self.interval * 0.8):
-                result = await self.feed.fetch(candidates)
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                async with asyncio.timeout(self.interval * 0.8):
+                    result = await self.feed.fetch(candidates)
+                outcome = "ok"
+            except TimeoutError:
+                outcome = "timeout"
+                raise
+            finally:
+                self.fetch_duration.observe(time.perf_counter() - started)
+                self.fetch_outcomes[outcome] = self.fetch_outcomes.get(outcome, 0) + 1
         else:
             result = FetchResult()
         # A symbol still cooling down that somebody (newly) watches: tell its watchers again.
@@ -337,6 +352,7 @@ class Poller:
                 self.term = None
             return
         self._status_sent = status
+        self.published += len(quotes)
         for quote in quotes:
             if is_newer(quote, self._last.get(quote.symbol)):
                 self._last[quote.symbol] = quote

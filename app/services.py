@@ -12,6 +12,7 @@ from app.poller import Poller
 from app.pubsub import Backend
 from app.rendering import Renderer
 from app.settings import Settings
+from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.hub import Hub
 
@@ -26,6 +27,7 @@ class Services:
     renderer: Renderer
     supervisor: Supervisor
     history: History
+    loop_lag: LoopLag
 
 
 def services(conn: HTTPConnection) -> Services:

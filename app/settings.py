@@ -91,6 +91,14 @@ class Settings:
     feeds: tuple[str, ...] = ("simulated",)
     # None: a different random walk each start; an int makes the simulated feed reproducible.
     sim_seed: int | None = None
+    # Simulated market size: 0 lists the ~45 real instruments; more adds synthetic SIM001...
+    sim_symbols: int = 0
+    # Simulated quotes per fetch at most (round-robin), like a streaming provider; 0: all.
+    sim_batch: int = 0
+    # Garbage-collector tuning for many connections: freeze start-up objects, rarer collections.
+    gc_tuning: bool = True
+    # `python -m app` serves /ws with app.ws.fastpath (frames written straight to the socket).
+    ws_fast_path: bool = True
     fetch_interval: float = 2.0
     default_watchlist: tuple[str, ...] = DEFAULT_WATCHLIST
     board_symbols: tuple[str, ...] = DEFAULT_BOARD
@@ -171,6 +179,10 @@ class Settings:
             redis_url=reader.get("REDIS_URL", "", _redis_url),
             feeds=reader.get("FEEDS", ("simulated",), _feeds),
             sim_seed=reader.get("SIM_SEED", None, _optional_int),
+            sim_symbols=reader.get("SIM_SYMBOLS", 0, _int_in(0, 10_000)),
+            sim_batch=reader.get("SIM_BATCH", 0, _int_in(0, 10_000)),
+            gc_tuning=reader.get("GC_TUNING", True, _on_off),
+            ws_fast_path=reader.get("WS_FAST_PATH", True, _on_off),
             fetch_interval=reader.get("FETCH_INTERVAL", 2.0, _seconds(0.05, 3600)),
             default_watchlist=reader.get("DEFAULT_WATCHLIST", DEFAULT_WATCHLIST, _symbols),
             board_symbols=reader.get("BOARD_SYMBOLS", DEFAULT_BOARD, _symbols),
@@ -312,6 +324,15 @@ def _rate(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _on_off(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("expected on or off")
 
 
 def _optional_int(raw: str) -> int | None:

@@ -186,6 +186,9 @@ class AppServer:
         details: dict[str, Any] = self.ready().json()["details"]
         return details
 
+    def metrics_text(self) -> str:
+        return httpx.get(f"{self.base}/metrics", timeout=5).text
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -38,7 +38,12 @@ def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Fee
     if name == "simulated":
         from app.feeds.simulated import SimulatedFeed
 
-        return SimulatedFeed(seed=settings.sim_seed, step_seconds=settings.fetch_interval)
+        return SimulatedFeed(
+            seed=settings.sim_seed,
+            step_seconds=settings.fetch_interval,
+            symbols=settings.sim_symbols or None,
+            batch=settings.sim_batch or None,
+        )
     if name == "replay":
         from app.feeds.replay import ReplayFeed, load
 

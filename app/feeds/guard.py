@@ -89,6 +89,8 @@ class GuardedProvider:
         self.breaker = breaker
         self.pacer = Pacer(quota.per_minute, clock, poll_interval)
         self.last_error: str | None = None
+        # Calls by outcome (ok, rate_limited, quota_blocked, circuit_open, error), for /metrics.
+        self.outcomes: dict[str, int] = {}
 
     def check_symbol(self, symbol: str) -> str | None:
         return self.adapter.check_symbol(symbol)
@@ -98,6 +100,27 @@ class GuardedProvider:
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
         """Fetch the due subset of `symbols`; `FeedRateLimited` or `CircuitOpen` if none may go."""
+        try:
+            result = await self._fetch(symbols)
+        except QuotaBlocked:
+            self._count("quota_blocked")
+            raise
+        except CircuitOpen:
+            self._count("circuit_open")
+            raise
+        except FeedRateLimited:
+            self._count("rate_limited")
+            raise
+        except Exception:
+            self._count("error")
+            raise
+        self._count("ok")
+        return result
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    async def _fetch(self, symbols: Sequence[str]) -> FetchResult:
         block = self.quota.blocked()
         if block is not None:
             scope, wait = block
@@ -152,4 +175,5 @@ class GuardedProvider:
             "failures": self.breaker.fail_counter,
             "quota": self.quota.describe(),
             "last_error": self.last_error,
+            "calls": dict(self.outcomes),
         }

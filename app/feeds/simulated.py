@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from app.feeds.base import LIVE, FeedStatus, FetchResult
-from app.feeds.universe import BY_SYMBOL, Instrument
+from app.feeds.universe import Instrument, universe
 from app.models import Quote
 
 # Typical per-step move of a large-cap stock at a 2 s step: about 0.04 %.
@@ -42,7 +42,12 @@ class _Walk:
 
 
 class SimulatedFeed:
-    """Prices every instrument of `app.feeds.universe`; `step_seconds` scales the move size."""
+    """Prices every instrument of `app.feeds.universe`; `step_seconds` scales the move size.
+
+    `symbols` widens the market with synthetic instruments (see `universe`). `batch`, when set,
+    prices at most that many of the requested symbols per fetch, round-robin, as a streaming
+    provider delivers a few quotes at a time (the benchmark's stream workload).
+    """
 
     name = "simulated"
     # check_symbol alone decides: no unknown symbol ever reaches fetch.
@@ -53,14 +58,19 @@ class SimulatedFeed:
         seed: int | None = None,
         step_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
+        symbols: int | None = None,
+        batch: int | None = None,
     ) -> None:
+        self._instruments = universe(symbols)
+        self._batch = batch
+        self._turn = 0
         self._seed = random.randrange(1 << 32) if seed is None else seed
         self._scale = math.sqrt(max(step_seconds, 0.05) / 2.0)
         self._clock = clock
         self._walks: dict[str, _Walk] = {}
 
     def check_symbol(self, symbol: str) -> str | None:
-        if symbol in BY_SYMBOL:
+        if symbol in self._instruments:
             return None
         return f"unknown symbol {symbol!r}: the simulated feed does not list it"
 
@@ -76,6 +86,10 @@ class SimulatedFeed:
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
         result = FetchResult()
         now_ms = int(self._clock() * 1000)
+        if self._batch is not None and len(symbols) > self._batch:
+            start = self._turn % len(symbols)
+            self._turn = start + self._batch
+            symbols = [*symbols[start:], *symbols[:start]][: self._batch]
         for symbol in symbols:
             reason = self.check_symbol(symbol)
             if reason is not None:
@@ -83,7 +97,7 @@ class SimulatedFeed:
                 continue
             walk = self._walks.get(symbol)
             if walk is None:
-                walk = self._walks[symbol] = self._start(BY_SYMBOL[symbol])
+                walk = self._walks[symbol] = self._start(self._instruments[symbol])
             else:
                 self._step(walk)
             result.quotes.append(self._quote(walk, now_ms))

@@ -86,3 +86,19 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 )
 
 BY_SYMBOL: dict[str, Instrument] = {i.symbol: i for i in INSTRUMENTS}
+
+
+def universe(size: int | None = None) -> dict[str, Instrument]:
+    """The instruments a simulated market lists: the real ones above, then (when `size` asks for
+    more) synthetic `SIM001`, `SIM002`, ... up to `size` in all, for benchmarks that need a wider
+    market. `None` or a size at most the real list's length gives the real list unchanged."""
+    if size is None or size <= len(INSTRUMENTS):
+        return dict(BY_SYMBOL)
+    out = dict(BY_SYMBOL)
+    for n in range(1, size - len(INSTRUMENTS) + 1):
+        symbol = f"SIM{n:03d}"
+        price = Decimal(20 + (n * 37) % 980)
+        out[symbol] = Instrument(
+            symbol, f"Synthetic {n}", "SIM", "USD", price, Decimal("0.01"), 1_000_000
+        )
+    return out

@@ -2,9 +2,13 @@
 
 One listener per process reads `market-data:updates`, decodes each quote once, encodes it once per
 wire format that somebody watching it uses, and offers the same text to every such outbox. It
-never awaits a client. The hub also reports this replica's per-symbol counts to the subscription
-registry (on change and on every lease refresh) and announces newly watched symbols on
-`market-data:subscriptions`, so the fetcher prices them at once.
+never awaits a client. On the fast path (`app.ws.fastpath`) it then writes each touched client's
+one batch frame straight into that socket's buffer, without waking the client's writer task;
+a socket that is paused by flow control is left to its writer, so it still never waits.
+
+The hub also reports this replica's per-symbol counts to the subscription registry (on change and
+on every lease refresh) and announces newly watched symbols on `market-data:subscriptions`, so
+the fetcher prices them at once.
 
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
@@ -36,6 +40,7 @@ from app.pubsub.base import (
     UPDATES_CHANNEL,
     BusUnavailable,
 )
+from app.stats import Histogram
 from app.supervise import cancel_together, wait_event
 from app.ws.outbox import Outbox
 
@@ -80,10 +85,19 @@ class Hub:
         # Symbols the fetcher's provider called unknown: symbol -> (reason, monotonic until).
         self.rejected: dict[str, tuple[str, float]] = {}
         self._resync = asyncio.Event()
+        self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
+        self._touched: list[Outbox] = []  # fast-path outboxes offered to since the last flush
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
         self.last_report: float | None = None
-        self.delivered = 0
+        # Counters for /metrics (plain ints on the hot path; see app.stats).
+        self.received = 0  # quotes from the bus that were new to this process
+        self.delivered = 0  # quotes offered to outboxes
+        self.frames_sent = 0  # WebSocket frames written through the ASGI send
+        self.frames_fast = 0  # ... and straight to the socket (app.ws.fastpath)
+        self.slow_closes = 0  # clients closed with 1013
+        self.conflated_closed = 0  # conflated updates of outboxes already detached
+        self.fanout_lag = Histogram()  # publish -> batch frame written, seconds
         self.draining = False
         self.polls_in_flight = 0
         self._empty = asyncio.Event()
@@ -117,6 +131,8 @@ class Hub:
         self._empty.clear()
 
     def detach(self, outbox: Outbox) -> None:
+        self.conflated_closed += outbox.conflated
+        outbox.conflated = 0
         self.unwatch(outbox, list(outbox.symbols))
         self._outboxes.discard(outbox)
         if not self._outboxes:
@@ -151,6 +167,14 @@ class Hub:
                 self._dirty.set()
             self._recent_polls[symbol] = until
 
+    @property
+    def outboxes(self) -> frozenset[Outbox]:
+        return frozenset(self._outboxes)
+
+    def watchers(self) -> dict[str, int]:
+        """Subscribers per symbol in this process (WebSocket and in-flight long-polls)."""
+        return {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
+
     def counts(self) -> dict[str, int]:
         """Subscribers per symbol on this replica; a recently polled symbol counts at least once."""
         counts = {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
@@ -179,17 +203,35 @@ class Hub:
         """The newest quote known for each of `symbols` (this process, else the shared store)."""
         missing = [s for s in symbols if s not in self.latest]
         if missing:
+            await self._read_stored(missing)
+        return [self.latest[s] for s in symbols if s in self.latest]
+
+    async def _read_stored(self, symbols: Sequence[str]) -> None:
+        # A reconnect storm lands thousands of subscribes for the same few symbols on a replica
+        # that has not cached them yet: one store read per symbol in flight, the rest wait for it
+        # (else each would take its own Redis connection, past the pool's limit).
+        waits = {self._reads[s] for s in symbols if s in self._reads}
+        todo = [s for s in symbols if s not in self._reads]
+        if todo:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for symbol in todo:
+                self._reads[symbol] = done
             try:
-                stored = await self._backend.snapshots.get(missing)
+                stored = await self._backend.snapshots.get(todo)
             except BusUnavailable as exc:
                 log.warning("snapshot read failed: %s", exc)
                 stored = {}
+            finally:
+                for symbol in todo:
+                    del self._reads[symbol]
+                done.set_result(None)
             for data in stored.values():
                 try:
                     self._remember(decode_quote(data))
                 except QuoteDecodeError as exc:
                     log.warning("ignoring corrupt stored quote: %s", exc)
-        return [self.latest[s] for s in symbols if s in self.latest]
+        if waits:
+            await asyncio.wait(waits)  # not gather: a cancelled waiter must not cancel the read
 
     # ---- background work ---------------------------------------------------------------------
 
@@ -302,7 +344,9 @@ class Hub:
         for quote in quotes:
             if not self._remember(quote):
                 continue  # a duplicate, or older than what this process already has
+            self.received += 1
             self._fan_out(quote)
+        self._flush()
         for symbol, reason, source, retry_after in rejected:
             self.rejected[symbol] = (reason, time.monotonic() + retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
@@ -333,13 +377,27 @@ class Hub:
         if not watchers:
             return
         encoded: dict[str, str] = {}
+        touched = self._touched
+        version = (quote.epoch, quote.seq)
         for outbox in watchers:
             name = outbox.fmt.name
             text = encoded.get(name)
             if text is None:
                 text = encoded[name] = outbox.fmt.encode(quote)
-            outbox.offer(quote, text)
+            if outbox.offer(quote, text, version) and outbox.direct and not outbox.queued:
+                outbox.queued = True
+                touched.append(outbox)
         self.delivered += len(watchers)
+
+    def _flush(self) -> None:
+        """One frame per fast-path client for everything this bus message brought it."""
+        touched, self._touched = self._touched, []
+        for outbox in touched:
+            outbox.queued = False
+            published_at = outbox.flush()
+            if published_at:
+                self.frames_fast += 1
+                self.fanout_lag.observe(max(0.0, time.time() - published_at / 1000))
 
     def _remember(self, quote: Quote) -> bool:
         if not is_newer(quote, self.latest.get(quote.symbol)):
@@ -376,6 +434,7 @@ class Hub:
                     continue
                 if self._remember(quote):
                     self._fan_out(quote)
+            self._flush()
             self._dirty.set()  # the registry may have lost our lease while we were away
 
     async def _report_loop(self) -> None:

@@ -44,20 +44,57 @@ class Outbox:
         # Set by `close_after`: the writer sends what is queued, then closes with this code.
         self.closing: tuple[int, str] | None = None
         self.conflated = 0
+        # `published_at` (ms) of the oldest update in the last drained batch; 0 when none.
+        self.batch_published_at = 0
+        self._pending_since = 0
         self._max_control = max_control
         self._control: deque[str] = deque()
         self._pending: dict[str, str] = {}
         self._versions: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
+        # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer. With it,
+        # live updates are not handed to the writer task: the hub calls `flush` once per bus
+        # message for every outbox it touched, and only a write the socket declines (or a
+        # writer busy with an awaited send) wakes the writer.
+        self.direct: Callable[[str], bool] | None = None
+        self.busy = False  # the writer is inside an awaited send: keep order, let it drain
+        self.queued = False  # on the hub's to-flush list
 
-    def offer(self, quote: Quote, text: str) -> None:
-        """Queue a live update unless the client already has this version or a newer one."""
-        if not self._take(quote):
-            return
-        if quote.symbol in self._pending:
+    def offer(self, quote: Quote, text: str, version: tuple[int, int] | None = None) -> bool:
+        """Queue a live update unless the client already has this version or a newer one.
+
+        `version` is `(quote.epoch, quote.seq)`, passed in by a caller that offers one quote to
+        thousands of outboxes. True if queued. The hot path of the fan-out: kept inline."""
+        symbol = quote.symbol
+        if version is None:
+            version = (quote.epoch, quote.seq)
+        current = self._versions.get(symbol)
+        if symbol not in self.symbols or (current is not None and version <= current):
+            return False
+        self._versions[symbol] = version
+        pending = self._pending
+        if symbol in pending:
             self.conflated += 1
-        self._pending[quote.symbol] = text
-        self._wake.set()
+        elif not pending:
+            self._pending_since = quote.published_at
+        pending[symbol] = text
+        if self.direct is None:
+            self._wake.set()
+        return True
+
+    def flush(self) -> int:
+        """Write pending live updates now as one frame: their oldest `published_at` (ms) if
+        written directly, else 0 (nothing pending, or the writer task was woken to send it)."""
+        if not self._pending:
+            return 0
+        if self.direct is None or self.busy or self._control or self.closing or self.overflowed:
+            self._wake.set()
+            return 0
+        if not self.direct(self.fmt.frame("batch", list(self._pending.values()))):
+            self._wake.set()  # the socket is paused: the writer's awaited send takes over
+            return 0
+        self._pending.clear()
+        return self._pending_since
 
     def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
         """Queue a snapshot frame of those `quotes` the client does not have yet."""
@@ -99,9 +136,11 @@ class Outbox:
         self._wake.clear()
         frames = list(self._control)
         self._control.clear()
+        self.batch_published_at = 0
         if self._pending:
             frames.append(self.fmt.frame("batch", list(self._pending.values())))
             self._pending.clear()
+            self.batch_published_at = self._pending_since
         return frames
 
     def _take(self, quote: Quote) -> bool:

@@ -8,6 +8,8 @@ extension reconnects to the same URL and so resubscribes by itself).
 Bad input never costs other clients anything: malformed requests get an `error` and the
 connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
 if they go on, 1008; a client that stops reading is closed with 1013 by its own writer.
+Served by `app.ws.fastpath.FastProtocol`, the writer sends frames without awaiting while the
+socket accepts them; the plain ASGI path is the fallback and works the same.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.supervise import cancel_together
 from app.ws import protocol
+from app.ws.fastpath import EXTENSION as FAST_SEND
+from app.ws.fastpath import SendText
 from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
@@ -176,35 +180,51 @@ class Connection:
             self.outbox.offer_control(text)
 
     async def _writer(self) -> None:
-        outbox = self.outbox
+        outbox, hub = self.outbox, self.svc.hub
+        # With the fast path (app.ws.fastpath) a frame is written at once when the socket takes
+        # it; otherwise, and whenever that declines, the awaited ASGI send.
+        fast: SendText | None = self.ws.scope.get("extensions", {}).get(FAST_SEND)
+        outbox.direct = fast
         while True:
             await outbox.wait()
             if outbox.overflowed:
+                hub.slow_closes += 1
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return
-            if not await self._transmit(outbox.drain()):
+            if not await self._transmit(outbox.drain(), fast):
                 return
+            if outbox.batch_published_at:
+                hub.fanout_lag.observe(max(0.0, time.time() - outbox.batch_published_at / 1000))
             if outbox.closing is not None:
                 # Whatever was queued before the close was asked for goes out first.
                 while frames := outbox.drain():
-                    if not await self._transmit(frames):
+                    if not await self._transmit(frames, fast):
                         return
                 await self._close(*outbox.closing)
                 return
 
-    async def _transmit(self, frames: list[str]) -> bool:
+    async def _transmit(self, frames: list[str], fast: SendText | None) -> bool:
         """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
         timeout = self.svc.settings.send_timeout
+        outbox, hub = self.outbox, self.svc.hub
         for frame in frames:
+            if fast is not None and fast(frame):
+                hub.frames_fast += 1
+                continue
+            outbox.busy = True
             try:
                 async with asyncio.timeout(timeout):
                     await self.ws.send_text(frame)
             except TimeoutError:
                 log.info("closing a client that read nothing for %.0fs", timeout)
+                hub.slow_closes += 1
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return False
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return False  # the peer is gone; the reader sees the disconnect
+            finally:
+                outbox.busy = False
+            hub.frames_sent += 1
         return True
 
     async def _close(self, code: int, reason: str) -> None:

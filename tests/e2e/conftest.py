@@ -11,8 +11,12 @@ from tests.support import AppServer
 @pytest.fixture(scope="module")
 def app_server() -> Iterator[AppServer]:
     """The app as `make run` starts it (memory bus, simulated feed), with short timings."""
+    yield from serve({})
+
+
+def serve(env: dict[str, str]) -> Iterator[AppServer]:
     server = AppServer(
-        {"MAX_SYMBOLS_PER_CONNECTION": "5", "POLL_TIMEOUT": "1", "MAX_MESSAGE_BYTES": "4096"}
+        {"MAX_SYMBOLS_PER_CONNECTION": "5", "POLL_TIMEOUT": "1", "MAX_MESSAGE_BYTES": "4096", **env}
     )
     server.start()
     yield server

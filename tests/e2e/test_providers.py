@@ -59,6 +59,16 @@ async def test_failover_breaker_and_truthful_staleness(fake: FakeProviders, app:
         assert ready["ready"] is True  # a provider outage does not take the replica out
         assert ready["details"]["providers"]["finnhub"]["breaker"] == "closed"
         assert "circuit breaker of twelvedata: closed -> open" in app.log()
+        metrics = (await http.get("/metrics")).text
+        assert 'stocktracker_provider_breaker_state{provider="twelvedata",state="open"} 1.0' in (
+            metrics
+        )
+        assert 'stocktracker_provider_calls_total{outcome="error",provider="twelvedata"}' in (
+            metrics
+        )
+        assert 'stocktracker_provider_quota_remaining{provider="finnhub",window="minute"}' in (
+            metrics
+        )
         await recv_until(ws, lambda m: "finnhub" in sources(m))
 
         fake.state.mode["fh"] = "down"
@@ -86,6 +96,7 @@ async def test_failover_breaker_and_truthful_staleness(fake: FakeProviders, app:
         page = (await http.get("/")).text
         assert "Prices refresh every 1 s" in page
         shown = page + (await http.get("/ready")).text + (await http.get("/api/quotes")).text
+        shown += (await http.get("/metrics")).text
     log = app.log()
     assert all(key not in log + shown for key in KEYS.values())
 

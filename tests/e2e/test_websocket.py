@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -10,7 +12,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import AppServer, quotes_in, recv_json, recv_until
+from tests.e2e.conftest import serve
+from tests.support import AppServer, quotes_in, recv_json, recv_until, wait_for
+
+
+@pytest.fixture(scope="module", params=["fast", "asgi"])
+def app_server(request: pytest.FixtureRequest) -> Iterator[AppServer]:
+    """Every test here runs against both send paths: app.ws.fastpath and plain ASGI."""
+    yield from serve({"WS_FAST_PATH": "on" if request.param == "fast" else "off"})
 
 
 async def subscribe(ws: ClientConnection, *symbols: str, rid: str = "c1") -> dict[str, Any]:
@@ -163,3 +172,28 @@ async def test_html_format_pushes_swappable_rows(app_server: AppServer) -> None:
             fragment = str(await asyncio.wait_for(ws.recv(), 10))
             assert 'hx-swap-oob="true"' in fragment
             rows.update(r for r in ("q-TCS", "q-NIFTY_2050") if f'id="{r}"' in fragment)
+
+
+@pytest.mark.parametrize("path", ["fast", "asgi"])
+async def test_a_client_that_stops_reading_is_closed_with_1013(path: str) -> None:
+    server = AppServer({
+        "WS_FAST_PATH": "on" if path == "fast" else "off", "SIM_SYMBOLS": "200",
+        "MAX_SYMBOLS_PER_CONNECTION": "200", "FETCH_INTERVAL": "0.05", "SEND_TIMEOUT": "0.5",
+    })  # fmt: skip
+    server.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        # max_queue=1: the client library stops reading the socket once one message waits.
+        async with connect(server.ws_url, sock=sock, max_queue=1) as ws:
+            symbols = ["TCS", *(f"SIM{n:03d}" for n in range(1, 150))]
+            await ws.send(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+            closes = "stocktracker_slow_client_closes_total 1.0"
+            wait_for(lambda: closes in server.metrics_text(), 20, "the server to give up")
+            with pytest.raises(ConnectionClosed) as info:
+                while True:  # now read fast, through the backlog, up to the close frame
+                    await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+    finally:
+        server.stop()

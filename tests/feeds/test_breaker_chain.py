@@ -47,6 +47,8 @@ async def test_breaker_opens_short_circuits_half_opens_and_closes() -> None:
             await asyncio.sleep(0.01)
     assert seen == ["half-open"] and result.quotes
     assert provider.breaker.current_state == "closed"
+    calls = provider.describe()["calls"]  # exported by /metrics as provider_calls_total
+    assert calls["error"] == 3 and calls["ok"] == 1 and calls["circuit_open"] >= 1
 
 
 async def test_a_failed_trial_call_opens_it_again() -> None:

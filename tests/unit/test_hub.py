@@ -129,6 +129,30 @@ async def _match(backend: Backend, expected: dict[str, int]) -> bool:
     return await backend.registry.reconcile() == expected
 
 
+async def test_concurrent_snapshots_share_one_store_read(hub: Hub, backend: Backend) -> None:
+    await backend.snapshots.put({"INFY": encode_quote(make_quote(symbol="INFY", seq=3))})
+    reads: list[list[str]] = []
+    real_get = backend.snapshots.get
+
+    async def counting_get(symbols: list[str]) -> dict[str, bytes]:
+        reads.append(list(symbols))
+        await asyncio.sleep(0)
+        return await real_get(symbols)
+
+    object.__setattr__(backend, "snapshots", _Wrapped(backend.snapshots, counting_get))
+    results = await asyncio.gather(*(hub.snapshot(["INFY"]) for _ in range(50)))
+    assert all(r and r[0].seq == 3 for r in results)
+    assert reads == [["INFY"]]
+
+
+class _Wrapped:
+    def __init__(self, inner: object, get: object) -> None:
+        self._inner, self.get = inner, get
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
 async def test_snapshot_reads_the_shared_store(hub: Hub, backend: Backend) -> None:
     stored = make_quote(symbol="INFY", seq=7)
     await backend.snapshots.put({"INFY": encode_quote(stored)})

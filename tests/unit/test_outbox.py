@@ -56,3 +56,33 @@ def test_control_backlog_is_bounded() -> None:
         box.offer_control(str(i))
     assert box.overflowed
     assert box.drain() == ["0", "1", "2"]
+
+
+def test_flush_writes_one_frame_directly_and_wakes_the_writer_only_when_it_must() -> None:
+    box = Outbox(JSON_FORMAT)
+    box.symbols.update(("TCS", "INFY"))
+    written: list[str] = []
+    accept = True
+
+    def direct(frame: str) -> bool:
+        if accept:
+            written.append(frame)
+        return accept
+
+    box.direct = direct
+    box.offer(make_quote(seq=1, published_at=1000), "1")
+    box.offer(make_quote(symbol="INFY", seq=1, published_at=1200), "2")
+    assert not box._wake.is_set()  # the hub flushes; the writer task sleeps on
+    assert box.flush() == 1000
+    assert [orjson.loads(f)["type"] for f in written] == ["batch"] and box.drain() == []
+    assert box.flush() == 0  # nothing pending
+
+    accept = False  # the socket is paused: the writer's awaited send takes over
+    box.offer(make_quote(seq=2, published_at=3000), "3")
+    assert box.flush() == 0 and box._wake.is_set()
+    assert len(frames(box)) == 1
+
+    box.busy = True  # the writer is mid-send: order first, so it drains this too
+    accept = True
+    box.offer(make_quote(seq=3, published_at=4000), "4")
+    assert box.flush() == 0 and box._wake.is_set() and len(written) == 1

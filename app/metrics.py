@@ -1,0 +1,213 @@
+"""`GET /metrics`: Prometheus text format, built at scrape time from the app's plain counters.
+
+A custom collector reads the hub, poller, feed and loop monitor when Prometheus scrapes, so the
+hot path never calls prometheus_client. Each app has its own registry (no process-wide globals),
+so tests may build several apps in one process. Labels carry only transport, provider, outcome,
+breaker state and symbol names (the watched symbols of this process: bounded by the feed's
+universe); never API keys or anything a user sent besides a valid, known symbol.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.services import Services
+from app.stats import Histogram
+
+PREFIX = "stocktracker"
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
+def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=hist.cumulative(), sum_value=hist.total)
+
+
+class AppCollector(Collector):
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._connections()
+        yield from self._fanout()
+        yield from self._fetcher()
+        yield from self._providers()
+        yield from self._process()
+
+    def _connections(self) -> Iterator[Metric]:
+        hub = self.svc.hub
+        polls = hub.polls_in_flight
+        conns = GaugeMetricFamily(
+            f"{PREFIX}_connections", "Open client connections by transport", labels=["transport"]
+        )
+        conns.add_metric(["websocket"], hub.connections - polls)
+        conns.add_metric(["longpoll"], polls)
+        yield conns
+        watchers = hub.watchers()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_subscriptions",
+            "Symbol subscriptions in this process (a client watching 10 symbols counts 10)",
+            value=sum(watchers.values()),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_symbols_watched", "Distinct symbols watched in this process",
+            value=len(watchers),
+        )  # fmt: skip
+        age = GaugeMetricFamily(
+            f"{PREFIX}_quote_age_seconds",
+            "Seconds since the fetcher published the latest quote of each watched symbol",
+            labels=["symbol"],
+        )
+        now = time.time()
+        for symbol in sorted(watchers):
+            quote = hub.latest.get(symbol)
+            if quote is not None and quote.published_at:
+                age.add_metric([symbol], max(0.0, now - quote.published_at / 1000))
+        yield age
+
+    def _fanout(self) -> Iterator[Metric]:
+        hub = self.svc.hub
+        yield CounterMetricFamily(
+            f"{PREFIX}_quotes_received", "Quotes from the bus new to this process",
+            value=hub.received,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            f"{PREFIX}_quotes_delivered",
+            "Quotes offered to client outboxes (one per watching client)",
+            value=hub.delivered,
+        )
+        frames = CounterMetricFamily(
+            f"{PREFIX}_frames_sent",
+            "WebSocket frames written to clients, by path (fast: app.ws.fastpath; asgi)",
+            labels=["path"],
+        )
+        frames.add_metric(["fast"], hub.frames_fast)
+        frames.add_metric(["asgi"], hub.frames_sent)
+        yield frames
+        conflated = hub.conflated_closed + sum(o.conflated for o in hub.outboxes)
+        yield CounterMetricFamily(
+            f"{PREFIX}_quotes_conflated",
+            "Pending quotes replaced by a newer one of the same symbol before the client read it",
+            value=conflated,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_slow_client_closes", "Clients closed with 1013 for not reading",
+            value=hub.slow_closes,
+        )  # fmt: skip
+        yield _histogram(
+            f"{PREFIX}_fanout_lag_seconds",
+            "From the fetcher's publish to the client's batch frame written",
+            hub.fanout_lag,
+        )
+
+    def _fetcher(self) -> Iterator[Metric]:
+        poller = self.svc.poller
+        yield GaugeMetricFamily(
+            f"{PREFIX}_fetcher_leader", "1 if this replica holds the fetcher lease",
+            value=1 if poller.term is not None else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            f"{PREFIX}_quotes_published", "Changed quotes this replica published as fetcher",
+            value=poller.published,
+        )  # fmt: skip
+        fetches = CounterMetricFamily(
+            f"{PREFIX}_fetches", "Calls into the feed by outcome", labels=["outcome"]
+        )
+        for outcome, count in sorted(poller.fetch_outcomes.items()):
+            fetches.add_metric([outcome], count)
+        yield fetches
+        yield _histogram(
+            f"{PREFIX}_fetch_duration_seconds", "Duration of one call into the feed",
+            poller.fetch_duration,
+        )  # fmt: skip
+
+    def _providers(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            f"{PREFIX}_provider_calls",
+            "Provider calls by outcome (real providers only)",
+            labels=["provider", "outcome"],
+        )
+        breaker = GaugeMetricFamily(
+            f"{PREFIX}_provider_breaker_state",
+            "1 for the provider's current circuit breaker state",
+            labels=["provider", "state"],
+        )
+        quota = GaugeMetricFamily(
+            f"{PREFIX}_provider_quota_remaining",
+            "Calls left in the provider's current window",
+            labels=["provider", "window"],
+        )
+        for provider, info in self.svc.feed.describe().items():
+            if not isinstance(info, dict) or "breaker" not in info:
+                continue  # simulated or replay: no provider calls, breaker or quota
+            for outcome, count in sorted(info.get("calls", {}).items()):
+                calls.add_metric([provider, outcome], count)
+            for state in BREAKER_STATES:
+                breaker.add_metric([provider, state], 1 if info["breaker"] == state else 0)
+            _quota(quota, provider, info.get("quota", {}))
+        yield calls
+        yield breaker
+        yield quota
+
+    def _process(self) -> Iterator[Metric]:
+        hub, lag = self.svc.hub, self.svc.loop_lag
+        listener = GaugeMetricFamily(
+            f"{PREFIX}_bus_listener_up",
+            "1 if the bus listener is connected and hears this replica's own heartbeat",
+            value=1 if hub.bus_connected and hub.hearing_itself else 0,
+        )
+        yield listener
+        yield CounterMetricFamily(
+            f"{PREFIX}_bus_listener_rebuilds", "Deaf bus listeners replaced",
+            value=hub.listener_rebuilds,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_seconds", "Latest measured event-loop wake-up delay",
+            value=lag.last,
+        )  # fmt: skip
+        yield _histogram(
+            f"{PREFIX}_event_loop_lag_distribution_seconds",
+            "Event-loop wake-up delays, sampled every 0.25 s",
+            lag.histogram,
+        )
+        collections = CounterMetricFamily(
+            f"{PREFIX}_gc_collections", "CPython garbage collections by generation",
+            labels=["generation"],
+        )  # fmt: skip
+        for generation, stat in enumerate(gc.get_stats()):
+            collections.add_metric([str(generation)], stat["collections"])
+        yield collections
+
+
+def _quota(family: GaugeMetricFamily, provider: str, info: dict[str, Any]) -> None:
+    per_minute, per_day = info.get("calls_per_minute"), info.get("calls_per_day")
+    if per_minute:
+        family.add_metric([provider, "minute"], max(0, per_minute - info["used_this_minute"]))
+    if per_day:
+        family.add_metric([provider, "day"], max(0, per_day - info["used_today"]))
+
+
+def build_registry(svc: Services) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AppCollector(svc))
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU, open fds
+    return registry
+
+
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.state.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,456 @@
+"""The benchmark driver: start the real app pinned to one core, load it from the other, report.
+
+    python -m bench.run                      # the default suite (`make bench`), a few minutes
+    python -m bench.run tick --clients 19000 --duration 30
+    python -m bench.run stream idle --env GC_TUNING=off
+
+Each workload starts `python -m app` (the Procfile's uvicorn options) under `taskset -c 0` with
+the simulated feed sized for it, runs `bench.loadgen` processes under `taskset -c 1`, samples the
+server's CPU and RSS from /proc and its counters from /metrics, and appends one JSON line per run
+to bench/results/<date>.jsonl, then prints a markdown table. A run is marked INVALID when the
+generator was the bottleneck (its CPU near a full core, or its own event loop lagging), since the
+latencies it measured would then be its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.feeds.universe import universe
+from bench.report import markdown, percentiles
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+GEN_CPU_LIMIT = 0.9  # of one core
+GEN_LAG_LIMIT_MS = 100.0
+ON_REQUEST = {"dashboard"}  # run only when named: not in the default suite
+
+
+@dataclass
+class Workload:
+    name: str
+    mode: str  # loadgen mode
+    clients: int
+    symbols: int = 100
+    per_client: int = 10
+    env: dict[str, str] = field(default_factory=dict)
+    warmup: float = 4.0
+    duration: float = 20.0
+    slow_fraction: float = 0.0
+    procs: int = 1
+    target: str = ""
+    same_symbols: bool = False
+
+
+def suite(scale: float) -> list[Workload]:
+    """The default suite; `scale` shrinks client counts (the smoke test uses a tiny one)."""
+
+    def n(count: int) -> int:
+        return max(2, int(count * scale))
+
+    tick = {"FETCH_INTERVAL": "2"}
+    return [
+        Workload("tick", "ws", n(19_000), env=tick, target="p99<=500ms, 0 loss"),
+        Workload(
+            "dashboard",
+            "ws",
+            n(19_000),
+            env=tick,
+            same_symbols=True,
+            target="tick, all on the same 10 symbols",
+        ),  # fmt: skip
+        Workload(
+            "stream",
+            "ws",
+            n(5_000),
+            env={"FETCH_INTERVAL": "0.05", "SIM_BATCH": "3"},
+            target="p99<=250ms, 0 loss",
+        ),  # fmt: skip
+        Workload("long-poll", "poll", n(2_000), env=tick, target="p99<=500ms"),
+        Workload("idle", "idle", n(10_000), env=tick, duration=5, target="<=25KB/conn"),
+        Workload(
+            "slow-2%",
+            "ws",
+            n(5_000),
+            env={**tick, "SEND_TIMEOUT": "10"},
+            duration=60,
+            slow_fraction=0.02,
+            target="others p99<=500ms, RSS bounded",
+        ),  # fmt: skip
+        Workload("storm", "storm", n(10_000), env=tick, warmup=2, target="99% back <=10s"),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _raise_fd_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pinned(core: int, argv: list[str]) -> list[str]:
+    return (["taskset", "-c", str(core)] if shutil.which("taskset") else []) + argv
+
+
+class App:
+    """`python -m app` on a free port, pinned to core 0, with its own fd limit raised."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "warning",
+            "SIM_SEED": "1",
+            "MAX_SYMBOLS_PER_CONNECTION": "50",
+            **env,
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            pinned(0, [sys.executable, "-m", "app"]), env=self.env, cwd=ROOT, stdout=out,
+            stderr=subprocess.STDOUT, preexec_fn=_raise_fd_limit,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"app did not become ready; see {self.log}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid  # taskset execs the program: same pid
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with contextlib.suppress(httpx.HTTPError):
+            for line in httpx.get(f"{self.base}/metrics", timeout=30).text.splitlines():
+                if line.startswith("stocktracker_"):
+                    name, value = line.rsplit(" ", 1)
+                    if name.startswith("stocktracker_fanout_lag_seconds_bucket"):
+                        out[name] = float(value)  # le="..." kept in the name
+                    elif name.startswith("stocktracker_frames_sent_total"):
+                        name = "stocktracker_frames_sent_total"  # fast + asgi
+                    elif "{" in name:
+                        continue
+                    out[name] = out.get(name, 0.0) + float(value)
+        return out
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 40) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(), "cpu": model, "mem_gb": round(mem_kb / 1024**2, 1),
+        "python": sys.version.split()[0],
+    }  # fmt: skip
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the generator processes; sample the first app during the measured window."""
+    symbols = list(universe(w.symbols))[: w.symbols]
+    per_proc = [
+        w.clients // w.procs + (1 if i < w.clients % w.procs else 0) for i in range(w.procs)
+    ]
+    procs = []
+    for i, count in enumerate(per_proc):
+        spec = {
+            "mode": w.mode, "urls": [a.ws for a in apps], "clients": count,
+            "symbols": symbols, "per_client": w.per_client, "warmup": w.warmup,
+            "duration": w.duration, "seed": i, "slow_fraction": w.slow_fraction,
+            "same_symbols": w.same_symbols,
+        }  # fmt: skip
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                *pinned(1, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        )
+    server: dict[str, Any] = {}
+
+    async def events(proc: asyncio.subprocess.Process, out: dict[str, Any]) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            event = json.loads(line)
+            out[event["event"]] = event
+
+    outs: list[dict[str, Any]] = [{} for _ in procs]
+    readers = [asyncio.create_task(events(p, o)) for p, o in zip(procs, outs, strict=True)]
+    # Polling a few dicts filled by the readers: simpler than an event per process and stage.
+    while not all("ready" in o for o in outs) and not all(r.done() for r in readers):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(w.warmup)
+    app = apps[0]
+    before, cpu0, t0 = app.metrics(), app.cpu_seconds(), time.monotonic()
+    server["rss_start"] = app.rss()
+    rss_peak = server["rss_start"]
+    if w.mode == "storm":
+        while not all("storm-armed" in o for o in outs):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        app.stop(wait=60)  # SIGTERM: the drain sends reconnect notices and 1012
+        app = apps[1]
+        before = app.metrics()
+        cpu0 = app.cpu_seconds()
+    while not all(r.done() for r in readers):
+        with contextlib.suppress(OSError):
+            rss_peak = max(rss_peak, app.rss())
+        await asyncio.sleep(0.5)
+        if all("result" in o for o in outs):
+            break
+    server["cpu"] = round((app.cpu_seconds() - cpu0) / (time.monotonic() - t0), 3)
+    server["rss_end"] = app.rss()
+    server["rss_peak"] = rss_peak
+    after = app.metrics()
+    for key in ("quotes_conflated_total", "slow_client_closes_total", "frames_sent_total",
+                "quotes_received_total", "quotes_delivered_total",
+                "quotes_published_total"):  # fmt: skip
+        name = f"stocktracker_{key}"
+        server[key] = after.get(name, 0) - before.get(name, 0)
+    server["loop_lag_s"] = after.get("stocktracker_event_loop_lag_seconds")
+    server.update(server_lag(before, after))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            await asyncio.wait_for(proc.wait(), 30)
+    return [o.get("result", {}) for o in outs], server
+
+
+def server_lag(before: dict[str, float], after: dict[str, float]) -> dict[str, str]:
+    """The server's own publish -> frame-written quantiles, as histogram bucket bounds."""
+    prefix = 'stocktracker_fanout_lag_seconds_bucket{le="'
+    buckets = sorted(
+        (float(k[len(prefix) : -2]), after[k] - before.get(k, 0.0))
+        for k in after
+        if k.startswith(prefix)
+    )
+    total = buckets[-1][1] if buckets else 0.0
+    out: dict[str, str] = {}
+    for name, q in (("server_lag_p50", 0.5), ("server_lag_p99", 0.99)):
+        for bound, count in buckets:
+            if total and count >= q * total:
+                out[name] = f"<={bound * 1000:g}ms"
+                break
+    return out
+
+
+def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
+            idle_rss: int) -> dict[str, Any]:  # fmt: skip
+    hist: dict[int, int] = {}
+    total = {"quotes": 0, "frames": 0, "gaps": 0, "subscribed": 0}
+    closes: dict[str, int] = {}
+    slow_closes: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    seconds = max((r.get("seconds", 0.0) for r in results), default=0.0) or 1.0
+    for r in results:
+        for ms, count in r.get("lat_hist", {}).items():
+            hist[int(ms)] = hist.get(int(ms), 0) + count
+        for key in total:
+            total[key] += r.get(key, 0)
+        for src, dst in ((r.get("closes", {}), closes), (r.get("slow_closes", {}), slow_closes),
+                         (r.get("errors", {}), errors)):  # fmt: skip
+            for k, v in src.items():
+                dst[k] = dst.get(k, 0) + v
+    gen_cpu = max((r.get("gen_cpu", 0.0) for r in results), default=0.0)
+    gen_lag = max((r.get("gen_lag_p99_ms", 0.0) for r in results), default=0.0)
+    backlog = max((r.get("backlog_at_end", 0) for r in results), default=0)
+    invalid = [
+        reason for reason, bad in (
+            (f"generator CPU {gen_cpu:.0%}", gen_cpu * len(results) > GEN_CPU_LIMIT),
+            (f"generator loop lag p99 {gen_lag:.0f} ms", gen_lag > GEN_LAG_LIMIT_MS),
+            ("no result from a generator", any(not r for r in results)),
+        ) if bad
+    ]  # fmt: skip
+    row: dict[str, Any] = {
+        "workload": w.name, "clients": w.clients, "connected": total["subscribed"],
+        "symbols": w.symbols, "per_client": w.per_client, "env": w.env, "target": w.target,
+        **percentiles(hist), "deliveries_per_s": round(total["quotes"] / seconds),
+        "frames_per_s": round(total["frames"] / seconds), "gaps": total["gaps"],
+        "published_per_s": round(server.get("quotes_published_total", 0) / seconds, 1),
+        "conflated": server.get("quotes_conflated_total", 0),
+        "loss": max(0, total["gaps"] - int(server.get("quotes_conflated_total", 0))),
+        "closes": closes, "slow_closes": slow_closes, "errors": errors,
+        "server_cpu": server.get("cpu"), "server_rss_mb": round(server["rss_end"] / 2**20, 1),
+        "server_rss_peak_mb": round(server["rss_peak"] / 2**20, 1),
+        "server_loop_lag_s": server.get("loop_lag_s"),
+        "server_lag_p50": server.get("server_lag_p50"),
+        "server_lag_p99": server.get("server_lag_p99"),
+        "gen_cpu": gen_cpu, "gen_lag_p99_ms": gen_lag, "gen_backlog_at_end": backlog,
+        "seconds": seconds,
+        "valid": not invalid, "invalid_because": invalid,
+    }  # fmt: skip
+    if w.mode == "idle" and total["subscribed"]:
+        row["rss_per_conn_kb"] = round(
+            (server["rss_start"] - idle_rss) / total["subscribed"] / 1024, 1
+        )
+    if w.mode == "storm":
+        for key in ("storm_back", "storm_p50_s", "storm_p99_s", "storm_max_s"):
+            row[key] = max((r.get(key, 0) for r in results), default=0)
+    return row
+
+
+def run_workload(w: Workload, extra_env: dict[str, str], log: Path) -> dict[str, Any]:
+    env = {"SIM_SYMBOLS": str(w.symbols), **w.env, **extra_env}
+    started = time.time()
+    load_before = load()
+    with contextlib.ExitStack() as stack:
+        apps: list[App] = []
+        if w.mode == "storm":
+            url = stack.enter_context(redis_server())
+            env = {**env, "REDIS_URL": url, "RECONNECT_SPREAD": "5", "DRAIN_GRACE": "0"}
+            apps = [App(env, log), App(env, log)]
+        else:
+            apps = [App(env, log)]
+        for app in apps:
+            app.start()
+            stack.callback(app.stop)
+            print(f"# app pid {app.pid} on port {app.port}", file=sys.stderr, flush=True)
+        idle_rss = apps[0].rss()
+        results, server = asyncio.run(drive(w, apps))
+    row = combine(w, results, server, idle_rss)
+    row.update({
+        "at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        "load_before": load_before, "load_after": load(), "machine": machine(),
+        "git": _git_rev(), "env": env,
+    })  # fmt: skip
+    return row
+
+
+def _git_rev() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    return out.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("workloads", nargs="*", help="names from the suite (default: all)")
+    parser.add_argument("--clients", type=int, help="override the client count")
+    parser.add_argument("--duration", type=float, help="measured seconds per run")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every client count")
+    parser.add_argument("--warmup", type=float, help="seconds between ready and measuring")
+    parser.add_argument("--procs", type=int, default=1, help="generator processes")
+    parser.add_argument("--env", action="append", default=[], help="NAME=value for the app")
+    parser.add_argument("--label", default="", help="free text stored with the run")
+    parser.add_argument("--out", type=Path, help="JSON-lines file to append to")
+    args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
+    chosen = [
+        w
+        for w in suite(args.scale)
+        if w.name in args.workloads or (not args.workloads and w.name not in ON_REQUEST)
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out or RESULTS / f"{datetime.date.today().isoformat()}.jsonl"
+    log = RESULTS / "server.log"
+    rows = []
+    for w in chosen:
+        if args.clients:
+            w.clients = args.clients
+        if args.duration:
+            w.duration = args.duration
+        if args.warmup is not None:
+            w.warmup = args.warmup
+        w.procs = args.procs
+        print(f"# {w.name}: {w.clients} clients, load {load()}", file=sys.stderr, flush=True)
+        row = run_workload(w, extra, log)
+        row["label"] = args.label
+        rows.append(row)
+        with out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""The benchmark's smoke test: a few clients for a few seconds produce a report. No timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import ROOT
+
+
+def test_bench_runs_a_tiny_tick_workload_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "tick", "--clients", "3", "--duration", "2",
+         "--warmup", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["workload"] == "tick" and row["connected"] == 3
+    assert row["deliveries_per_s"] > 0 and row["p99_ms"] is not None
+    assert row["machine"]["nproc"] and "load_before" in row
+    assert "| workload |" in done.stdout and "| tick |" in done.stdout
