@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from app.symbols import InvalidSymbol, normalize_symbol
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 DEFAULT_WATCHLIST = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "NIFTY 50", "AAPL", "MSFT")
 DEFAULT_BOARD = DEFAULT_WATCHLIST + (
@@ -287,43 +288,35 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _in_range(convert: Callable[[str], N], low: N, high: N, expected: str) -> Callable[[str], N]:
+    message = f"expected {expected} from {_show(low)} to {_show(high)}"
+
+    def parse(raw: str) -> N:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
-            raise ValueError(f"expected a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"expected a whole number from {low} to {high}")
+            raise ValueError(message) from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(message)
         return value
 
     return parse
+
+
+def _show(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    return _in_range(int, low, high, "a whole number")
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}") from None
-        if not low <= value <= high:  # also rejects nan
-            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _in_range(float, low, high, "a number of seconds")
 
 
 def _rate(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number from {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise ValueError(f"expected a number from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _in_range(float, low, high, "a number")
 
 
 def _on_off(raw: str) -> bool:
