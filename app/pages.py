@@ -7,7 +7,6 @@ script (static/app.js) then keeps the rows live over WebSocket, or long-poll whe
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,10 +20,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.chart import geometry
 from app.history import Point
 from app.models import Quote
-from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
-from app.ws.outbox import Outbox
 
 MOVERS = 5
 # Points of history the stock page starts its chart with (the line then grows live).
@@ -54,21 +51,9 @@ async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
     missing = [s for s in symbols if s not in found]
     if not missing:
         return found
-    # Watching is what makes the fetcher price a symbol; the doorbell rings when it has.
-    doorbell = Outbox(JSON_FORMAT)
-    hub.attach(doorbell)
-    hub.watch(doorbell, missing)
-    try:
-        async with asyncio.timeout(min(2 * svc.settings.fetch_interval + 1, 3.0)):
-            while missing:
-                await doorbell.wait()
-                doorbell.drain()
-                found.update((q.symbol, q) for q in await hub.snapshot(missing))
-                missing = [s for s in missing if s not in found]
-    except TimeoutError:
-        pass
-    finally:
-        hub.detach(doorbell)
+    wait = min(2 * svc.settings.fetch_interval + 1, 3.0)
+    quotes, _ = await hub.await_quotes(missing, lambda qs: len(qs) == len(missing), wait)
+    found.update((q.symbol, q) for q in quotes)
     return found
 
 

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -41,10 +41,13 @@ from app.pubsub.base import (
     BusUnavailable,
 )
 from app.stats import Histogram
-from app.supervise import cancel_together, wait_event
-from app.ws.outbox import Outbox
+from app.supervise import cancel_together, reraise_if_cancelling, wait_event
+from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
+
+# A waiter's outbox only rings: it is never sent, so nothing is encoded for it.
+_DOORBELL = WireFormat("doorbell", lambda quote: "", lambda kind, texts: "", lambda status: None)
 
 WS_1012_SERVICE_RESTART = 1012  # the close code's value; the hub imports nothing of Starlette
 
@@ -205,6 +208,29 @@ class Hub:
         if missing:
             await self._read_stored(missing)
         return [self.latest[s] for s in symbols if s in self.latest]
+
+    async def await_quotes(
+        self, symbols: Sequence[str], ready: Callable[[list[Quote]], bool], seconds: float
+    ) -> tuple[list[Quote], bool]:
+        """Watch `symbols` until `ready(their newest quotes)` holds, the hub drains, or `seconds`
+        pass: (the quotes, whether time ran out). Watching is what makes the fetcher price a
+        symbol; the watch is in place before the first read, so no update slips between."""
+        doorbell = Outbox(_DOORBELL)
+        self.attach(doorbell)
+        self.watch(doorbell, symbols)
+        try:
+            quotes = await self.snapshot(symbols)
+            async with asyncio.timeout(seconds):
+                while not ready(quotes) and not self.draining:
+                    await doorbell.wait()
+                    doorbell.drain()
+                    quotes = await self.snapshot(symbols)
+            return quotes, False
+        except TimeoutError:
+            reraise_if_cancelling()
+            return quotes, True
+        finally:
+            self.detach(doorbell)
 
     async def _read_stored(self, symbols: Sequence[str]) -> None:
         # A reconnect storm lands thousands of subscribes for the same few symbols on a replica

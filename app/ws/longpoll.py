@@ -10,7 +10,6 @@ rows (what `/ws?format=html` sends), so pages use one partial on either transpor
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
@@ -20,9 +19,7 @@ from starlette.responses import Response
 
 from app.api import ApiError, parse_symbols
 from app.models import Quote, encode_quote
-from app.rendering import JSON_FORMAT
 from app.services import services
-from app.ws.outbox import Outbox
 
 MAX_CURSOR_LENGTH = 16 * 1024
 Cursor = dict[str, tuple[int, int]]
@@ -69,29 +66,17 @@ async def poll(request: Request) -> Response:
         raise ApiError("bad_format", "format must be json or html")
     cursor = decode_cursor(request.query_params.get("cursor", ""))
     hub = svc.hub
-    # Register before reading, so an update landing in between still rings the doorbell.
-    doorbell = Outbox(JSON_FORMAT)
-    hub.attach(doorbell)
-    hub.watch(doorbell, symbols)
     hub.note_poll(symbols)
     hub.polls_in_flight += 1
-    timed_out = False
     try:
-        fresh = _newer(await hub.snapshot(symbols), cursor)
-        if not fresh and symbols:
-            try:
-                async with asyncio.timeout(svc.settings.poll_timeout):
-                    # A draining server answers at once; the client's next poll goes elsewhere.
-                    while not fresh and not hub.draining:
-                        await doorbell.wait()
-                        doorbell.drain()
-                        fresh = _newer(await hub.snapshot(symbols), cursor)
-            except TimeoutError:
-                timed_out = True
+        # A draining server answers at once; the client's next poll goes elsewhere.
+        quotes, timed_out = await hub.await_quotes(
+            symbols, lambda qs: not symbols or bool(_newer(qs, cursor)), svc.settings.poll_timeout
+        )
     finally:
         hub.polls_in_flight -= 1
-        hub.detach(doorbell)
         hub.note_poll(symbols)
+    fresh = _newer(quotes, cursor)
     for quote in fresh:
         cursor[quote.symbol] = (quote.epoch, quote.seq)
     cursor = {s: v for s, v in cursor.items() if s in symbols}

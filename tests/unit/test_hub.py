@@ -191,3 +191,16 @@ async def test_a_silently_deaf_listener_is_noticed_and_rebuilt(backend: Backend)
     await eventually(lambda: _true(bool(box._pending)), 5, "delivery after the rebuild")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_await_quotes_returns_when_ready_or_when_time_runs_out(
+    hub: Hub, backend: Backend
+) -> None:
+    quotes, timed_out = await hub.await_quotes(["TCS"], lambda qs: bool(qs), 0.05)
+    assert (quotes, timed_out) == ([], True)
+    assert hub.connections == 0  # the waiter leaves nothing behind
+    waiter = asyncio.create_task(hub.await_quotes(["TCS"], lambda qs: bool(qs), 5))
+    await eventually(lambda: _true(hub.connections == 1), 5, "the waiter watching")
+    await publish(backend, make_quote(seq=3))
+    quotes, timed_out = await asyncio.wait_for(waiter, 5)
+    assert [q.seq for q in quotes] == [3] and not timed_out
