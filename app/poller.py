@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
@@ -100,7 +101,7 @@ class Poller:
         self.status: FeedStatus = LIVE
         self._status_sent: FeedStatus | None = None
         self._reject_retry = reject_retry
-        self.rejected: dict[str, tuple[str, float]] = {}  # symbol -> (reason, monotonic retry at)
+        self.rejected = Cooldowns()  # symbols the feed said it cannot price
         self.refresh = interval  # seconds between two fetches of one symbol (quota pacing)
         self.feed_calls = 0  # calls into the feed: with N replicas, only the leader's grow
         # Symbols never priced yet cost provider credits even when they turn out to be junk: a
@@ -261,20 +262,12 @@ class Poller:
         return admitted
 
     def _cooling(self, symbol: str) -> bool:
-        entry = self.rejected.get(symbol)
-        if entry is None:
-            return False
-        if entry[1] <= time.monotonic():
-            del self.rejected[symbol]
-            return False
-        return True
+        return self.rejected.reason(symbol) is not None
 
     def _rejection(self, symbol: str) -> dict[str, Any]:
-        reason, retry_at = self.rejected[symbol]
-        retry_after = max(round(retry_at - time.monotonic()), 0)
         return {
-            "symbol": symbol, "reason": reason, "source": self.feed.name,
-            "retry_after": retry_after,
+            "symbol": symbol, "reason": self.rejected.reason(symbol), "source": self.feed.name,
+            "retry_after": round(self.rejected.remaining(symbol)),
         }  # fmt: skip
 
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
@@ -303,10 +296,9 @@ class Poller:
             result = FetchResult()
         # A symbol still cooling down that somebody (newly) watches: tell its watchers again.
         again = [s for s in symbols if s in self.watched and self._cooling(s)]
-        retry_at = time.monotonic() + self._reject_retry
         for symbol, reason in result.rejected.items():
             log.info("feed %s rejected %s: %s", self.feed.name, symbol, reason)
-            self.rejected[symbol] = (reason, retry_at)
+            self.rejected.add(symbol, reason, self._reject_retry)
         rejected = [self._rejection(s) for s in [*again, *result.rejected]]
         status = self.feed.status()
         if status != self.status:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 
+from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, FeedStatus
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
@@ -85,8 +86,8 @@ class Hub:
         self.latest: dict[str, Quote] = {}
         self.bus_connected = False
         self.feed_status: FeedStatus = LIVE
-        # Symbols the fetcher's provider called unknown: symbol -> (reason, monotonic until).
-        self.rejected: dict[str, tuple[str, float]] = {}
+        # Symbols the fetcher's provider called unknown, until they may be tried again.
+        self.rejected = Cooldowns()
         self._resync = asyncio.Event()
         self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
         self._touched: list[Outbox] = []  # fast-path outboxes offered to since the last flush
@@ -374,7 +375,7 @@ class Hub:
             self._fan_out(quote)
         self._flush()
         for symbol, reason, source, retry_after in rejected:
-            self.rejected[symbol] = (reason, time.monotonic() + retry_after)
+            self.rejected.add(symbol, reason, retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
         if status is not None and status != self.feed_status:
             self.feed_status = status
@@ -383,13 +384,7 @@ class Hub:
 
     def check_symbol(self, symbol: str) -> str | None:
         """The provider's reason while `symbol` is known to be unpriceable, else None."""
-        entry = self.rejected.get(symbol)
-        if entry is None:
-            return None
-        if entry[1] <= time.monotonic():
-            del self.rejected[symbol]
-            return None
-        return entry[0]
+        return self.rejected.reason(symbol)
 
     def _reject(self, symbol: str, reason: str, source: str | None) -> None:
         """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""
