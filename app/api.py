@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from app.models import encode_quote
 from app.services import Services, services
-from app.symbols import InvalidSymbol, normalize_symbol
+from app.symbols import parse_symbol_list
 
 _STARTED = time.monotonic()
 
@@ -46,16 +46,7 @@ def parse_symbols(
                 "missing_symbols", "query parameter 'symbols' is required, e.g. ?symbols=TCS,INFY"
             )
         return list(default), []
-    symbols: list[str] = []
-    problems: list[str] = []
-    for part in raw.split(","):
-        try:
-            symbol = normalize_symbol(part)
-        except InvalidSymbol as exc:
-            problems.append(f"{part.strip()[:32]!r}: {exc}")
-            continue
-        if symbol not in symbols:
-            symbols.append(symbol)
+    symbols, problems = parse_symbol_list(raw)
     if problems:
         raise ApiError("invalid_symbol", "; ".join(problems))
     limit = svc.settings.max_symbols_per_connection

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from app.symbols import InvalidSymbol, normalize_symbol
+from app.symbols import parse_symbol_list
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -356,16 +356,9 @@ def _feeds(raw: str) -> tuple[str, ...]:
 
 
 def _symbols(raw: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in raw.split(","):
-        if not part.strip():
-            continue
-        try:
-            symbol = normalize_symbol(part)
-        except InvalidSymbol as exc:
-            raise ValueError(f"{part.strip()!r}: {exc}") from None
-        if symbol not in out:
-            out.append(symbol)
+    out, problems = parse_symbol_list(raw, skip_empty=True)
+    if problems:
+        raise ValueError(problems[0])
     if not out:
         raise ValueError("expected a comma-separated list of symbols")
     return tuple(out)

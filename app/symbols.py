@@ -33,3 +33,22 @@ def normalize_symbol(raw: str) -> str:
 def dom_id(symbol: str) -> str:
     """An HTML id fragment for `symbol`: injective, so `NIFTY 50` and `NIFTY_50` never collide."""
     return _DOM_SAFE.sub(lambda m: f"_{ord(m.group()):02x}", symbol)
+
+
+def parse_symbol_list(raw: str, *, skip_empty: bool = False) -> tuple[list[str], list[str]]:
+    """Comma-separated symbols: the valid ones normalised and de-duplicated, in order, and one
+    problem text (`'<b>': reason`) per part that is not a symbol (empty parts too, unless
+    `skip_empty`)."""
+    symbols: list[str] = []
+    problems: list[str] = []
+    for part in raw.split(","):
+        if skip_empty and not part.strip():
+            continue
+        try:
+            symbol = normalize_symbol(part)
+        except InvalidSymbol as exc:
+            problems.append(f"{part.strip()[:32]!r}: {exc}")
+            continue
+        if symbol not in symbols:
+            symbols.append(symbol)
+    return symbols, problems

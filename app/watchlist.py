@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.pages import priced, render
 from app.services import services
-from app.symbols import InvalidSymbol, normalize_symbol
+from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
 WATCHLIST_COOKIE = "watchlist"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
@@ -29,14 +29,7 @@ def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[st
     raw = request.cookies.get(WATCHLIST_COOKIE)
     if raw is None:
         return list(default)
-    symbols: list[str] = []
-    for part in raw.split(","):
-        try:
-            symbol = normalize_symbol(part)
-        except InvalidSymbol:
-            continue
-        if symbol not in symbols:
-            symbols.append(symbol)
+    symbols, _ = parse_symbol_list(raw, skip_empty=True)
     return symbols[:limit]
 
 
