@@ -252,13 +252,22 @@ class Hub:
                 for symbol in todo:
                     del self._reads[symbol]
                 done.set_result(None)
-            for data in stored.values():
-                try:
-                    self._remember(decode_quote(data))
-                except QuoteDecodeError as exc:
-                    log.warning("ignoring corrupt stored quote: %s", exc)
+            self._take_stored(stored)
         if waits:
             await asyncio.wait(waits)  # not gather: a cancelled waiter must not cancel the read
+
+    def _take_stored(self, stored: Mapping[str, bytes]) -> list[Quote]:
+        """Remember stored quotes that are newer than this process's; returns those."""
+        newer = []
+        for data in stored.values():
+            try:
+                quote = decode_quote(data)
+            except QuoteDecodeError as exc:
+                log.warning("ignoring corrupt stored quote: %s", exc)
+                continue
+            if self._remember(quote):
+                newer.append(quote)
+        return newer
 
     # ---- background work ---------------------------------------------------------------------
 
@@ -448,13 +457,8 @@ class Hub:
             except BusUnavailable as exc:
                 log.warning("resync after reconnect failed: %s", exc)
                 continue
-            for data in stored.values():
-                try:
-                    quote = decode_quote(data)
-                except QuoteDecodeError:
-                    continue
-                if self._remember(quote):
-                    self._fan_out(quote)
+            for quote in self._take_stored(stored):
+                self._fan_out(quote)
             self._flush()
             self._dirty.set()  # the registry may have lost our lease while we were away
 
