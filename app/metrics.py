@@ -87,15 +87,15 @@ class AppCollector(Collector):
         )  # fmt: skip
         yield CounterMetricFamily(
             f"{PREFIX}_quotes_delivered",
-            "Quotes offered to client outboxes (one per watching client)",
-            value=hub.delivered,
+            "Quotes handed to clients, written or queued (one per watching client)",
+            value=hub.fanout.delivered,
         )
         frames = CounterMetricFamily(
             f"{PREFIX}_frames_sent",
             "WebSocket frames written to clients, by path (fast: app.ws.fastpath; asgi)",
             labels=["path"],
         )
-        frames.add_metric(["fast"], hub.frames_fast)
+        frames.add_metric(["fast"], hub.fanout.frames_fast + hub.frames_fast)
         frames.add_metric(["asgi"], hub.frames_sent)
         yield frames
         conflated = hub.conflated_closed + sum(o.conflated for o in hub.outboxes)
@@ -111,7 +111,7 @@ class AppCollector(Collector):
         yield _histogram(
             f"{PREFIX}_fanout_lag_seconds",
             "From the fetcher's publish to the client's batch frame written",
-            hub.fanout_lag,
+            hub.fanout.fanout_lag,
         )
 
     def _fetcher(self) -> Iterator[Metric]:

@@ -1,10 +1,9 @@
 """The hub: who watches what in this process, and the fan-out from the bus to their outboxes.
 
-One listener per process reads `market-data:updates`, decodes each quote once, encodes it once per
-wire format that somebody watching it uses, and offers the same text to every such outbox. It
-never awaits a client. On the fast path (`app.ws.fastpath`) it then writes each touched client's
-one batch frame straight into that socket's buffer, without waking the client's writer task;
-a socket that is paused by flow control is left to its writer, so it still never waits.
+One listener per process reads `market-data:updates`, decodes each quote once, keeps those newer
+than any it has seen (so no client ever gets an older price after a newer one) and hands them to
+the fan-out (`app.ws.fanout`), which builds each frame once per group of clients watching the same
+symbols and writes it without awaiting anyone.
 
 The hub also reports this replica's per-symbol counts to the subscription registry (on change and
 on every lease refresh) and announces newly watched symbols on `market-data:subscriptions`, so
@@ -41,8 +40,8 @@ from app.pubsub.base import (
     UPDATES_CHANNEL,
     BusUnavailable,
 )
-from app.stats import Histogram
 from app.supervise import cancel_together, reraise_if_cancelling, wait_event
+from app.ws.fanout import Fanout
 from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Hub:
         self._replica_id = replica_id
         self._lease_refresh = lease_refresh
         self._poll_linger = poll_linger
-        self._watchers: dict[str, set[Outbox]] = {}
+        self.fanout = Fanout()
         self._outboxes: set[Outbox] = set()
         self._recent_polls: dict[str, float] = {}
         self.latest: dict[str, Quote] = {}
@@ -90,18 +89,15 @@ class Hub:
         self.rejected = Cooldowns()
         self._resync = asyncio.Event()
         self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
-        self._touched: list[Outbox] = []  # fast-path outboxes offered to since the last flush
         self._dirty = asyncio.Event()
         self._reported: set[str] = set()
         self.last_report: float | None = None
         # Counters for /metrics (plain ints on the hot path; see app.stats).
         self.received = 0  # quotes from the bus that were new to this process
-        self.delivered = 0  # quotes offered to outboxes
         self.frames_sent = 0  # WebSocket frames written through the ASGI send
-        self.frames_fast = 0  # ... and straight to the socket (app.ws.fastpath)
+        self.frames_fast = 0  # ... and by connections' writers straight to the socket
         self.slow_closes = 0  # clients closed with 1013
         self.conflated_closed = 0  # conflated updates of outboxes already detached
-        self.fanout_lag = Histogram()  # publish -> batch frame written, seconds
         self.draining = False
         self.polls_in_flight = 0
         self._empty = asyncio.Event()
@@ -147,19 +143,13 @@ class Hub:
         await self._empty.wait()
 
     def watch(self, outbox: Outbox, symbols: Iterable[str]) -> None:
-        for symbol in symbols:
-            outbox.symbols.add(symbol)
-            self._watchers.setdefault(symbol, set()).add(outbox)
+        outbox.symbols.update(symbols)
+        self.fanout.regroup(outbox)
         self._dirty.set()
 
     def unwatch(self, outbox: Outbox, symbols: Sequence[str]) -> None:
-        for symbol in symbols:
-            outbox.symbols.discard(symbol)
-            watchers = self._watchers.get(symbol)
-            if watchers is not None:
-                watchers.discard(outbox)
-                if not watchers:
-                    del self._watchers[symbol]
+        outbox.symbols.difference_update(symbols)
+        self.fanout.regroup(outbox)
         outbox.forget(symbols)
         self._dirty.set()
 
@@ -177,11 +167,11 @@ class Hub:
 
     def watchers(self) -> dict[str, int]:
         """Subscribers per symbol in this process (WebSocket and in-flight long-polls)."""
-        return {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
+        return self.fanout.counts()
 
     def counts(self) -> dict[str, int]:
         """Subscribers per symbol on this replica; a recently polled symbol counts at least once."""
-        counts = {symbol: len(watchers) for symbol, watchers in self._watchers.items()}
+        counts = self.fanout.counts()
         now = time.monotonic()
         for symbol, until in list(self._recent_polls.items()):
             if until < now:
@@ -377,12 +367,10 @@ class Hub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
-        for quote in quotes:
-            if not self._remember(quote):
-                continue  # a duplicate, or older than what this process already has
-            self.received += 1
-            self._fan_out(quote)
-        self._flush()
+        # Duplicates, and quotes older than what this process already has, go no further.
+        fresh = [quote for quote in quotes if self._remember(quote)]
+        self.received += len(fresh)
+        self.fanout.publish(fresh)
         for symbol, reason, source, retry_after in rejected:
             self.rejected.add(symbol, reason, retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
@@ -397,37 +385,9 @@ class Hub:
 
     def _reject(self, symbol: str, reason: str, source: str | None) -> None:
         """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""
-        watchers = list(self._watchers.get(symbol, ()))
-        for outbox in watchers:
+        for outbox in list(self.fanout.watchers(symbol)):
             outbox.offer_control(outbox.fmt.rejected(symbol, reason, source))
             self.unwatch(outbox, [symbol])
-
-    def _fan_out(self, quote: Quote) -> None:
-        watchers = self._watchers.get(quote.symbol)
-        if not watchers:
-            return
-        encoded: dict[str, str] = {}
-        touched = self._touched
-        version = (quote.epoch, quote.seq)
-        for outbox in watchers:
-            name = outbox.fmt.name
-            text = encoded.get(name)
-            if text is None:
-                text = encoded[name] = outbox.fmt.encode(quote)
-            if outbox.offer(quote, text, version) and outbox.direct and not outbox.queued:
-                outbox.queued = True
-                touched.append(outbox)
-        self.delivered += len(watchers)
-
-    def _flush(self) -> None:
-        """One frame per fast-path client for everything this bus message brought it."""
-        touched, self._touched = self._touched, []
-        for outbox in touched:
-            outbox.queued = False
-            published_at = outbox.flush()
-            if published_at:
-                self.frames_fast += 1
-                self.fanout_lag.observe(max(0.0, time.time() - published_at / 1000))
 
     def _remember(self, quote: Quote) -> bool:
         if not is_newer(quote, self.latest.get(quote.symbol)):
@@ -449,7 +409,7 @@ class Hub:
         while True:
             await self._resync.wait()
             self._resync.clear()
-            symbols = list(self._watchers)
+            symbols = list(self.fanout.counts())
             if not symbols:
                 continue
             try:
@@ -457,9 +417,7 @@ class Hub:
             except BusUnavailable as exc:
                 log.warning("resync after reconnect failed: %s", exc)
                 continue
-            for quote in self._take_stored(stored):
-                self._fan_out(quote)
-            self._flush()
+            self.fanout.publish(self._take_stored(stored))
             self._dirty.set()  # the registry may have lost our lease while we were away
 
     async def _report_loop(self) -> None:

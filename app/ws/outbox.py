@@ -1,10 +1,16 @@
 """A connection's outbox: what the server owes one client, bounded and conflated.
 
-The hub only ever calls the non-blocking `offer*` methods; the connection's own writer task awaits
-`wait()` and sends what `drain()` returns. Live quotes are kept as the latest text per symbol, so a
-client that falls behind gets the newest price, never a backlog. Control messages (acks, errors,
-snapshots, status) keep their order; a client that lets more than `max_control` of them pile up is
-flagged `overflowed` and its writer closes it with 1013.
+Live quotes normally never stop here: the fan-out (`app.ws.fanout`) writes one shared frame
+straight to each client's socket through `send_now`. They are queued only when that cannot be
+done at once (no fast path, a socket paused by flow control, a writer busy with an awaited send,
+control messages waiting ahead of them), and then kept as the latest text per symbol, so a client
+that falls behind gets the newest price, never a backlog. Control messages (acks, errors,
+snapshots, status) keep their order; a client that lets more than `max_control` of them pile up
+is flagged `overflowed` and its writer closes it with 1013. The connection's own writer task
+awaits `wait()` and sends what `drain()` returns.
+
+Ordering between quotes is the hub's job: it hands the fan-out only quotes newer than any it
+handed out before, and snapshots come from that same newest-known table.
 """
 
 from __future__ import annotations
@@ -13,12 +19,17 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from app.feeds.base import FeedStatus
 from app.models import Quote
 
+if TYPE_CHECKING:
+    from app.ws.fanout import Cohort
+
 FrameKind = Literal["snapshot", "batch"]
+# Writes one complete WebSocket frame now; False (nothing written) if it must not write now.
+WriteFrame = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +48,16 @@ class WireFormat:
 
 
 class Outbox:
+    # Slots: thousands of these, read on the fan-out's hot path.
+    __slots__ = (
+        "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
+        "_pending_since", "_max_control", "_control", "_pending", "_wake", "direct", "busy",
+    )  # fmt: skip
+
     def __init__(self, fmt: WireFormat, max_control: int = 256) -> None:
         self.fmt = fmt
         self.symbols: set[str] = set()
+        self.cohort: Cohort | None = None  # the fan-out's group of outboxes sharing our frames
         self.overflowed = False
         # Set by `close_after`: the writer sends what is queued, then closes with this code.
         self.closing: tuple[int, str] | None = None
@@ -50,58 +68,36 @@ class Outbox:
         self._max_control = max_control
         self._control: deque[str] = deque()
         self._pending: dict[str, str] = {}
-        self._versions: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
-        # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer. With it,
-        # live updates are not handed to the writer task: the hub calls `flush` once per bus
-        # message for every outbox it touched, and only a write the socket declines (or a
-        # writer busy with an awaited send) wakes the writer.
-        self.direct: Callable[[str], bool] | None = None
+        # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer task.
+        self.direct: WriteFrame | None = None
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
-        self.queued = False  # on the hub's to-flush list
 
-    def offer(self, quote: Quote, text: str, version: tuple[int, int] | None = None) -> bool:
-        """Queue a live update unless the client already has this version or a newer one.
-
-        `version` is `(quote.epoch, quote.seq)`, passed in by a caller that offers one quote to
-        thousands of outboxes. True if queued. The hot path of the fan-out: kept inline."""
-        symbol = quote.symbol
-        if version is None:
-            version = (quote.epoch, quote.seq)
-        current = self._versions.get(symbol)
-        if symbol not in self.symbols or (current is not None and version <= current):
+    def send_now(self, frame: bytes) -> bool:
+        """Write a live frame straight to the socket if nothing is owed before it. The hot path
+        of the fan-out: a few attribute reads, then one `transport.write`."""
+        if self._pending or self._control or self.busy or self.closing or self.overflowed:
             return False
-        self._versions[symbol] = version
+        direct = self.direct
+        return direct is not None and direct(frame)
+
+    def offer(self, symbol: str, text: str, published_at: int) -> None:
+        """Queue a live update for the writer task, replacing a pending one of that symbol."""
+        if symbol not in self.symbols:
+            return
         pending = self._pending
         if symbol in pending:
             self.conflated += 1
         elif not pending:
-            self._pending_since = quote.published_at
+            self._pending_since = published_at
         pending[symbol] = text
-        if self.direct is None:
-            self._wake.set()
-        return True
-
-    def flush(self) -> int:
-        """Write pending live updates now as one frame: their oldest `published_at` (ms) if
-        written directly, else 0 (nothing pending, or the writer task was woken to send it)."""
-        if not self._pending:
-            return 0
-        if self.direct is None or self.busy or self._control or self.closing or self.overflowed:
-            self._wake.set()
-            return 0
-        if not self.direct(self.fmt.frame("batch", list(self._pending.values()))):
-            self._wake.set()  # the socket is paused: the writer's awaited send takes over
-            return 0
-        self._pending.clear()
-        return self._pending_since
+        self._wake.set()
 
     def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
-        """Queue a snapshot frame of those `quotes` the client does not have yet."""
+        """Queue a snapshot frame of `quotes` (the newest known, so it supersedes pending ones)."""
         texts = []
         for quote in quotes:
-            if self._take(quote):
-                # The snapshot is newer than any pending update of this symbol: drop that one.
+            if quote.symbol in self.symbols:
                 self._pending.pop(quote.symbol, None)
                 texts.append(self.fmt.encode(quote))
         if texts:
@@ -123,10 +119,9 @@ class Outbox:
         self._wake.set()
 
     def forget(self, symbols: Sequence[str]) -> None:
-        """After unsubscribe: drop pending updates and versions of `symbols`."""
+        """After unsubscribe: drop pending updates of `symbols`."""
         for symbol in symbols:
             self._pending.pop(symbol, None)
-            self._versions.pop(symbol, None)
 
     async def wait(self) -> None:
         await self._wake.wait()
@@ -142,11 +137,3 @@ class Outbox:
             self._pending.clear()
             self.batch_published_at = self._pending_since
         return frames
-
-    def _take(self, quote: Quote) -> bool:
-        version = (quote.epoch, quote.seq)
-        current = self._versions.get(quote.symbol)
-        if quote.symbol not in self.symbols or (current is not None and version <= current):
-            return False
-        self._versions[quote.symbol] = version
-        return True

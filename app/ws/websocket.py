@@ -27,9 +27,9 @@ from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.supervise import cancel_together
 from app.ws import protocol
-from app.ws.fastpath import EXTENSION as FAST_SEND
-from app.ws.fastpath import SendText
-from app.ws.outbox import Outbox, WireFormat
+from app.ws.fastpath import EXTENSION as FAST_WRITE
+from app.ws.framing import text_frame
+from app.ws.outbox import Outbox, WireFormat, WriteFrame
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Connection:
         outbox, hub = self.outbox, self.svc.hub
         # With the fast path (app.ws.fastpath) a frame is written at once when the socket takes
         # it; otherwise, and whenever that declines, the awaited ASGI send.
-        fast: SendText | None = self.ws.scope.get("extensions", {}).get(FAST_SEND)
+        fast: WriteFrame | None = self.ws.scope.get("extensions", {}).get(FAST_WRITE)
         outbox.direct = fast
         while True:
             await outbox.wait()
@@ -194,7 +194,9 @@ class Connection:
             if not await self._transmit(outbox.drain(), fast):
                 return
             if outbox.batch_published_at:
-                hub.fanout_lag.observe(max(0.0, time.time() - outbox.batch_published_at / 1000))
+                hub.fanout.fanout_lag.observe(
+                    max(0.0, time.time() - outbox.batch_published_at / 1000)
+                )
             if outbox.closing is not None:
                 # Whatever was queued before the close was asked for goes out first.
                 while frames := outbox.drain():
@@ -203,12 +205,12 @@ class Connection:
                 await self._close(*outbox.closing)
                 return
 
-    async def _transmit(self, frames: list[str], fast: SendText | None) -> bool:
+    async def _transmit(self, frames: list[str], fast: WriteFrame | None) -> bool:
         """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
         timeout = self.svc.settings.send_timeout
         outbox, hub = self.outbox, self.svc.hub
         for frame in frames:
-            if fast is not None and fast(frame):
+            if fast is not None and fast(text_frame(frame)):
                 hub.frames_fast += 1
                 continue
             outbox.busy = True

@@ -1,0 +1,193 @@
+"""The fan-out: who watches what in this process, grouped so a frame is built once per group.
+
+Outboxes that watch the same symbol set in the same wire format form a `Cohort` (every trader on
+the default dashboard shares one). For each bus message the fan-out finds the cohorts that watch
+a changed symbol, builds each one's batch frame once (its changed quotes, each encoded once per
+format), frames it once, and writes those same bytes to every member's socket without awaiting
+(`Outbox.send_now`). Per client that is a few attribute reads and one `transport.write`: no
+per-client, per-quote Python. A member that cannot take the frame now (no fast path, paused by
+flow control, or owed control messages first) gets the updates queued in its outbox instead, where
+they conflate to the latest per symbol and its writer task sends them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
+
+from app.models import Quote
+from app.stats import Histogram
+from app.ws.framing import frame_header
+from app.ws.outbox import Outbox, WireFormat
+
+
+class Cohort:
+    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`."""
+
+    __slots__ = ("fmt", "symbols", "symbol_set", "texts_of", "members")
+
+    def __init__(self, fmt: WireFormat, symbols: tuple[str, ...]) -> None:
+        self.fmt = fmt
+        self.symbols = symbols
+        self.symbol_set = frozenset(symbols)
+        # One C call that picks this cohort's texts out of a publish's {symbol: text}.
+        self.texts_of = _picker(symbols)
+        self.members: set[Outbox] = set()
+
+
+def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], tuple[bytes, ...]]:
+    get = itemgetter(*symbols)
+    if len(symbols) == 1:
+        return lambda texts: (get(texts),)
+    return get
+
+
+class Envelope:
+    """A format's batch frame as bytes around the quote texts: prefix, separator, suffix.
+
+    Taken from the format's own `frame` (rendered around placeholders), so the wire layout has
+    one definition; `WireFormat.frame` is a plain concatenation, which is what makes this work.
+    """
+
+    __slots__ = ("one", "many")
+
+    def __init__(self, fmt: WireFormat) -> None:
+        one = fmt.frame("batch", ["\0"]).encode().split(b"\0")
+        many = fmt.frame("batch", ["\0", "\0"]).encode().split(b"\0")
+        self.one = (one[0], one[1])
+        self.many = (many[0], many[1], many[2])
+
+    def frame(self, texts: Sequence[bytes]) -> bytes:
+        """The whole WebSocket frame (header included) for a batch of `texts`."""
+        if len(texts) == 1:
+            prefix, suffix = self.one
+            body = texts[0]
+        else:
+            prefix, sep, suffix = self.many
+            body = sep.join(texts)
+        size = len(prefix) + len(body) + len(suffix)
+        return b"".join((frame_header(size), prefix, body, suffix))
+
+
+class Fanout:
+    def __init__(self) -> None:
+        self._cohorts: dict[tuple[str, tuple[str, ...]], Cohort] = {}
+        self._by_symbol: dict[str, set[Cohort]] = {}
+        self._counts: dict[str, int] = {}  # symbol -> watchers, kept as members come and go
+        self._envelopes: dict[str, Envelope] = {}
+        # Counters for /metrics (plain numbers on the hot path; see app.stats).
+        self.delivered = 0  # quotes handed to clients (written or queued)
+        self.frames_fast = 0  # frames written straight to sockets
+        self.fanout_lag = Histogram()  # publish -> last frame written, seconds
+
+    # ---- membership --------------------------------------------------------------------------
+
+    def regroup(self, outbox: Outbox) -> None:
+        """Put `outbox` in the cohort of its current symbol set (none when it watches nothing)."""
+        key = (outbox.fmt.name, tuple(sorted(outbox.symbols)))
+        old = outbox.cohort
+        if old is not None:
+            if (old.fmt.name, old.symbols) == key:
+                return
+            old.members.discard(outbox)
+            self._count(old.symbols, -1)
+            if not old.members:
+                self._drop(old)
+        outbox.cohort = None
+        if not outbox.symbols:
+            return
+        cohort = self._cohorts.get(key)
+        if cohort is None:
+            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1])
+            for symbol in cohort.symbols:
+                self._by_symbol.setdefault(symbol, set()).add(cohort)
+        cohort.members.add(outbox)
+        outbox.cohort = cohort
+        self._count(cohort.symbols, 1)
+
+    def _count(self, symbols: tuple[str, ...], delta: int) -> None:
+        counts = self._counts
+        for symbol in symbols:
+            count = counts[symbol] = counts.get(symbol, 0) + delta
+            if not count:
+                del counts[symbol]
+
+    def _drop(self, cohort: Cohort) -> None:
+        del self._cohorts[(cohort.fmt.name, cohort.symbols)]
+        for symbol in cohort.symbols:
+            cohorts = self._by_symbol[symbol]
+            cohorts.discard(cohort)
+            if not cohorts:
+                del self._by_symbol[symbol]
+
+    def watchers(self, symbol: str) -> Iterator[Outbox]:
+        for cohort in self._by_symbol.get(symbol, ()):
+            yield from cohort.members
+
+    def counts(self) -> dict[str, int]:
+        """Watchers per symbol."""
+        return dict(self._counts)
+
+    @property
+    def cohorts(self) -> int:
+        return len(self._cohorts)
+
+    # ---- the hot path ------------------------------------------------------------------------
+
+    def publish(self, quotes: Iterable[Quote]) -> None:
+        """Deliver `quotes` (each newer than any this process delivered before). Never awaits."""
+        fresh = {quote.symbol: quote for quote in quotes}
+        if not fresh:
+            return
+        touched: set[Cohort] = set()
+        by_symbol = self._by_symbol
+        for symbol in fresh:
+            cohorts = by_symbol.get(symbol)
+            if cohorts:
+                touched.update(cohorts)
+        # One bus message is one publish: its oldest stamp times every frame it causes.
+        oldest = min(quote.published_at for quote in fresh.values())
+        changed_all = fresh.keys()
+        encoded: dict[str, dict[str, bytes]] = {}  # format name -> symbol -> text (UTF-8)
+        written = 0
+        for cohort in touched:
+            fmt = cohort.fmt
+            texts = encoded.get(fmt.name)
+            if texts is None:  # each quote is encoded once per format, whoever watches it
+                texts = encoded[fmt.name] = {s: fmt.encode(q).encode() for s, q in fresh.items()}
+            items: Sequence[bytes]
+            if cohort.symbol_set <= changed_all:  # all of this cohort's symbols changed
+                items = cohort.texts_of(texts)
+                changed: Sequence[str] = cohort.symbols
+            else:
+                changed = [symbol for symbol in cohort.symbols if symbol in fresh]
+                items = [texts[symbol] for symbol in changed]
+            written += self._write(cohort, changed, items, oldest)
+        if written:
+            self.frames_fast += written
+            self.fanout_lag.observe(max(0.0, time.time() - oldest / 1000))
+
+    def _write(
+        self, cohort: Cohort, changed: Sequence[str], items: Sequence[bytes], oldest: int
+    ) -> int:
+        """Write the cohort's frame to each member that takes it now; returns how many did."""
+        frame: bytes | None = None
+        written = 0
+        for outbox in cohort.members:
+            if outbox.direct is not None:
+                if frame is None:
+                    frame = self._envelope(cohort.fmt).frame(items)
+                if outbox.send_now(frame):
+                    written += 1
+                    continue
+            for symbol, text in zip(changed, items, strict=True):
+                outbox.offer(symbol, text.decode(), oldest)
+        self.delivered += len(changed) * len(cohort.members)
+        return written
+
+    def _envelope(self, fmt: WireFormat) -> Envelope:
+        envelope = self._envelopes.get(fmt.name)
+        if envelope is None:
+            envelope = self._envelopes[fmt.name] = Envelope(fmt)
+        return envelope

@@ -1,0 +1,26 @@
+"""Server-side WebSocket framing (RFC 6455 section 5.2), for frames written straight to a socket.
+
+Server frames are not masked: a 2-10 byte header, then the payload. The fan-out frames one batch
+once and writes the same bytes to every client that shares it (see `app.ws.fanout`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+_FIN_TEXT = 0x81  # FIN bit and opcode 1 (text)
+
+
+def frame_header(size: int) -> bytes:
+    """The header of an unmasked, final text frame whose payload is `size` bytes."""
+    if size < 126:
+        return bytes((_FIN_TEXT, size))
+    if size < 1 << 16:
+        return struct.pack("!BBH", _FIN_TEXT, 126, size)
+    return struct.pack("!BBQ", _FIN_TEXT, 127, size)
+
+
+def text_frame(text: str) -> bytes:
+    """One unmasked, final text frame carrying `text`."""
+    payload = text.encode()
+    return frame_header(len(payload)) + payload

@@ -1,0 +1,121 @@
+"""The fan-out: one frame per group of clients watching the same symbols, written at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from app.rendering import JSON_FORMAT
+from app.ws.fanout import Fanout
+from app.ws.framing import text_frame
+from app.ws.outbox import Outbox, WireFormat
+from tests.unit.test_models import make_quote
+
+
+class Socket:
+    """Stands in for `FastProtocol.write_frame`: records frames, or declines when paused."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.paused = False
+
+    def write(self, frame: bytes) -> bool:
+        if self.paused:
+            return False
+        self.frames.append(frame)
+        return True
+
+
+def client(
+    fanout: Fanout, symbols: list[str], fmt: WireFormat = JSON_FORMAT
+) -> tuple[Outbox, Socket]:
+    box, sock = Outbox(fmt), Socket()
+    box.direct = sock.write
+    box.symbols.update(symbols)
+    fanout.regroup(box)
+    return box, sock
+
+
+def payload(frame: bytes) -> Any:
+    return orjson.loads(frame[2:] if frame[1] < 126 else frame[4:])
+
+
+def test_clients_watching_the_same_symbols_share_one_frame_object() -> None:
+    encodes = 0
+
+    def encode(quote: object) -> str:
+        nonlocal encodes
+        encodes += 1
+        return JSON_FORMAT.encode(quote)  # type: ignore[arg-type]
+
+    fmt = WireFormat("json", encode, JSON_FORMAT.frame, JSON_FORMAT.status)
+    fanout = Fanout()
+    dash = [client(fanout, ["TCS", "INFY"], fmt) for _ in range(50)]
+    solo, solo_sock = client(fanout, ["INFY"], fmt)
+    assert fanout.cohorts == 2
+    fanout.publish([make_quote(symbol="TCS", seq=1), make_quote(symbol="INFY", seq=1)])
+    frames = {id(sock.frames[0]) for _, sock in dash}
+    assert len(frames) == 1  # built and framed once for all 50
+    [frame] = dash[0][1].frames
+    assert frame == text_frame(fmt.frame("batch", [encode_json("INFY"), encode_json("TCS")]))
+    assert [q["symbol"] for q in payload(frame)["quotes"]] == ["INFY", "TCS"]
+    assert payload(solo_sock.frames[0])["type"] == "quote"
+    assert encodes == 2  # each quote once, whatever the number of clients and groups
+    assert fanout.delivered == 50 * 2 + 1 and fanout.frames_fast == 51
+    assert fanout.fanout_lag.count == 1  # one publish, timed to its last frame
+
+
+def encode_json(symbol: str) -> str:
+    return JSON_FORMAT.encode(make_quote(symbol=symbol, seq=1))
+
+
+def test_a_paused_client_gets_the_latest_queued_and_the_others_still_get_frames() -> None:
+    fanout = Fanout()
+    (fast, fast_sock), (slow, slow_sock) = (client(fanout, ["TCS"]) for _ in range(2))
+    slow_sock.paused = True
+    for seq in (1, 2, 3):
+        fanout.publish([make_quote(seq=seq)])
+    assert [payload(f)["quote"]["seq"] for f in fast_sock.frames] == [1, 2, 3]
+    assert slow_sock.frames == []
+    # Once something is queued, later quotes queue behind it (never overtake), conflated.
+    slow_sock.paused = False
+    fanout.publish([make_quote(seq=4)])
+    assert slow_sock.frames == []
+    [queued] = slow.drain()
+    assert orjson.loads(queued)["quote"]["seq"] == 4 and slow.conflated == 3
+    fanout.publish([make_quote(seq=5)])
+    assert len(slow_sock.frames) == 1 and fast.drain() == []
+
+
+def test_groups_follow_subscription_changes_and_count_watchers() -> None:
+    fanout = Fanout()
+    a, _ = client(fanout, ["TCS", "INFY"])
+    b, b_sock = client(fanout, ["TCS", "INFY"])
+    html = WireFormat(
+        "html", lambda q: q.symbol, lambda kind, texts: "".join(texts), lambda _: None
+    )
+    client(fanout, ["TCS", "INFY"], html)
+    assert fanout.cohorts == 2 and fanout.counts() == {"TCS": 3, "INFY": 3}
+    b.symbols.discard("INFY")
+    fanout.regroup(b)
+    assert fanout.cohorts == 3 and fanout.counts() == {"TCS": 3, "INFY": 2}
+    assert b not in set(fanout.watchers("INFY")) and a in set(fanout.watchers("INFY"))
+    fanout.publish([make_quote(symbol="INFY", seq=1)])
+    assert b_sock.frames == []
+    a.symbols.clear()
+    fanout.regroup(a)
+    b.symbols.clear()
+    fanout.regroup(b)
+    assert fanout.cohorts == 1 and fanout.counts() == {"TCS": 1, "INFY": 1}
+
+
+def test_clients_without_the_fast_path_get_updates_queued_for_their_writer() -> None:
+    fanout = Fanout()
+    box = Outbox(JSON_FORMAT)
+    box.symbols.add("TCS")
+    fanout.regroup(box)
+    fanout.publish([make_quote(seq=1, published_at=1234)])
+    assert box._wake.is_set()
+    [frame] = box.drain()
+    assert orjson.loads(frame)["quote"]["seq"] == 1 and box.batch_published_at == 1234
