@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         follow_redirects=False,
                     )
                 )
-            feed = build_feed(settings, http)
+            feed = build_feed(settings, http, backend.quotas)
             renderer = Renderer()
             hub = Hub(
                 backend,
