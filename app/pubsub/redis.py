@@ -6,7 +6,9 @@ Keys (see "Redis layout" in the README):
 - `quotes:last` hash: symbol -> encoded quote.
 - `subscriptions:replica:{id}` hash: symbol -> subscriber count on that replica, expiring with
   the replica's lease; `subscriptions:replicas` sorted set: replica id -> lease expiry (ms).
-- `fetcher:lease` hash {holder, token} with a TTL: who fetches now; `fetcher:term`: the last token.
+- `fetcher:lease` hash {holder, token} with a TTL: who fetches now (holder is
+  `{replica id}:{process nonce}`, so two processes given the same REPLICA_ID never both hold it);
+  `fetcher:term`: the last token.
 - `subscriptions:active` set and `subscriptions:count:{symbol}`: the cluster-wide view, rewritten
   by `reconcile` from the live replicas only, so a SIGKILLed replica's counts vanish by themselves.
 - `quota:{provider}:minute:{n}` / `quota:{provider}:day:{n}` strings: credits spent with the
