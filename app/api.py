@@ -127,6 +127,7 @@ async def ready(request: Request) -> Response:
         "feed": svc.feed.name,
         "connections": svc.hub.connections,
         "role": svc.poller.role,
+        "holder": svc.poller.holder,
         "term": svc.poller.term,
         "lease_error": svc.poller.lease_error,
         "listener": {
@@ -136,6 +137,8 @@ async def ready(request: Request) -> Response:
             "last_heartbeat_age": _age(svc.hub.last_heartbeat),
         },
         "peers": {r: _age(t) for r, t in svc.hub.peers.items()},
+        # Other processes heard using this replica id (a misconfiguration): nonce -> seconds ago.
+        "replica_id_clash": {n: round(age, 1) for n, age in svc.hub.twins.clashes().items()},
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
         "feed_calls": svc.poller.feed_calls,

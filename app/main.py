@@ -25,6 +25,7 @@ from app import api, gctune, metrics, pages, watchlist
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.history import History
+from app.identity import new_nonce
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -64,13 +65,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         follow_redirects=False,
                     )
                 )
-            feed = build_feed(settings, http)
+            feed = build_feed(settings, http, backend.quotas)
             renderer = Renderer()
+            nonce = new_nonce()  # this process, among any others given the same REPLICA_ID
             hub = Hub(
                 backend,
                 settings.replica_id,
                 lease_refresh=settings.registry_ttl / 3,
                 poll_linger=settings.poll_timeout + 5,
+                nonce=nonce,
             )
             poller = Poller(
                 feed,
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 lease_refresh=settings.lease_ttl / 3,
                 reject_retry=settings.rejected_symbol_retry,
                 new_symbols_per_minute=settings.new_symbols_per_minute,
+                nonce=nonce,
             )
             history = History(backend.bus)
             supervisor = Supervisor()

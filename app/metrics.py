@@ -194,6 +194,8 @@ class AppCollector(Collector):
 
 
 def _quota(family: GaugeMetricFamily, provider: str, info: dict[str, Any]) -> None:
+    if not info.get("current", True):
+        return  # a follower's view of the shared quota is old: the fetcher reports it
     per_minute, per_day = info.get("calls_per_minute"), info.get("calls_per_day")
     if per_minute:
         family.add_metric([provider, "minute"], max(0, per_minute - info["used_this_minute"]))

@@ -9,7 +9,9 @@ cut off by a timeout shorter than the interval, and a missed tick is skipped, no
 A symbol that becomes watched between ticks (an event on `market-data:subscriptions`) is fetched
 at once, so a new subscriber does not wait a whole interval for its first price.
 
-Only the holder of the fetcher lease fetches, so N replicas cost the providers what one does. The
+Only the holder of the fetcher lease fetches, so N replicas cost the providers what one does. It
+holds it as `{replica id}:{nonce}` (app.identity), so two processes misconfigured with the same
+REPLICA_ID are still two candidates, and only one of them fetches. The
 lease's token is the term's `epoch`; publishing is fenced by it, so a paused ex-leader whose lease
 ran out cannot publish over its successor. Other replicas keep trying to take the lease over.
 
@@ -32,6 +34,7 @@ import orjson
 
 from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
+from app.identity import lease_holder, new_nonce
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
@@ -76,10 +79,13 @@ class Poller:
         clock: Callable[[], float] = time.time,
         reject_retry: float = 900.0,
         new_symbols_per_minute: float = 0.0,
+        nonce: str | None = None,
     ) -> None:
         self.feed = feed
         self._backend = backend
         self._replica_id = replica_id
+        # Who holds the lease: this process, not just its replica id (see app.identity).
+        self.holder = lease_holder(replica_id, nonce or new_nonce())
         self._lease_refresh = lease_refresh
         self.interval = interval
         self._board = tuple(board)
@@ -141,7 +147,7 @@ class Poller:
         """Clean shutdown: hand the lease over at once instead of letting it expire."""
         if self.term is not None:
             try:
-                await self._backend.lease.release(self._replica_id, self.term)
+                await self._backend.lease.release(self.holder, self.term)
             except BusUnavailable as exc:
                 log.warning("could not release the fetcher lease (it will expire): %s", exc)
             self.term = None
@@ -156,7 +162,7 @@ class Poller:
             self.term = None
             return
         try:
-            token = await self._backend.lease.acquire(self._replica_id)
+            token = await self._backend.lease.acquire(self.holder)
         except BusUnavailable as exc:
             self.lease_error = str(exc)
             return  # keep our belief: the fenced publish refuses if the lease is really gone
@@ -164,9 +170,9 @@ class Poller:
         if token == self.term:
             return
         if token is None:
-            log.warning("replica %s lost the fetcher lease (term %s)", self._replica_id, self.term)
+            log.warning("replica %s lost the fetcher lease (term %s)", self.holder, self.term)
         else:
-            log.info("replica %s is the fetcher now (term %d)", self._replica_id, token)
+            log.info("replica %s is the fetcher now (term %d)", self.holder, token)
             self._seeded = False  # re-read seqs: the previous fetcher may have moved them on
             self._wake.set()  # fetch at once rather than at the next tick
         self.term = token

@@ -2,7 +2,8 @@
 
 `simulated` and `replay` stand alone (settings refuse them in a chain). Real providers are each
 wrapped in their quota and circuit breaker and put in one `FeedChain`, in `FEEDS` order, even when
-there is only one, so status, failover and `/ready` details work the same way.
+there is only one, so status, failover and `/ready` details work the same way. Their quotas count
+in the backend's `QuotaLedger`, shared by every replica.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from app.settings import REAL_PROVIDERS, Settings
 
 if TYPE_CHECKING:
     from app.feeds.guard import Adapter
+    from app.pubsub.base import QuotaLedger
 
 # Share of the poll interval that a whole chain may spend waiting on providers; the fetch loop
 # cuts a fetch off at 0.8 of the interval, so each provider gets its slice of 0.75 of it.
@@ -33,7 +35,13 @@ def request_timeout(settings: Settings) -> float:
     return min(MAX_REQUEST_TIMEOUT, settings.fetch_interval * _CHAIN_SHARE / real)
 
 
-def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Feed:
+def build_feed(
+    settings: Settings,
+    http: httpx.AsyncClient | None = None,
+    quotas: QuotaLedger | None = None,
+) -> Feed:
+    """The feed of `settings.feeds`; real providers need `http`, and count their credits in
+    `quotas` (without it, each counts in this process only)."""
     name = settings.feeds[0]
     if name == "simulated":
         from app.feeds.simulated import SimulatedFeed
@@ -64,7 +72,14 @@ def build_feed(settings: Settings, http: httpx.AsyncClient | None = None) -> Fee
         guarded.append(
             GuardedProvider(
                 adapter,
-                Quota(config.calls_per_minute, config.calls_per_day),
+                Quota(
+                    config.calls_per_minute,
+                    config.calls_per_day,
+                    ledger=quotas,
+                    provider=provider,
+                    # A view is current while the fetcher polls (same bound as Poller.alive).
+                    fresh_for=max(3 * settings.fetch_interval, 10.0),
+                ),
                 make_breaker(provider, settings.breaker_fail_max, settings.breaker_reset_timeout),
                 poll_interval=settings.fetch_interval,
                 # Alpha Vantage calls one symbol at a time and punishes bursts ("more sparingly").

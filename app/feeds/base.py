@@ -56,8 +56,9 @@ class FeedStatus:
 
     `state` is `live` (quotes flowing) or `stale` (no configured real provider can answer now: the
     last real quotes stay, nothing is invented). `reason` says why: `rate_limited`,
-    `provider_down`, `circuit_open`, `provider_refused` (bad key or plan), or `failover` (live,
-    but from a later provider of the chain). `source` names the provider concerned, `since` is
+    `provider_down`, `circuit_open`, `provider_refused` (bad key or plan), `quota_unknown` (the
+    shared quota count cannot be reached, so no provider is called), or `failover` (live, but
+    from a later provider of the chain). `source` names the provider concerned, `since` is
     when the last real quote was fetched (ms since the epoch; age = now - since), `retry_after`
     the seconds until the next attempt, when known.
     """

@@ -24,7 +24,7 @@ from app.feeds.base import (
     FeedStatus,
     FetchResult,
 )
-from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked
+from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked, QuotaUnknown
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def _reason(exc: Exception) -> str:
         return "rate_limited"
     if isinstance(exc, CircuitOpen):
         return "circuit_open"
+    if isinstance(exc, QuotaUnknown):
+        return "quota_unknown"
     if isinstance(exc, FeedRejected):
         return "provider_refused"
     return "provider_down"
@@ -82,8 +84,8 @@ class FeedChain:
                 got = await provider.fetch(mine)
             except FeedError as exc:
                 failures.append((provider.name, exc))
-                # An open circuit or a spent quota was logged when it happened: keep quiet.
-                quiet = isinstance(exc, CircuitOpen | QuotaBlocked)
+                # An open circuit, a spent or unreachable quota was logged when it happened.
+                quiet = isinstance(exc, CircuitOpen | QuotaBlocked | QuotaUnknown)
                 log.log(
                     logging.DEBUG if quiet else logging.WARNING,
                     "%s failed, trying the next provider: %s",

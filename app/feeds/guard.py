@@ -8,6 +8,10 @@ symbol is not an error at all (it comes back in `FetchResult.rejected`).
 
 pybreaker does not count failures of a decorated `async def` (the coroutine is returned before it
 runs), so the call is awaited inside `with breaker.calling():`.
+
+The quota may be shared through Redis (see `app.feeds.quota`). When it cannot be read or charged,
+no call is made (`QuotaUnknown`): an uncounted call could overspend the provider's quota for the
+fetcher after us, and with Redis down this fetcher could not publish what it fetched anyway.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import pybreaker
 
 from app.feeds.base import FeedRateLimited, FeedUnavailable, FetchResult
 from app.feeds.quota import Pacer, Quota
+from app.pubsub.base import BusUnavailable
 from app.supervise import reraise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,10 @@ class CircuitOpen(FeedUnavailable):
 
 class QuotaBlocked(FeedRateLimited):
     """The provider is paused or disabled by its quota: no call was made."""
+
+
+class QuotaUnknown(FeedUnavailable):
+    """The shared quota could not be read or charged (Redis down): no call was made."""
 
 
 class Adapter(Protocol):
@@ -89,7 +98,9 @@ class GuardedProvider:
         self.breaker = breaker
         self.pacer = Pacer(quota.per_minute, clock, poll_interval)
         self.last_error: str | None = None
-        # Calls by outcome (ok, rate_limited, quota_blocked, circuit_open, error), for /metrics.
+        self.quota_reachable = True
+        # Calls by outcome (ok, rate_limited, quota_blocked, quota_unknown, circuit_open, error),
+        # for /metrics.
         self.outcomes: dict[str, int] = {}
 
     def check_symbol(self, symbol: str) -> str | None:
@@ -99,7 +110,8 @@ class GuardedProvider:
         return self.pacer.refresh_interval(symbols, poll_interval)
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
-        """Fetch the due subset of `symbols`; `FeedRateLimited` or `CircuitOpen` if none may go."""
+        """Fetch the due subset of `symbols`; `FeedRateLimited`, `CircuitOpen` or `QuotaUnknown`
+        if none may go."""
         try:
             result = await self._fetch(symbols)
         except QuotaBlocked:
@@ -107,6 +119,9 @@ class GuardedProvider:
             raise
         except CircuitOpen:
             self._count("circuit_open")
+            raise
+        except QuotaUnknown:
+            self._count("quota_unknown")
             raise
         except FeedRateLimited:
             self._count("rate_limited")
@@ -121,6 +136,13 @@ class GuardedProvider:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     async def _fetch(self, symbols: Sequence[str]) -> FetchResult:
+        try:
+            await self.quota.sync()
+        except BusUnavailable as exc:
+            raise self._quota_unknown(exc) from None
+        if not self.quota_reachable:
+            log.info("%s: the shared quota answers again", self.name)
+            self.quota_reachable = True
         block = self.quota.blocked()
         if block is not None:
             scope, wait = block
@@ -132,13 +154,22 @@ class GuardedProvider:
         if not picked:
             return FetchResult()
         # Counted before the call: a request the provider answers with an error may still cost.
-        self.quota.spend(len(picked))
+        try:
+            spent = await self.quota.take(len(picked))
+        except BusUnavailable as exc:
+            self.pacer.requeue(picked)
+            raise self._quota_unknown(exc) from None
+        if spent < len(picked):  # another fetcher spent since our sync (a lease overlap)
+            self.pacer.requeue(picked[spent:])
+            picked = picked[:spent]
+            if not picked:
+                return FetchResult()
         try:
             with self.breaker.calling():
                 result = await self._call(picked)
         except pybreaker.CircuitBreakerError:
-            self.quota.spend(-len(picked))  # short-circuited: nothing was sent
-            self.pacer.last_fetched.update(dict.fromkeys(picked, -1.0))  # their turn stays
+            self.pacer.requeue(picked)  # short-circuited: nothing was sent, their turn stays
+            await self._quietly(self.quota.give_back(len(picked)), "refund (it stays charged)")
             raise CircuitOpen(f"{self.name}: circuit open after repeated failures") from None
         except FeedRateLimited as exc:
             if exc.scope == "day":
@@ -148,6 +179,7 @@ class GuardedProvider:
                 self.quota.pause(exc.retry_after)
                 log.warning("%s: minute quota exhausted, waiting for next window", self.name)
             self.last_error = str(exc)
+            await self._quietly(self.quota.share(), "stop (written again next poll)")
             raise
         except Exception as exc:
             self.last_error = str(exc)
@@ -155,7 +187,24 @@ class GuardedProvider:
         self.last_error = None
         if result.credits_left == 0:
             self.quota.fill_minute()  # its count beats ours: no call sure to be refused
+            await self._quietly(self.quota.share(), "spent minute (written again next poll)")
         return result
+
+    def _quota_unknown(self, exc: BusUnavailable) -> QuotaUnknown:
+        if self.quota_reachable:
+            log.warning(
+                "%s: shared quota unreachable, no calls until it answers: %s", self.name, exc
+            )
+            self.quota_reachable = False
+        self.last_error = f"{self.name}: shared quota unreachable"
+        return QuotaUnknown(f"{self.last_error}; no call made")
+
+    async def _quietly(self, write: Awaitable[None], what: str) -> None:
+        """A ledger write after the call: a failure is logged, this process's view keeps it."""
+        try:
+            await write
+        except BusUnavailable as exc:
+            log.warning("%s: shared quota not updated, %s: %s", self.name, what, exc)
 
     async def _call(self, symbols: Sequence[str]) -> FetchResult:
         if self.call_timeout is None:

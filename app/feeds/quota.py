@@ -5,6 +5,13 @@ knows when the provider told us to stop (a minute 429 pauses it until the next w
 429 disables it until the next UTC midnight). A call is only made when the windows have room for
 all of it, so no call is made that is sure to be refused.
 
+With a `QuotaLedger` (the composition root always passes the backend's) the counts and the stops
+are shared: every replica's fetcher reads and charges the same record, so the one that takes the
+lease over after a failover goes on from the previous one's count instead of from zero. Its own
+view (the sync methods) is then a copy refreshed by every `sync`/`take`, and never below what
+it learnt itself: what the ledger lost (a Redis restart) or missed (an outage) is written back
+at the next `sync`. Without a ledger the view is the whole truth (one process; unit tests).
+
 `Pacer` spreads symbols over time so the long-run rate stays within the per-minute budget: it
 accrues `per_minute / 60` credits a second and, each poll, picks the least recently fetched
 symbols that the accrued credits pay for (round-robin). With `n` symbols and a budget of `b` a
@@ -21,29 +28,45 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-MINUTE = 60.0
-DAY = 86_400.0
+from app.pubsub.base import DAY, MINUTE, QuotaLedger, QuotaUsage, quota_windows
 
 
 class Quota:
-    """Hard per-minute and per-day limits; a limit of 0 means none."""
+    """Hard per-minute and per-day limits; a limit of 0 means none.
+
+    The sync methods read and change this process's view. The async ones are what a fetcher
+    uses: they also go through the ledger when there is one, and raise `BusUnavailable` when it
+    cannot be reached. `fresh_for`: seconds for which a view synced with the ledger is current
+    (a fetcher syncs every poll; a follower's view is only what it last saw).
+    """
 
     def __init__(
-        self, per_minute: int, per_day: int, clock: Callable[[], float] = time.time
+        self,
+        per_minute: int,
+        per_day: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        ledger: QuotaLedger | None = None,
+        provider: str = "",
+        fresh_for: float = 10.0,
     ) -> None:
         self.per_minute = per_minute
         self.per_day = per_day
+        self.provider = provider
+        self.fresh_for = fresh_for
         self._clock = clock
+        self._ledger = ledger
         self._minute = -1
         self._day = -1
         self.used_minute = 0
         self.used_day = 0
         self.paused_until = 0.0
         self.disabled_until = 0.0
+        self.synced_at: float | None = None  # clock time of the last exchange with the ledger
 
     def _roll(self) -> float:
         now = self._clock()
-        minute, day = int(now // MINUTE), int(now // DAY)
+        minute, day = quota_windows(now)
         if minute != self._minute:
             self._minute, self.used_minute = minute, 0
         if day != self._day:
@@ -95,6 +118,78 @@ class Quota:
         # Twelve Data does not document its daily reset; UTC midnight is the common reading.
         self.disabled_until = max(now, (self._day + 1) * DAY)
 
+    # ---- through the ledger ------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Adopt the shared record of the current windows, and write back what it lacks."""
+        if self._ledger is None:
+            return
+        now = self._roll()
+        shared = await self._ledger.read(self.provider, now)
+        self._adopt(now, shared)
+        if self._ahead_of(shared, now):
+            await self._ledger.merge(self.provider, now, self._view(now))
+
+    async def take(self, credits: int) -> int:
+        """Spend up to `credits` now: as many as the windows have room for (all of them unless
+        another fetcher spent meanwhile); returns how many were spent."""
+        now = self._roll()
+        if self._ledger is None:
+            spent = max(min(credits, self.remaining()), 0)
+            self.spend(spent)
+            return spent
+        spent, shared = await self._ledger.take(
+            self.provider, now, credits, self.per_minute, self.per_day
+        )
+        self._adopt(now, shared)
+        return spent
+
+    async def give_back(self, credits: int) -> None:
+        """Undo `take(credits)` for a call that was never sent (the view is corrected first)."""
+        now = self._roll()
+        self.spend(-credits)
+        if self._ledger is not None:
+            await self._ledger.give_back(self.provider, now, credits)
+
+    async def share(self) -> None:
+        """Record this view in the ledger: after `pause`, `disable_for_day` or `fill_minute`."""
+        if self._ledger is not None:
+            now = self._roll()
+            await self._ledger.merge(self.provider, now, self._view(now))
+            self.synced_at = now
+
+    def current(self) -> bool:
+        """Whether this view is the provider's state now (always, without a ledger)."""
+        if self._ledger is None:
+            return True
+        return self.synced_at is not None and self._clock() - self.synced_at < self.fresh_for
+
+    def _adopt(self, now: float, shared: QuotaUsage) -> None:
+        if quota_windows(now) == (self._minute, self._day):  # not rolled on while we waited
+            self.used_minute = max(self.used_minute, shared.used_minute)
+            self.used_day = max(self.used_day, shared.used_day)
+        self.paused_until = max(self.paused_until, shared.paused_until)
+        self.disabled_until = max(self.disabled_until, shared.disabled_until)
+        self.synced_at = now
+
+    def _view(self, now: float) -> QuotaUsage:
+        return QuotaUsage(
+            self.used_minute,
+            self.used_day,
+            self.paused_until if self.paused_until > now else 0.0,
+            self.disabled_until if self.disabled_until > now else 0.0,
+        )
+
+    def _ahead_of(self, shared: QuotaUsage, now: float) -> bool:
+        mine = self._view(now)
+        return (
+            mine.used_minute > shared.used_minute
+            or mine.used_day > shared.used_day
+            # The ledger keeps milliseconds.
+            or mine.paused_until > shared.paused_until + 0.001
+            or mine.disabled_until > shared.disabled_until + 0.001
+        )
+
     def describe(self) -> dict[str, Any]:
         self._roll()
         block = self.blocked()
@@ -105,6 +200,8 @@ class Quota:
             "used_today": self.used_day,
             "blocked": block[0] if block else None,
             "blocked_for_seconds": round(block[1], 1) if block else None,
+            "shared": self._ledger is not None,
+            "current": self.current(),
         }
 
 
@@ -145,3 +242,7 @@ class Pacer:
         if len(self.last_fetched) > 10_000:
             self.last_fetched = {s: self.last_fetched[s] for s in symbols if s in self.last_fetched}
         return picked
+
+    def requeue(self, symbols: Sequence[str]) -> None:
+        """Picked symbols that were not fetched after all: first in line at the next poll."""
+        self.last_fetched.update(dict.fromkeys(symbols, -1.0))

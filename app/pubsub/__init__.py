@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.pubsub.base import Bus, FetcherLease, SnapshotStore, SubscriptionRegistry
+from app.pubsub.base import Bus, FetcherLease, QuotaLedger, SnapshotStore, SubscriptionRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class Backend:
     snapshots: SnapshotStore
     registry: SubscriptionRegistry
     lease: FetcherLease
+    quotas: QuotaLedger
     kind: str
 
 
@@ -30,16 +31,24 @@ async def open_backend(
 ) -> AsyncIterator[Backend]:
     """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster."""
     if url.startswith("memory://"):
-        from app.pubsub.memory import MemoryBus, MemoryLease, MemoryRegistry, MemorySnapshotStore
+        from app.pubsub.memory import (
+            MemoryBus,
+            MemoryLease,
+            MemoryQuotaLedger,
+            MemoryRegistry,
+            MemorySnapshotStore,
+        )
 
         bus, snapshots = MemoryBus(), MemorySnapshotStore()
         lease = MemoryLease(bus, snapshots)
-        yield Backend(bus, snapshots, MemoryRegistry(registry_ttl), lease, "memory")
+        registry = MemoryRegistry(registry_ttl)
+        yield Backend(bus, snapshots, registry, lease, MemoryQuotaLedger(), "memory")
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
         from app.pubsub.redis import (
             RedisBus,
             RedisLease,
+            RedisQuotaLedger,
             RedisRegistry,
             RedisSnapshotStore,
             connect,
@@ -52,6 +61,7 @@ async def open_backend(
                 RedisSnapshotStore(client),
                 RedisRegistry(client, registry_ttl),
                 RedisLease(client, lease_ttl),
+                RedisQuotaLedger(client),
                 "redis",
             )
         finally:

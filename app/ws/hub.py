@@ -32,6 +32,7 @@ import orjson
 
 from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, FeedStatus
+from app.identity import TwinWatch
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
 from app.pubsub.base import (
@@ -64,8 +65,11 @@ class Hub:
         lease_refresh: float,
         poll_linger: float,
         heartbeat: float = 1.0,
+        nonce: str | None = None,
     ) -> None:
         self._backend = backend
+        # Tells our heartbeat from another process's with the same replica id (app.identity).
+        self.twins = TwinWatch(replica_id, nonce)
         self._heartbeat = heartbeat
         # Deaf when our own heartbeat has not come back for this long.
         self._deaf_after = 3.5 * heartbeat
@@ -318,7 +322,8 @@ class Hub:
         if kind == "heartbeat" and isinstance(replica, str):
             now = time.monotonic()
             if replica == self._replica_id:
-                self.last_heartbeat = now
+                if self.twins.is_own(event):
+                    self.last_heartbeat = now
             else:
                 self.peers[replica] = now
                 # Forget replicas silent for a while (restarted ones come back under new ids).
@@ -327,7 +332,7 @@ class Hub:
                         del self.peers[peer]
 
     async def _heartbeat_loop(self) -> None:
-        beat = orjson.dumps({"type": "heartbeat", "replica": self._replica_id})
+        beat = self.twins.heartbeat()
         while True:
             sent_at = time.monotonic()
             try:

@@ -28,7 +28,9 @@ async def test_workers_on_one_host_behave_like_replicas(
 
         await eventually(two_replicas, 20, "both workers registered as replicas")
         holder = redis_server.cli("HGET", "fetcher:lease", "holder").strip()
-        assert holder in redis_server.cli("ZRANGE", "subscriptions:replicas", "0", "-1").split()
+        replica, _, nonce = holder.rpartition(":")  # the lease is held per process
+        assert replica in redis_server.cli("ZRANGE", "subscriptions:replicas", "0", "-1").split()
+        assert len(nonce) == 12
         # The kernel spreads connections over the workers; every one of them gets quotes.
         clients = [await open_client(server, "TCS") for _ in range(6)]
         for ws in clients:

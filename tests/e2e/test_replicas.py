@@ -334,5 +334,46 @@ async def test_three_replicas_cost_the_provider_what_one_does(
     assert abs((fake_after - fake_before) - sum(per_replica)) <= 1
 
 
+@pytest.mark.parametrize(
+    "cluster",
+    [{"size": 2, "env": {"FEEDS": "twelvedata", "TWELVEDATA_API_KEY": KEYS["td"],
+                         "TWELVEDATA_CALLS_PER_MINUTE": "100000", "TWELVEDATA_CALLS_PER_DAY": "12",
+                         "BOARD_SYMBOLS": "AAPL,MSFT"}}],
+    indirect=True,
+)  # fmt: skip
+async def test_the_next_fetcher_after_a_failover_goes_on_from_the_spent_quota(
+    fake: FakeProviders, cluster: list[AppServer]
+) -> None:
+    if 86_400 - time.time() % 86_400 < 60:
+        pytest.skip("too close to UTC midnight, when the daily count starts again")
+    leader = await leader_of(cluster)
+    survivor = next(s for s in cluster if s is not leader)
+
+    async def day_spent() -> bool:
+        return bool(leader.details()["providers"]["twelvedata"]["quota"]["blocked"] == "day")
+
+    await eventually(day_spent, 20, "the fetcher to spend the day's 12 credits")
+    assert sum(fake.state.symbols_asked.values()) == 12  # one credit per symbol asked for
+    calls = fake.state.calls["td"]
+    # A follower tracks no quota of its own, so it reports none.
+    assert 'provider_quota_remaining{provider="twelvedata"' not in survivor.metrics_text()
+
+    leader.kill()
+    assert await leader_of([survivor]) is survivor
+    fetches = survivor.details()["feed_calls"]
+
+    async def five_more() -> bool:
+        return bool(survivor.details()["feed_calls"] >= fetches + 5)
+
+    await eventually(five_more, 10, "five fetch ticks of the new fetcher")
+    assert fake.state.calls["td"] == calls, "the new fetcher spent a quota that was used up"
+    quota = survivor.details()["providers"]["twelvedata"]["quota"]
+    assert (quota["used_today"], quota["blocked"], quota["current"]) == (12, "day", True)
+    metrics = survivor.metrics_text()
+    assert 'stocktracker_provider_quota_remaining{provider="twelvedata",window="day"} 0.0' in (
+        metrics
+    )
+
+
 async def _positive(value: int) -> bool:
     return value > 0

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from app.pubsub import Backend, open_backend
+from app.pubsub import Backend
 from app.pubsub.base import Message
 
 CHANNELS = ["market-data:updates", "market-data:control"]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    async with open_backend(url, registry_ttl=1.0, client_name="contract") as b:
-        yield b
 
 
 class Listener:

@@ -1,10 +1,15 @@
-"""Redis specifics: the seed's keys are readable with redis-cli, and the listener heals itself."""
+"""Redis specifics: the keys are readable with redis-cli, errors are BusUnavailable, and the
+listener heals itself."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from app.pubsub import open_backend
+from app.pubsub.base import BusUnavailable, QuotaUsage, quota_windows
 from tests.pubsub.test_contract import Listener
 from tests.support import RedisServer, eventually
 
@@ -71,3 +76,39 @@ async def _watch(backend: object, states: list[bool]) -> None:
     assert isinstance(backend, Backend)
     async for _ in backend.bus.listen(["market-data:nothing"], states.append):
         pass
+
+
+async def test_quota_keys_are_readable_and_expire_after_their_window(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    now = time.time()
+    minute, day = quota_windows(now)
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+        await backend.quotas.take("twelvedata", now, 3, 8, 800)
+        await backend.quotas.merge("twelvedata", now, QuotaUsage(paused_until=now + 30))
+    assert redis_server.cli("GET", f"quota:twelvedata:minute:{minute}").strip() == "3"
+    assert redis_server.cli("GET", f"quota:twelvedata:day:{day}").strip() == "3"
+    paused = int(redis_server.cli("GET", "quota:twelvedata:paused"))
+    assert paused == pytest.approx((now + 30) * 1000, abs=1)
+    # Each key goes away by itself: a count a minute after its window, a stop when it lifts.
+    minute_ttl = int(redis_server.cli("PTTL", f"quota:twelvedata:minute:{minute}"))
+    assert 60_000 < minute_ttl <= 120_000
+    day_ttl = int(redis_server.cli("PTTL", f"quota:twelvedata:day:{day}"))
+    assert 60_000 < day_ttl <= 86_460_000
+    assert 29_000 < int(redis_server.cli("PTTL", "quota:twelvedata:paused")) <= 30_000
+
+
+async def test_quota_ledger_errors_are_bus_unavailable(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+        redis_server.stop()
+        ledger, now = backend.quotas, time.time()
+        with pytest.raises(BusUnavailable):
+            await ledger.read("td", now)
+        with pytest.raises(BusUnavailable):
+            await ledger.take("td", now, 1, 8, 800)
+        with pytest.raises(BusUnavailable):
+            await ledger.give_back("td", now, 1)
+        with pytest.raises(BusUnavailable):
+            await ledger.merge("td", now, QuotaUsage(1, 1))

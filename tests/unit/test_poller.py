@@ -114,7 +114,7 @@ async def test_a_fetcher_that_lost_its_lease_cannot_publish(backend: Backend) ->
     old = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
     await old.tick()
     await drain(backend, queue)
-    await backend.lease.release("a", old.term or 0)  # as if the lease expired while "a" slept
+    await backend.lease.release(old.holder, old.term or 0)  # as if it expired while "a" slept
     new = Poller(SimulatedFeed(seed=2), backend, interval=1.0, board=["TCS"], replica_id="b")
     await new.tick()
     assert new.role == "leader"
