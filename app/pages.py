@@ -96,7 +96,8 @@ async def stock(request: Request) -> Response:
     if request.path_params["symbol"] != symbol:
         return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
     q = (await priced(svc, [symbol])).get(symbol)
-    points = svc.history.points(symbol)
+    line = await svc.history.line(symbol)
+    points = line.points
     if q is not None and (not points or points[-1][0] < q.source_time):
         points.append((q.source_time, q.price))
     points = _thin(points, CHART_POINTS)
@@ -110,6 +111,7 @@ async def stock(request: Request) -> Response:
         points=orjson.dumps([[t, str(p)] for t, p in points]).decode(),
         chart=geometry(points, q.prev_close if q else None),
         chart_count=len(points),
+        chart_note=line.note,
     )
 
 

@@ -7,7 +7,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.pubsub.base import Bus, FetcherLease, SnapshotStore, SubscriptionRegistry
+from app.pubsub.base import (
+    Bus,
+    FetcherLease,
+    HistoryStore,
+    SnapshotStore,
+    SubscriptionRegistry,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +22,7 @@ class Backend:
     snapshots: SnapshotStore
     registry: SubscriptionRegistry
     lease: FetcherLease
+    history: HistoryStore
     kind: str
 
 
@@ -26,19 +33,32 @@ async def open_backend(
     registry_ttl: float,
     client_name: str,
     lease_ttl: float = 2.0,
+    history_points: int = 3000,
+    history_ttl: float = 21600.0,
     redis_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Backend]:
-    """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster."""
+    """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster.
+
+    `history_points` caps each symbol's chart history (entries); `history_ttl` (seconds) is how
+    long a symbol's history outlives its last append."""
     if url.startswith("memory://"):
-        from app.pubsub.memory import MemoryBus, MemoryLease, MemoryRegistry, MemorySnapshotStore
+        from app.pubsub.memory import (
+            MemoryBus,
+            MemoryHistoryStore,
+            MemoryLease,
+            MemoryRegistry,
+            MemorySnapshotStore,
+        )
 
         bus, snapshots = MemoryBus(), MemorySnapshotStore()
-        lease = MemoryLease(bus, snapshots)
-        yield Backend(bus, snapshots, MemoryRegistry(registry_ttl), lease, "memory")
+        history = MemoryHistoryStore(history_points, history_ttl)
+        lease = MemoryLease(bus, snapshots, history)
+        yield Backend(bus, snapshots, MemoryRegistry(registry_ttl), lease, history, "memory")
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
         from app.pubsub.redis import (
             RedisBus,
+            RedisHistoryStore,
             RedisLease,
             RedisRegistry,
             RedisSnapshotStore,
@@ -51,7 +71,10 @@ async def open_backend(
                 RedisBus(client),
                 RedisSnapshotStore(client),
                 RedisRegistry(client, registry_ttl),
-                RedisLease(client, lease_ttl),
+                RedisLease(
+                    client, lease_ttl, history_points=history_points, history_ttl=history_ttl
+                ),
+                RedisHistoryStore(client),
                 "redis",
             )
         finally:
