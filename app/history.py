@@ -1,66 +1,83 @@
-"""Recent prices per symbol, kept in this process, so the stock page's chart opens with a line.
+"""Recent prices per symbol for the stock page's chart, shared by every replica.
 
-The recorder listens on `market-data:updates` itself rather than watching symbols through the hub:
-a watch counts as a subscriber, and would make the fetcher price symbols nobody looks at. It keeps
-`(source_time, price)` of every published quote, bounded per symbol and in the number of symbols.
-Best effort by design: each replica remembers from its own start, and quotes published while the
-bus was down are missing from the line (the chart is a picture, not a record).
+The fetcher appends one point per published quote to the backend's HistoryStore, inside the same
+fenced publish that stores the snapshot and sends the update (app/poller.py), so every replica,
+including one started a minute ago, draws the same line, and a deposed fetcher cannot write.
+With Redis each symbol's line is the list `history:{symbol}`; without it, the in-memory store.
+The line is bounded per symbol (`HISTORY_POINTS`) and a symbol's line vanishes `HISTORY_TTL`
+seconds after its last point (nobody watches it any more, or its market is closed).
+
+This module reads the line back for a page render. It never fails a page: when the store cannot
+be read, the line is empty and carries a note saying so, and the page draws what it has (the
+latest quote) while the live updates extend it. A picture, not a record: quotes published while
+the store was down are missing from the line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
-from decimal import Decimal
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
-import orjson
-
-from app.models import Quote, QuoteDecodeError, is_newer, quote_from_dict
-from app.pubsub.base import UPDATES_CHANNEL, Bus
+from app.models import Quote
+from app.pubsub.base import BusUnavailable, HistoryStore
 
 log = logging.getLogger(__name__)
 
-Point = tuple[int, Decimal]
+Point = tuple[int, Decimal]  # (source time in ms since the Unix epoch, price)
+
+UNAVAILABLE = (
+    "Earlier prices are unavailable right now (the shared store does not answer): the chart "
+    "starts at the latest price and grows live."
+)
+
+
+def encode_point(quote: Quote) -> bytes:
+    """One history entry: `b"<source_time ms> <price>"`, e.g. `b"1732790000123 1270.45"`."""
+    return f"{quote.source_time} {quote.price}".encode()
+
+
+def decode_points(entries: Iterable[bytes]) -> list[Point]:
+    """Entries (in publish order) as a line: oldest first, one point per source time.
+
+    The fetcher publishes in `(epoch, seq)` order, which a provider's clock need not follow: an
+    entry whose time is not after the previous point's corrects that point's price instead of
+    drawing backwards. Malformed entries are skipped.
+    """
+    line: list[Point] = []
+    for entry in entries:
+        try:
+            raw_time, raw_price = entry.split(b" ", 1)
+            point = (int(raw_time), Decimal(raw_price.decode()))
+        except (ValueError, InvalidOperation, UnicodeDecodeError):
+            log.debug("history skips a malformed entry %r", entry[:64])
+            continue
+        if not point[1].is_finite():
+            continue
+        if line and line[-1][0] >= point[0]:
+            line[-1] = (line[-1][0], point[1])
+        else:
+            line.append(point)
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    points: list[Point] = field(default_factory=list)
+    # Why the line is missing or partial, for people; None when it is all there is.
+    note: str | None = None
 
 
 class History:
-    def __init__(self, bus: Bus, *, per_symbol: int = 3000, max_symbols: int = 500) -> None:
-        self._bus = bus
-        self._per_symbol = per_symbol
-        self._max_symbols = max_symbols
-        self._points: OrderedDict[str, deque[Point]] = OrderedDict()
-        self._last: dict[str, Quote] = {}
+    def __init__(self, store: HistoryStore) -> None:
+        self._store = store
 
-    def points(self, symbol: str) -> list[Point]:
-        """Oldest first; each point is (source time in ms since the Unix epoch, price)."""
-        return list(self._points.get(symbol, ()))
-
-    def record(self, quote: Quote) -> None:
-        if not is_newer(quote, self._last.get(quote.symbol)):
-            return
-        self._last[quote.symbol] = quote
-        line = self._points.get(quote.symbol)
-        if line is None:
-            if len(self._points) >= self._max_symbols:
-                forgotten, _ = self._points.popitem(last=False)
-                self._last.pop(forgotten, None)
-            line = self._points[quote.symbol] = deque(maxlen=self._per_symbol)
-        self._points.move_to_end(quote.symbol)
-        if line and line[-1][0] >= quote.source_time:
-            # Same (or an earlier) source time: the newer quote corrects that point.
-            line[-1] = (line[-1][0], quote.price)
-        else:
-            line.append((quote.source_time, quote.price))
-
-    def dispatch(self, data: bytes) -> None:
+    async def line(self, symbol: str) -> Line:
+        """The recent points of `symbol`, oldest first. Never raises BusUnavailable."""
         try:
-            quotes = [quote_from_dict(item) for item in orjson.loads(data)["quotes"]]
-        except (orjson.JSONDecodeError, KeyError, TypeError, QuoteDecodeError) as exc:
-            log.debug("history ignores a malformed update: %s", exc)
-            return
-        for quote in quotes:
-            self.record(quote)
-
-    async def run(self) -> None:
-        async for message in self._bus.listen([UPDATES_CHANNEL]):
-            self.dispatch(message.data)
+            entries = await self._store.read(symbol)
+        except BusUnavailable as exc:
+            log.warning("drawing %s without its history: %s", symbol, exc)
+            return Line([], UNAVAILABLE)
+        return Line(decode_points(entries))

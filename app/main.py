@@ -1,10 +1,10 @@
 """The composition root: `create_app(settings)` wires every part inside one lifespan.
 
-Build order (and reverse teardown): shared-state backend -> HTTP client (only when a real provider
-is configured) -> feed -> renderer -> hub -> poller,
-then the supervised background loops. Nothing async is built at import time; `app` below is made
-on first access, so `uvicorn app.main:app` reads the environment then, and a bad setting stops
-the process with one clear message instead of a traceback.
+Build order (and reverse teardown): shared-state backend (bus, snapshots, registry, fetcher lease,
+chart history) -> HTTP client (only when a real provider is configured) -> feed -> renderer ->
+hub -> poller -> history reader, then the supervised background loops. Nothing async is built at
+import time; `app` below is made on first access, so `uvicorn app.main:app` reads the environment
+then, and a bad setting stops the process with one clear message instead of a traceback.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     settings.bus_url,
                     registry_ttl=settings.registry_ttl,
                     lease_ttl=settings.lease_ttl,
+                    history_points=settings.history_points,
+                    history_ttl=settings.history_ttl,
                     redis_options=settings.redis_options(),
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
@@ -86,14 +88,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 new_symbols_per_minute=settings.new_symbols_per_minute,
                 nonce=nonce,
             )
-            history = History(backend.bus)
+            history = History(backend.history)
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)
             stack.push_async_callback(poller.release)
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
-            supervisor.start("history", history.run)
             loop_lag = LoopLag()
             supervisor.start("loop_lag", loop_lag.run)
             drainer = Drainer(

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.chart import geometry
 from app.history import Point
 from app.models import Quote
+from app.rendering import Refusal
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
 
@@ -45,15 +46,27 @@ def render(
 
 
 async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
-    """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones."""
+    """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones
+    (not for symbols the provider is known to reject: nothing will come)."""
     hub = svc.hub
     found = {q.symbol: q for q in await hub.snapshot(symbols)}
-    missing = [s for s in symbols if s not in found]
+    missing = [s for s in symbols if s not in found and hub.check_symbol(s) is None]
     if not missing:
         return found
     wait = min(2 * svc.settings.fetch_interval + 1, 3.0)
     quotes, _ = await hub.await_quotes(missing, lambda qs: len(qs) == len(missing), wait)
     found.update((q.symbol, q) for q in quotes)
+    return found
+
+
+def refusals(svc: Services, symbols: Sequence[str]) -> dict[str, Refusal]:
+    """Symbols the provider said it cannot price (and is not asked about again yet): their rows
+    render in the rejected state, as the `html` wire format's `rejected` message does."""
+    found: dict[str, Refusal] = {}
+    for symbol in symbols:
+        reason = svc.hub.check_symbol(symbol)
+        if reason is not None:
+            found[symbol] = Refusal(reason, svc.feed.name)
     return found
 
 
@@ -80,6 +93,7 @@ async def market(request: Request) -> Response:
         total=len(symbols),
         gainers=[q for q in ranked if q.change_pct > 0][:MOVERS],
         losers=[q for q in reversed(ranked) if q.change_pct < 0][:MOVERS],
+        refusals=refusals(svc, symbols),
     )
 
 
@@ -90,13 +104,14 @@ async def stock(request: Request) -> Response:
     except InvalidSymbol as exc:
         shown = request.path_params["symbol"][:32]
         raise HTTPException(404, f"“{shown}” is not a symbol: {exc}.") from None
-    reason = svc.feed.check_symbol(symbol)
+    reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
     if reason is not None:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
     if request.path_params["symbol"] != symbol:
         return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
     q = (await priced(svc, [symbol])).get(symbol)
-    points = svc.history.points(symbol)
+    line = await svc.history.line(symbol)
+    points = line.points
     if q is not None and (not points or points[-1][0] < q.source_time):
         points.append((q.source_time, q.price))
     points = _thin(points, CHART_POINTS)
@@ -110,6 +125,7 @@ async def stock(request: Request) -> Response:
         points=orjson.dumps([[t, str(p)] for t, p in points]).decode(),
         chart=geometry(points, q.prev_close if q else None),
         chart_count=len(points),
+        chart_note=line.note,
     )
 
 

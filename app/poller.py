@@ -2,8 +2,9 @@
 
 One tick: reconcile the cluster's subscriptions (which also refreshes the `subscriptions:*` keys),
 fetch the watched symbols plus the default board from the feed, stamp each *changed* quote with
-the next `seq` for its symbol and this term's `epoch`, store it as the symbol's snapshot, and
-publish all of them as one message on `market-data:updates`. Ticks never overlap: a slow fetch is
+the next `seq` for its symbol and this term's `epoch`, store it as the symbol's snapshot, append
+its `(source_time, price)` to the symbol's chart history (app/history.py), and publish all of
+them as one message on `market-data:updates`. Ticks never overlap: a slow fetch is
 cut off by a timeout shorter than the interval, and a missed tick is skipped, not queued.
 
 A symbol that becomes watched between ticks (an event on `market-data:subscriptions`) is fetched
@@ -34,6 +35,7 @@ import orjson
 
 from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
+from app.history import encode_point
 from app.identity import lease_holder, new_nonce
 from app.models import Quote, decode_quote, encode_quote, is_newer
 from app.pubsub import Backend
@@ -343,8 +345,12 @@ class Poller:
         message = encode_update(
             self.epoch, [b.decode() for b in encoded.values()], status, rejected, self.refresh
         )
-        # Snapshots and message go together, fenced by our term (see FetcherLease.publish).
-        if not await self._backend.lease.publish(term, encoded, UPDATES_CHANNEL, message):
+        # Snapshots, chart points and message go together, fenced by our term (see
+        # FetcherLease.publish): every replica's chart is the line this fetcher published.
+        points = {q.symbol: encode_point(q) for q in quotes}
+        if not await self._backend.lease.publish(
+            term, encoded, UPDATES_CHANNEL, message, history=points
+        ):
             log.warning("term %d is over: another replica fetches now; not publishing", term)
             if self.term == term:
                 self.term = None

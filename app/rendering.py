@@ -2,7 +2,10 @@
 
 The `_quote_row.html` partial is the single source of a quote's HTML: the page renders it in place,
 and the `html` wire format renders the very same partial with `hx-swap-oob` for WebSocket frames,
-so what htmx swaps in is byte-for-byte what a reload would show.
+so what htmx swaps in is byte-for-byte what a reload would show. That includes a symbol's rejected
+state (the provider cannot price it): the `html` format's `rejected` message is that symbol's row
+saying "Unknown symbol", not priced by the provider, and pages render the same row for symbols
+known to be rejected.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -90,6 +94,13 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
+class Refusal(NamedTuple):
+    """Why a symbol has no price: the provider's own `reason`, and the `source` that said so."""
+
+    reason: str
+    source: str | None
+
+
 class Renderer:
     """Renders quote fragments; the same environment serves the pages."""
 
@@ -101,12 +112,27 @@ class Renderer:
     def quote_row(self, quote: Quote, *, oob: bool = True) -> str:
         return self._row.render(symbol=quote.symbol, q=quote, oob=oob)
 
+    def rejected_row(
+        self, symbol: str, reason: str, source: str | None, *, oob: bool = True
+    ) -> str:
+        """The symbol's row in its rejected state: "Unknown symbol", not priced by `source`.
+
+        Same id and cells as its quote row, so it replaces the row a page shows (pending or
+        priced); its version is (0, 0), so any later quote of the symbol replaces it in turn."""
+        refusals = {symbol: Refusal(reason, source)}
+        return self._row.render(symbol=symbol, q=None, oob=oob, refusals=refusals)
+
     def status(self, status: FeedStatus) -> str:
         return self._status.render(state=status.state, reason=_why(status), oob=True)
 
     def html_format(self) -> WireFormat:
         return WireFormat(
-            "html", self.quote_row, _join_fragments, self.status, reconnect=_html_reconnect
+            "html",
+            self.quote_row,
+            _join_fragments,
+            self.status,
+            rejected=self.rejected_row,
+            reconnect=_html_reconnect,
         )
 
 

@@ -118,6 +118,10 @@ class Settings:
     registry_ttl: float = 6.0
     # The fetcher's lease: a dead fetcher is replaced within about this long.
     lease_ttl: float = 2.0
+    # The stock chart's shared history: points kept per symbol, and how long (seconds) a symbol's
+    # history outlives its last new point (a symbol nobody watches any more stops being fetched).
+    history_points: int = 3000
+    history_ttl: float = 21600.0
     # On SIGTERM: longest wait for clients to leave, and the spread of their reconnect delays.
     drain_timeout: float = 15.0
     reconnect_spread: float = 5.0
@@ -198,6 +202,8 @@ class Settings:
             heartbeat_interval=reader.get("HEARTBEAT_INTERVAL", 25.0, _seconds(1, 3600)),
             registry_ttl=reader.get("REGISTRY_TTL", 6.0, _seconds(1, 3600)),
             lease_ttl=reader.get("LEASE_TTL", 2.0, _seconds(0.3, 600)),
+            history_points=reader.get("HISTORY_POINTS", 3000, _int_in(10, 100_000)),
+            history_ttl=reader.get("HISTORY_TTL", 21600.0, _seconds(1, 7 * 86400)),
             drain_timeout=reader.get("DRAIN_TIMEOUT", 15.0, _seconds(0, 600)),
             reconnect_spread=reader.get("RECONNECT_SPREAD", 5.0, _seconds(0, 600)),
             drain_grace=reader.get("DRAIN_GRACE", 3.0, _seconds(0, 600)),

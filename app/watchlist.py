@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.pages import priced, render
+from app.pages import priced, refusals, render
 from app.services import services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
@@ -50,13 +50,15 @@ async def _render(
     entered: str = "",
     status: int = 200,
 ) -> Response:
-    found = await priced(services(request), symbols)
+    svc = services(request)
+    found = await priced(svc, symbols)
     return render(
         request,
         "_watchlist.html" if partial else "dashboard.html",
         "dashboard",
         status=status,
         rows=[(s, found.get(s)) for s in symbols],
+        refusals=refusals(svc, symbols),
         error=error,
         notice=notice,
         entered=entered,
@@ -80,7 +82,7 @@ async def add(request: Request) -> Response:
         error = f"“{raw[:32]}” is not a valid symbol: {exc}." if raw else "Type a symbol to add."
     svc = services(request)
     if not error:
-        reason = svc.feed.check_symbol(symbol)
+        reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
         if reason is not None:
             error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed does not list it."
         elif symbol in symbols:

@@ -6,7 +6,9 @@ Everything waits against a deadline and polls; nothing sleeps for a fixed time h
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
 import shutil
 import signal
 import socket
@@ -228,3 +230,15 @@ def quotes_in(message: dict[str, Any]) -> list[dict[str, Any]]:
         quotes: list[dict[str, Any]] = message["quotes"]
         return quotes
     return []
+
+
+_CHART_POINTS = re.compile(r'<svg id="chart"[^>]* data-points="([^"]*)"')
+
+
+def chart_points(page: str) -> list[list[Any]]:
+    """The `[[source_time, "price"], ...]` a stock page's server-rendered chart starts with."""
+    found = _CHART_POINTS.search(page)
+    if found is None:
+        raise AssertionError("no chart on this page")
+    points: list[list[Any]] = orjson.loads(html.unescape(found.group(1)))
+    return points

@@ -7,7 +7,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.pubsub.base import Bus, FetcherLease, QuotaLedger, SnapshotStore, SubscriptionRegistry
+from app.pubsub.base import (
+    Bus,
+    FetcherLease,
+    HistoryStore,
+    QuotaLedger,
+    SnapshotStore,
+    SubscriptionRegistry,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +24,7 @@ class Backend:
     registry: SubscriptionRegistry
     lease: FetcherLease
     quotas: QuotaLedger
+    history: HistoryStore
     kind: str
 
 
@@ -27,12 +35,18 @@ async def open_backend(
     registry_ttl: float,
     client_name: str,
     lease_ttl: float = 2.0,
+    history_points: int = 3000,
+    history_ttl: float = 21600.0,
     redis_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Backend]:
-    """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster."""
+    """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster.
+
+    `history_points` caps each symbol's chart history (entries); `history_ttl` (seconds) is how
+    long a symbol's history outlives its last append."""
     if url.startswith("memory://"):
         from app.pubsub.memory import (
             MemoryBus,
+            MemoryHistoryStore,
             MemoryLease,
             MemoryQuotaLedger,
             MemoryRegistry,
@@ -40,13 +54,15 @@ async def open_backend(
         )
 
         bus, snapshots = MemoryBus(), MemorySnapshotStore()
-        lease = MemoryLease(bus, snapshots)
+        history = MemoryHistoryStore(history_points, history_ttl)
+        lease = MemoryLease(bus, snapshots, history)
         registry = MemoryRegistry(registry_ttl)
-        yield Backend(bus, snapshots, registry, lease, MemoryQuotaLedger(), "memory")
+        yield Backend(bus, snapshots, registry, lease, MemoryQuotaLedger(), history, "memory")
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
         from app.pubsub.redis import (
             RedisBus,
+            RedisHistoryStore,
             RedisLease,
             RedisQuotaLedger,
             RedisRegistry,
@@ -60,8 +76,11 @@ async def open_backend(
                 RedisBus(client),
                 RedisSnapshotStore(client),
                 RedisRegistry(client, registry_ttl),
-                RedisLease(client, lease_ttl),
+                RedisLease(
+                    client, lease_ttl, history_points=history_points, history_ttl=history_ttl
+                ),
                 RedisQuotaLedger(client),
+                RedisHistoryStore(client),
                 "redis",
             )
         finally:

@@ -1,5 +1,5 @@
 """Ports to the shared state every replica sees: the bus, last-quote snapshots, subscriptions,
-the fetcher lease and the providers' quota counts.
+the fetcher lease, the providers' quota counts and the chart's recent prices.
 
 All of them speak bytes or plain str/int/float, never pickles. Two adapters implement them: `memory`
 (one process, first-class, used by `make run` and the unit tests) and `redis` (many replicas).
@@ -87,13 +87,28 @@ class SubscriptionRegistry(Protocol):
         ...
 
 
+class HistoryStore(Protocol):
+    """Recent chart points per symbol, shared by every replica: a capped, expiring log of bytes.
+
+    Entries are appended only by the fetcher, inside the fenced `FetcherLease.publish` (so a
+    deposed fetcher cannot write), one per published quote, in publish order; the store never
+    looks inside them. Each symbol keeps its newest `points` entries (the oldest go as new ones
+    arrive), and a symbol with no new entry for `ttl` seconds is forgotten: nobody watches it any
+    more (so nobody fetches it), or its market closed, and the next session starts a fresh line.
+    """
+
+    async def read(self, symbol: str) -> list[bytes]:
+        """The entries of `symbol`, oldest first; [] when it has none. Raises BusUnavailable."""
+        ...
+
+
 class FetcherLease(Protocol):
     """Leader election for the fetcher: one holder at a time, with a fencing token.
 
     The token is the holder's term number (it becomes the `epoch` of every quote it publishes):
-    each new term gets a larger one than every term before it. `publish` is fenced: it stores and
-    publishes only while `token` still holds the lease, atomically, so a holder that was paused
-    past its lease cannot overwrite a newer term's quotes.
+    each new term gets a larger one than every term before it. `publish` is fenced: it stores,
+    appends to the history and publishes only while `token` still holds the lease, atomically, so
+    a holder that was paused past its lease cannot overwrite a newer term's quotes or chart.
     """
 
     async def acquire(self, holder: str) -> int | None:
@@ -105,9 +120,16 @@ class FetcherLease(Protocol):
         ...
 
     async def publish(
-        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+        self,
+        token: int,
+        snapshots: Mapping[str, bytes],
+        channel: str,
+        message: bytes,
+        history: Mapping[str, bytes] | None = None,
     ) -> bool:
-        """Store `snapshots` and publish `message`, only if `token` still holds the lease."""
+        """Store `snapshots`, append each `history` entry (symbol -> one entry) to that symbol's
+        line in the HistoryStore and publish `message`, all or nothing, only if `token` still
+        holds the lease: False (and nothing written) when it does not. Raises BusUnavailable."""
         ...
 
 

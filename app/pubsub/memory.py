@@ -1,7 +1,10 @@
 """In-process adapters: the whole cluster is this one process.
 
 Used by `make run` without Redis and by unit tests. Same semantics as Redis where it matters:
-at-most-once delivery to listeners present at publish time, per-replica leases that expire.
+at-most-once delivery to listeners present at publish time, per-replica leases that expire, a
+history capped per symbol whose idle symbols expire. One more bound than Redis: the history
+keeps at most `max_symbols` symbols (the least recently appended goes first), since this
+process's memory is all there is.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from app.pubsub.base import Message, QuotaUsage, StateCallback, quota_windows
@@ -66,12 +70,51 @@ class MemorySnapshotStore:
         return dict(self._items)
 
 
+class MemoryHistoryStore:
+    def __init__(
+        self,
+        points: int,
+        ttl: float,
+        *,
+        max_symbols: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._points = points
+        self._ttl = ttl
+        self._max_symbols = max_symbols
+        self._clock = clock
+        # symbol -> (expires at, entries); ordered by last append, so also by expiry.
+        self._lines: OrderedDict[str, tuple[float, deque[bytes]]] = OrderedDict()
+
+    def append(self, items: Mapping[str, bytes]) -> None:
+        now = self._clock()
+        for symbol, entry in items.items():
+            found = self._lines.pop(symbol, None)
+            line = found[1] if found is not None and found[0] > now else deque(maxlen=self._points)
+            line.append(bytes(entry))
+            self._lines[symbol] = (now + self._ttl, line)
+        while self._lines:
+            oldest, (expires, _) = next(iter(self._lines.items()))
+            if len(self._lines) <= self._max_symbols and expires > now:
+                break
+            del self._lines[oldest]
+
+    async def read(self, symbol: str) -> list[bytes]:
+        found = self._lines.get(symbol)
+        if found is None or found[0] <= self._clock():
+            return []
+        return list(found[1])
+
+
 class MemoryLease:
     """One process is the whole cluster: it always holds the lease, in one term per start."""
 
-    def __init__(self, bus: MemoryBus, snapshots: MemorySnapshotStore) -> None:
+    def __init__(
+        self, bus: MemoryBus, snapshots: MemorySnapshotStore, history: MemoryHistoryStore
+    ) -> None:
         self._bus = bus
         self._snapshots = snapshots
+        self._history = history
         self._holder: str | None = None
         self._token = 0
 
@@ -88,11 +131,17 @@ class MemoryLease:
             self._holder = None
 
     async def publish(
-        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+        self,
+        token: int,
+        snapshots: Mapping[str, bytes],
+        channel: str,
+        message: bytes,
+        history: Mapping[str, bytes] | None = None,
     ) -> bool:
         if self._holder is None or token != self._token:
             return False
         await self._snapshots.put(snapshots)
+        self._history.append(history or {})
         await self._bus.publish(channel, message)
         return True
 

@@ -1,9 +1,17 @@
 """Redis adapters: pub/sub channels, a hash of last quotes, leased subscription counts, the
-fetcher lease and the providers' quota counts.
+fetcher lease, the providers' quota counts and the chart's recent prices.
 
 Keys (see "Redis layout" in the README):
 - `market-data:*` channels (pub/sub).
 - `quotes:last` hash: symbol -> encoded quote.
+- `history:{symbol}` list: the chart's recent points of that symbol, oldest first, appended by the
+  fenced publish (RPUSH), capped to the newest `history_points` (LTRIM) and expiring
+  `history_ttl` after the last append (PEXPIRE). A list, not a stream or a sorted set: the only
+  read is "the whole recent line, in order" (LRANGE), appends are O(1) and the cap is exact;
+  a list is stored as compact listpacks, ~25 bytes a point (a stream takes ~1.5x that, a sorted
+  set past 128 entries ~5.5x, see the README), and a stream would add entry ids on Redis's clock,
+  not the source's, and consumer machinery nobody uses here, with a cap that is only approximate
+  (`MAXLEN ~`).
 - `subscriptions:replica:{id}` hash: symbol -> subscriber count on that replica, expiring with
   the replica's lease; `subscriptions:replicas` sorted set: replica id -> lease expiry (ms).
 - `fetcher:lease` hash {holder, token} with a TTL: who fetches now (holder is
@@ -45,6 +53,7 @@ from app.pubsub.base import (
 log = logging.getLogger(__name__)
 
 LAST_QUOTES_KEY = "quotes:last"
+HISTORY_PREFIX = "history:"
 ACTIVE_KEY = "subscriptions:active"
 COUNT_PREFIX = "subscriptions:count:"
 REPLICA_PREFIX = "subscriptions:replica:"
@@ -58,6 +67,8 @@ QUOTA_KEEP = 60.0
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 PING_TIMEOUT = 0.5
+# A page render waits at most this long for the chart's history before drawing without it.
+HISTORY_READ_TIMEOUT = 1.0
 
 
 def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
@@ -176,18 +187,51 @@ end
 return 0
 """
 
-# The fence: store and publish only while the caller's token still holds the lease.
+# The fence: store, append the history and publish only while the caller's token still holds
+# the lease. KEYS: the lease, the last-quotes hash, then one history list per entry.
+# ARGV: token, channel, message, history cap, history TTL (ms), n = number of snapshot
+# arguments, the n snapshot arguments (symbol, quote, ...), then one entry per history list.
 _PUBLISH = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+local n = tonumber(ARGV[6])
+if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + n)) end
+local keep = -tonumber(ARGV[4])
+for i = 3, #KEYS do
+  redis.call('RPUSH', KEYS[i], ARGV[4 + n + i])
+  redis.call('LTRIM', KEYS[i], keep, -1)
+  redis.call('PEXPIRE', KEYS[i], ARGV[5])
+end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
 
+class RedisHistoryStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def read(self, symbol: str) -> list[bytes]:
+        try:
+            async with asyncio.timeout(HISTORY_READ_TIMEOUT):
+                values: list[Any] = await self._client.lrange(HISTORY_PREFIX + symbol, 0, -1)
+        except (RedisError, OSError, TimeoutError) as exc:
+            why = str(exc) or "timed out"
+            raise BusUnavailable(f"reading the price history failed: {why}") from exc
+        return [bytes(v) for v in values]
+
+
 class RedisLease:
-    def __init__(self, client: aioredis.Redis, ttl: float) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        ttl: float,
+        *,
+        history_points: int = 3000,
+        history_ttl: float = 21600.0,
+    ) -> None:
         self._ttl_ms = int(ttl * 1000)
+        self._history_points = history_points
+        self._history_ttl_ms = max(int(history_ttl * 1000), 1)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._publish = client.register_script(_PUBLISH)
@@ -208,13 +252,25 @@ class RedisLease:
             raise BusUnavailable(f"releasing the fetcher lease: {exc}") from exc
 
     async def publish(
-        self, token: int, snapshots: Mapping[str, bytes], channel: str, message: bytes
+        self,
+        token: int,
+        snapshots: Mapping[str, bytes],
+        channel: str,
+        message: bytes,
+        history: Mapping[str, bytes] | None = None,
     ) -> bool:
-        args: list[Any] = [str(token), channel, message]
+        keys = [LEASE_KEY, LAST_QUOTES_KEY]
+        args: list[Any] = [
+            str(token), channel, message, self._history_points, self._history_ttl_ms,
+            2 * len(snapshots),
+        ]  # fmt: skip
         for symbol, data in snapshots.items():
             args += [symbol, data]
+        for symbol, entry in (history or {}).items():
+            keys.append(HISTORY_PREFIX + symbol)
+            args.append(entry)
         try:
-            return bool(await self._publish(keys=[LEASE_KEY, LAST_QUOTES_KEY], args=args))
+            return bool(await self._publish(keys=keys, args=args))
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"publishing quotes: {exc}") from exc
 

@@ -5,7 +5,8 @@ the client has per symbol. A request returns at once with every quote newer than
 waits until one arrives or `POLL_TIMEOUT` passes, then returns what it has (maybe nothing) and a
 cursor to send next time. Same ordering rule as the WebSocket: newer is (epoch, seq) greater.
 `format=html` answers the same envelope with the quotes as one `html` string of `_quote_row.html`
-rows (what `/ws?format=html` sends), so pages use one partial on either transport.
+rows (what `/ws?format=html` sends, rejected symbols' rows included), so pages use one partial on
+either transport.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.responses import Response
 
 from app.api import ApiError, parse_symbols
 from app.models import Quote, encode_quote
-from app.services import services
+from app.services import Services, services
 
 MAX_CURSOR_LENGTH = 16 * 1024
 Cursor = dict[str, tuple[int, int]]
@@ -90,9 +91,17 @@ async def poll(request: Request) -> Response:
         + b',"rejected":'
         + orjson.dumps(rejected)
         + (
-            b',"html":' + orjson.dumps("".join(svc.renderer.quote_row(q) for q in fresh)) + b"}"
+            b',"html":' + orjson.dumps(_html_rows(svc, fresh, rejected)) + b"}"
             if fmt_name == "html"
             else b',"quotes":[' + b",".join(encode_quote(q) for q in fresh) + b"]}"
         )
     )
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _html_rows(svc: Services, fresh: list[Quote], rejected: list[dict[str, str]]) -> str:
+    """The rows `/ws?format=html` would send: rejected symbols' rows, then the fresh quotes'."""
+    renderer = svc.renderer
+    rows = [renderer.rejected_row(r["symbol"], r["reason"], svc.feed.name) for r in rejected]
+    rows += [renderer.quote_row(q) for q in fresh]
+    return "".join(rows)

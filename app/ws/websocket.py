@@ -1,8 +1,9 @@
 """`/ws`: the WebSocket endpoint. One reader and one writer per connection, in one task group.
 
 `?format=json` (default) speaks the protocol of docs/protocol.md; `?format=html` is for htmx
-pages: the same subscriptions, but quotes and status arrive as `hx-swap-oob` fragments and no
-acknowledgements are sent. `?symbols=A,B` subscribes at connect (handy for htmx, whose ws
+pages: the same subscriptions, but quotes, status and rejections arrive as `hx-swap-oob`
+fragments and no acknowledgements are sent (a symbol refused as unknown at subscribe time gets
+its rejected row instead). `?symbols=A,B` subscribes at connect (handy for htmx, whose ws
 extension reconnects to the same URL and so resubscribes by itself).
 
 Bad input never costs other clients anything: malformed requests get an `error` and the
@@ -173,6 +174,14 @@ class Connection:
         await hub.snapshot(review.accepted)
         hub.watch(self.outbox, review.accepted)
         self._send(protocol.reviewed("subscribed", review, self.outbox.symbols, request_id))
+        if not self.json:
+            # Pages get no acknowledgements, but a symbol known to be unpriceable must not wait
+            # for data forever: its row in the rejected state, as when the fetcher found out.
+            for item in review.rejected:
+                if item["code"] == "unknown_symbol":
+                    self.outbox.offer_control(
+                        self.outbox.fmt.rejected(item["symbol"], item["reason"], self.svc.feed.name)
+                    )
         self.outbox.offer_snapshot([hub.latest[s] for s in review.accepted if s in hub.latest])
 
     def _send(self, text: str) -> None:

@@ -5,6 +5,10 @@
 // rule), checked both when it arrives and when the batch is applied, so no transport switch or
 // reconnect can put an older price back. Rows are merged cell by cell (matched on data-col), so
 // cells that only the page has (the remove button) stay.
+//
+// A `rejected` row (the provider cannot price the symbol; the server ended that subscription) is
+// the exception: it is applied whatever the row shows, and its own version is (0, 0), so a later
+// quote of the symbol (after the provider's cool-down, on a new subscription) replaces it again.
 
 export const BATCH_MS = 100;
 export const FLASH_MS = 2000;
@@ -16,6 +20,10 @@ export function version(row) {
 
 export function isNewer(candidate, current) {
   return candidate[0] > current[0] || (candidate[0] === current[0] && candidate[1] > current[1]);
+}
+
+function isRejected(row) {
+  return row.classList.contains("rejected");
 }
 
 function merge(row, incoming) {
@@ -67,7 +75,11 @@ export class Quotes {
         if (state) this.onStatus(state.slice("status-".length));
       } else if (el.tagName === "TR" && el.id && el.dataset.symbol) {
         const held = this.pending.get(el.id);
-        if (held && !isNewer(version(el), version(held))) {
+        if (isRejected(el)) {
+          this.pending.set(el.id, el);
+          continue;
+        }
+        if (held && !isRejected(held) && !isNewer(version(el), version(held))) {
           this.ignored += 1;
           continue;
         }
@@ -90,6 +102,12 @@ export class Quotes {
     for (const [id, incoming] of this.pending) {
       const row = document.getElementById(id);
       if (!row) continue;
+      if (isRejected(incoming)) {
+        this.unflash(row);
+        merge(row, incoming);
+        applied.push(row);
+        continue;
+      }
       if (!isNewer(version(incoming), version(row))) {
         this.ignored += 1;
         continue;
@@ -121,6 +139,11 @@ export class Quotes {
     arrow.textContent = direction === "up" ? "▲" : "▼";
     arrow.title = direction === "up" ? "Price rose" : "Price fell";
     cell.prepend(arrow);
+  }
+
+  unflash(row) {
+    clearTimeout(this.flashes.get(row.id)?.timer);
+    this.flashes.delete(row.id);
   }
 
   flash(row, direction) {

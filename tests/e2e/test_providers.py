@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from tests.fakes.provider import KEYS, FakeProviders, fake, fake_server
 from tests.support import AppServer, eventually, quotes_in, recv_until
@@ -103,3 +105,32 @@ async def test_failover_breaker_and_truthful_staleness(fake: FakeProviders, app:
 
 async def _true_after(value: bool) -> bool | None:
     return value or None
+
+
+async def test_pages_get_a_rejected_row_instead_of_waiting_forever(app: AppServer) -> None:
+    async def row_of(page: ClientConnection, symbol_id: str) -> str:
+        deadline = time.monotonic() + 10
+        while True:
+            frame = str(await asyncio.wait_for(page.recv(), max(deadline - time.monotonic(), 0)))
+            if f'id="{symbol_id}"' in frame:
+                return frame
+
+    # The fetcher learns that the provider does not know NOPE: the page's row says so.
+    async with connect(app.ws_url + "?format=html&symbols=AAPL,NOPE") as page:
+        frame = await row_of(page, "q-NOPE")
+    assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in frame
+    assert "Unknown symbol" in frame and "not priced by twelvedata, finnhub" in frame
+    # Known now: a page that subscribes later is refused at once, and told so the same way.
+    async with connect(app.ws_url + "?format=html&symbols=NOPE") as page:
+        assert 'class="quote rejected"' in await row_of(page, "q-NOPE")
+    # Long-poll pages get the same row.
+    async with httpx.AsyncClient(base_url=app.base, timeout=10) as http:
+        body = (
+            await http.get("/api/poll", params={"symbols": "AAPL,NOPE", "format": "html"})
+        ).json()
+        assert [r["symbol"] for r in body["rejected"]] == ["NOPE"]
+        assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in body["html"]
+        # The server-rendered page shows it before any script runs; its stock page is a 404.
+        page_html = (await http.get("/", headers={"Cookie": "watchlist=AAPL,NOPE"})).text
+        assert 'id="q-NOPE" class="quote rejected"' in page_html
+        assert (await http.get("/stock/NOPE")).status_code == 404

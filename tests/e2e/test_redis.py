@@ -13,7 +13,15 @@ from websockets.asyncio.client import connect
 
 from app.models import decode_quote, encode_quote
 from app.poller import encode_update
-from tests.support import AppServer, RedisServer, eventually, quotes_in, recv_json, recv_until
+from tests.support import (
+    AppServer,
+    RedisServer,
+    chart_points,
+    eventually,
+    quotes_in,
+    recv_json,
+    recv_until,
+)
 
 
 @pytest.fixture
@@ -116,3 +124,24 @@ async def test_redis_outage_fails_readiness_not_liveness_and_heals(
         got = 0
         while got < 2:
             got += len([q for q in quotes_in(await recv_json(ws)) if q["symbol"] == "TCS"])
+
+
+async def test_the_stock_page_draws_without_history_while_redis_is_down(
+    redis_app: AppServer, redis_server: RedisServer
+) -> None:
+    async with httpx.AsyncClient(base_url=redis_app.base, timeout=10) as http:
+
+        async def drawn() -> bool:
+            return len(chart_points((await http.get("/stock/TCS")).text)) >= 3
+
+        await eventually(drawn, 15, "a chart with shared history")
+        redis_server.stop()
+        try:
+            response = await http.get("/stock/TCS")
+            assert response.status_code == 200
+            assert 'id="chart-note"' in response.text
+            assert "Earlier prices are unavailable right now" in response.text
+            # The latest price this replica knows is still drawn, and the line grows live.
+            assert len(chart_points(response.text)) == 1
+        finally:
+            redis_server.start()

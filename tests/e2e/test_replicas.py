@@ -17,8 +17,17 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from app.history import decode_points
 from tests.fakes.provider import KEYS, FakeProviders, fake, fake_server
-from tests.support import AppServer, RedisServer, eventually, quotes_in, recv_json, recv_until
+from tests.support import (
+    AppServer,
+    RedisServer,
+    chart_points,
+    eventually,
+    quotes_in,
+    recv_json,
+    recv_until,
+)
 
 LEASE = 1.0
 __all__ = ["fake", "fake_server"]
@@ -373,6 +382,40 @@ async def test_the_next_fetcher_after_a_failover_goes_on_from_the_spent_quota(
     assert 'stocktracker_provider_quota_remaining{provider="twelvedata",window="day"} 0.0' in (
         metrics
     )
+
+
+@pytest.mark.parametrize("cluster", [{"size": 1}], indirect=True)
+async def test_a_replica_started_later_draws_the_history_published_before_it(
+    cluster: list[AppServer], redis_url: str, redis_server: RedisServer
+) -> None:
+    [first] = cluster
+    await leader_of(cluster)
+
+    async def ten_points() -> list[bytes] | None:
+        out = redis_server.cli("LRANGE", "history:TCS", "0", "-1")
+        entries = [line.encode() for line in out.split("\n") if line]
+        return entries if len(entries) >= 10 else None
+
+    stored = await eventually(ten_points, 15, "ten points of TCS history in Redis")
+    published = [[t, str(p)] for t, p in decode_points(stored)]
+    later = AppServer(cluster_env(redis_url))
+    await asyncio.to_thread(later.start)
+    try:
+        assert _role(later) == "follower"  # it never fetched, so it recorded nothing itself
+        async with httpx.AsyncClient(timeout=10) as http:
+            late = (await http.get(f"{later.base}/stock/TCS")).text
+            early = (await http.get(f"{first.base}/stock/TCS")).text
+        drawn = chart_points(late)
+        # Everything published before it started, in order (the last point may since have been
+        # corrected by a quote with the same source time), then what came after.
+        assert len(drawn) >= len(published)
+        assert drawn[: len(published) - 1] == published[:-1]
+        assert 'id="chart-note"' not in late
+        # Both replicas draw the same line; the one asked second may have a newer point or two.
+        shorter, longer = sorted([drawn, chart_points(early)], key=len)
+        assert longer[: len(shorter) - 1] == shorter[:-1]
+    finally:
+        later.stop()
 
 
 async def _positive(value: int) -> bool:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from app.pubsub import Backend
+import pytest
+
+from app.pubsub import Backend, open_backend
 from app.pubsub.base import Message
 
 CHANNELS = ["market-data:updates", "market-data:control"]
@@ -119,3 +122,84 @@ async def test_lease_publish_is_fenced(backend: Backend) -> None:
         assert await lease.publish(newer, {"TCS": b"q2"}, "market-data:updates", b"m2")
         assert (await listener.get()).data == b"m2"
     assert await backend.snapshots.get(["TCS"]) == {"TCS": b"q2"}
+
+
+# The chart's history: appended only through the fenced publish, capped per symbol, expiring.
+
+HISTORY_POINTS = 3
+HISTORY_TTL = 0.5
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def small(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """A backend whose history keeps 3 points per symbol for half a second after the last."""
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    async with open_backend(
+        url,
+        registry_ttl=1.0,
+        client_name="contract",
+        history_points=HISTORY_POINTS,
+        history_ttl=HISTORY_TTL,
+    ) as b:
+        yield b
+
+
+async def _publish_points(backend: Backend, token: int, points: dict[str, bytes]) -> bool:
+    return await backend.lease.publish(token, {}, "market-data:updates", b"m", history=points)
+
+
+async def test_history_keeps_the_newest_points_per_symbol_oldest_first(small: Backend) -> None:
+    token = await small.lease.acquire("a")
+    assert token is not None
+    assert await small.history.read("TCS") == []
+    for n in range(1, 6):
+        assert await _publish_points(small, token, {"TCS": b"%d 10.%d" % (n, n)})
+    assert await _publish_points(small, token, {"NIFTY 50": b"\x00\xff binary \xe2\x82\xb9"})
+    assert await small.history.read("TCS") == [b"3 10.3", b"4 10.4", b"5 10.5"]
+    assert await small.history.read("NIFTY 50") == [b"\x00\xff binary \xe2\x82\xb9"]
+    assert await small.history.read("NOPE") == []
+
+
+async def test_history_goes_with_snapshot_and_message_in_one_publish(small: Backend) -> None:
+    token = await small.lease.acquire("a")
+    assert token is not None
+    async with Listener(small, ["market-data:updates"]) as listener:
+        assert await small.lease.publish(
+            token, {"TCS": b"q1"}, "market-data:updates", b"m1", history={"TCS": b"1 10"}
+        )
+        assert (await listener.get()).data == b"m1"
+    assert await small.snapshots.get(["TCS"]) == {"TCS": b"q1"}
+    assert await small.history.read("TCS") == [b"1 10"]
+    # Without history entries (the argument is optional) nothing is appended.
+    assert await small.lease.publish(token, {"TCS": b"q2"}, "market-data:updates", b"m2")
+    assert await small.history.read("TCS") == [b"1 10"]
+
+
+async def test_a_deposed_fetcher_appends_no_history(small: Backend) -> None:
+    old = await small.lease.acquire("a")
+    assert old is not None
+    assert await _publish_points(small, old, {"TCS": b"1 10"})
+    await small.lease.release("a", old)
+    new = await small.lease.acquire("b")
+    assert new is not None
+    assert not await _publish_points(small, old, {"TCS": b"2 99", "INFY": b"2 99"})
+    assert await _publish_points(small, new, {"TCS": b"3 11"})
+    assert await small.history.read("TCS") == [b"1 10", b"3 11"]
+    assert await small.history.read("INFY") == []
+
+
+async def test_history_of_a_symbol_nobody_updates_expires(small: Backend) -> None:
+    token = await small.lease.acquire("a")
+    assert token is not None
+    assert await _publish_points(small, token, {"GONE": b"1 10", "KEPT": b"1 20"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    n = 1
+    # KEPT gets a point now and then, as a fetched symbol does; GONE stopped being fetched.
+    while await small.history.read("GONE"):
+        assert loop.time() < deadline, "an idle symbol's history never expired"
+        n += 1
+        assert await _publish_points(small, token, {"KEPT": b"%d 20" % n})
+        await asyncio.sleep(0.05)
+    kept = await small.history.read("KEPT")
+    assert kept and len(kept) <= HISTORY_POINTS and kept[-1] == b"%d 20" % n

@@ -1,5 +1,5 @@
-"""Redis specifics: the keys are readable with redis-cli, errors are BusUnavailable, and the
-listener heals itself."""
+"""Redis specifics: the keys are readable with redis-cli, errors are BusUnavailable, the
+listener heals itself, and the chart's history is a plain capped list an operator can read."""
 
 from __future__ import annotations
 
@@ -112,3 +112,34 @@ async def test_quota_ledger_errors_are_bus_unavailable(
             await ledger.give_back("td", now, 1)
         with pytest.raises(BusUnavailable):
             await ledger.merge("td", now, QuotaUsage(1, 1))
+
+
+async def test_history_is_a_capped_expiring_list_per_symbol(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async with open_backend(
+        redis_url, registry_ttl=1.0, client_name="t", history_points=2, history_ttl=60
+    ) as backend:
+        token = await backend.lease.acquire("a")
+        assert token is not None
+        for entry in (b"1 10.5", b"2 10.6", b"3 10.7"):
+            assert await backend.lease.publish(
+                token, {}, "market-data:updates", b"m", history={"NIFTY 50": entry}
+            )
+    # An operator can read the chart's line with redis-cli.
+    assert redis_server.cli("TYPE", "history:NIFTY 50").strip() == "list"
+    assert redis_server.cli("LRANGE", "history:NIFTY 50", "0", "-1").split("\n")[:2] == [
+        "2 10.6",
+        "3 10.7",
+    ]
+    assert 0 < int(redis_server.cli("PTTL", "history:NIFTY 50")) <= 60_000
+
+
+async def test_history_reads_fail_as_bus_unavailable_when_redis_is_down(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+        assert await backend.history.read("TCS") == []
+        redis_server.stop()  # the redis_url fixture starts it again for the next test
+        with pytest.raises(BusUnavailable):
+            await backend.history.read("TCS")

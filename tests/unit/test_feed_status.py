@@ -132,7 +132,11 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
     ]  # fmt: skip
     assert client.symbols == {"AAPL"} and hub.state == "stale"
     assert hub.check_symbol("NOPE") == "not found" and hub.check_symbol("AAPL") is None
-    [html] = page.drain()
+    rejected, html = page.drain()
+    # The page's row of the symbol, swapped out of band into its rejected state.
+    assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in rejected
+    assert "Unknown symbol" in rejected and "not priced by twelvedata" in rejected
+    assert page.symbols == {"AAPL"}
     assert 'id="feed-status"' in html and "Stale" in html and "provider_down" in html
     hub.bus_connected = False
     assert hub.current_status().reason == "bus_disconnected"

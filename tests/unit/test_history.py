@@ -1,54 +1,95 @@
-"""The chart's recent-price recorder and its SVG geometry."""
+"""The chart's history: point codec, the in-memory store's bounds, the fetcher's writes, and the
+reader that never fails a page; and the chart's SVG geometry."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from decimal import Decimal
 
+import orjson
+
 from app.chart import HEIGHT, PAD, WIDTH, geometry
-from app.history import History
-from app.models import encode_quote
-from app.poller import encode_update
+from app.feeds.simulated import SimulatedFeed
+from app.history import UNAVAILABLE, History, Line, decode_points, encode_point
+from app.poller import Poller
 from app.pubsub import open_backend
-from app.pubsub.base import UPDATES_CHANNEL
-from tests.support import eventually
+from app.pubsub.memory import MemoryHistoryStore
+from tests.support import free_port
 from tests.unit.test_models import make_quote
+from tests.unit.test_poller import collect, drain
 
 
-def test_records_newer_quotes_only_and_one_point_per_source_time() -> None:
-    history = History(bus=None, per_symbol=3)  # type: ignore[arg-type]
-    history.record(make_quote(seq=1, source_time=1000, price=Decimal("10")))
-    history.record(make_quote(seq=2, source_time=2000, price=Decimal("11")))
-    history.record(make_quote(seq=1, source_time=3000, price=Decimal("99")))  # older seq
-    history.record(make_quote(seq=3, source_time=2000, price=Decimal("12")))  # same time
-    assert history.points("TCS") == [(1000, Decimal("10")), (2000, Decimal("12"))]
-    for seq in (4, 5, 6):
-        history.record(make_quote(seq=seq, source_time=seq * 1000, price=Decimal(seq)))
-    assert [t for t, _ in history.points("TCS")] == [4000, 5000, 6000]  # bounded per symbol
-    assert history.points("INFY") == []
+def test_points_round_trip_one_per_source_time_and_skip_garbage() -> None:
+    entry = encode_point(make_quote(source_time=1000, price=Decimal("3150.05")))
+    assert entry == b"1000 3150.05"
+    entries = [
+        entry,
+        b"2000 11",
+        b"2000 12",  # same source time: corrects that point
+        b"1500 13",  # earlier source time (a provider's clock): corrects the last point too
+        b"garbage",
+        b"3000 NaN",
+        b"x 1",
+        b"3000 14.5",
+    ]
+    assert decode_points(entries) == [
+        (1000, Decimal("3150.05")),
+        (2000, Decimal("13")),
+        (3000, Decimal("14.5")),
+    ]
+    assert decode_points([]) == []
 
 
-def test_forgets_the_least_recently_updated_symbol_beyond_the_cap() -> None:
-    history = History(bus=None, max_symbols=2)  # type: ignore[arg-type]
-    for symbol in ("A", "B", "A", "C"):
-        history.record(make_quote(symbol=symbol, seq=len(history.points(symbol)) + 1))
-    assert history.points("B") == [] and history.points("A") and history.points("C")
+async def test_memory_history_bounds_points_and_symbols_and_expires_idle_ones() -> None:
+    now = [0.0]
+    store = MemoryHistoryStore(2, ttl=10, max_symbols=2, clock=lambda: now[0])
+    store.append({"A": b"1", "B": b"1"})
+    store.append({"A": b"2"})
+    store.append({"A": b"3"})
+    assert await store.read("A") == [b"2", b"3"]  # newest 2 points
+    store.append({"C": b"1"})  # a third symbol: B, the least recently appended, goes
+    assert await store.read("B") == [] and await store.read("C") == [b"1"]
+    now[0] = 9.0
+    store.append({"C": b"2"})
+    now[0] = 10.5  # A idle for 10.5 s: expired; C appended 1.5 s ago: kept
+    assert await store.read("A") == []
+    assert await store.read("C") == [b"1", b"2"]
+    now[0] = 25.0
+    store.append({"D": b"1"})  # an append sweeps the expired ones too
+    assert await store.read("C") == [] and await store.read("D") == [b"1"]
 
 
-async def test_listens_on_the_bus_of_its_own() -> None:
+async def test_the_line_is_what_the_fetcher_published() -> None:
     async with open_backend("memory://", registry_ttl=5, client_name="t") as backend:
-        history = History(backend.bus)
-        task = asyncio.create_task(history.run())
-        quote = encode_quote(make_quote(seq=7)).decode()
-
-        async def recorded() -> bool:
-            await backend.bus.publish(UPDATES_CHANNEL, encode_update(10, [quote]))
-            return bool(history.points("TCS"))
-
-        await eventually(recorded, 5, "the recorder to see a published quote")
-        history.dispatch(b"not json")  # ignored, never raises
+        queue, task = await collect(backend)
+        seconds = itertools.count(1_700_000_000)  # one second later at every fetch
+        feed = SimulatedFeed(seed=3, clock=lambda: next(seconds))
+        poller = Poller(feed, backend, interval=1.0, board=["TCS", "INFY"])
+        for _ in range(6):
+            await poller.tick()
+        published = [
+            (q["source_time"], Decimal(q["price"]))
+            for message in await drain(backend, queue)
+            for q in orjson.loads(message.data)["quotes"]
+            if q["symbol"] == "TCS"
+        ]
+        history = History(backend.history)
+        line = await history.line("TCS")
+        assert line.note is None
+        assert len(line.points) >= 3
+        assert line.points == published
+        assert (await history.line("NOPE")) == Line()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_unreachable_store_gives_an_empty_line_with_a_note() -> None:
+    # A real Redis client against a port where nothing listens: the boundary's own error path.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    async with open_backend(url, registry_ttl=5, client_name="t") as backend:
+        line = await History(backend.history).line("TCS")
+    assert line == Line([], UNAVAILABLE)
 
 
 def test_geometry_scales_into_the_box_with_the_previous_close() -> None:

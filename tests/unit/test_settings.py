@@ -57,6 +57,16 @@ def test_fetch_interval_must_be_a_sane_duration(value: str) -> None:
         Settings.from_env({"FETCH_INTERVAL": value})
 
 
+def test_chart_history_bounds() -> None:
+    s = Settings.from_env({})
+    assert (s.history_points, s.history_ttl) == (3000, 21600.0)
+    s = Settings.from_env({"HISTORY_POINTS": "500", "HISTORY_TTL": "3600"})
+    assert (s.history_points, s.history_ttl) == (500, 3600.0)
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"HISTORY_POINTS": "0", "HISTORY_TTL": "0"})
+    assert len(info.value.problems) == 2
+
+
 def test_run_command_refuses_a_bad_value_with_one_clear_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, timeout=30,

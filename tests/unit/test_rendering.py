@@ -1,0 +1,47 @@
+"""The html wire format's fragments: quote rows and a rejected symbol's row, one partial."""
+
+from __future__ import annotations
+
+import re
+
+from app.rendering import Renderer
+from tests.unit.test_models import make_quote
+
+CELLS = re.compile(r'data-col="([a-z]+)"')
+
+
+def _attributes(row: str) -> dict[str, str]:
+    opening = row[row.index("<tr") : row.index(">") + 1]
+    return dict(re.findall(r'([a-z-]+)="([^"]*)"', opening))
+
+
+def test_a_rejected_symbol_is_an_oob_row_replacing_its_quote_row() -> None:
+    renderer = Renderer()
+    fmt = renderer.html_format()
+    quote_row = fmt.encode(make_quote(symbol="NIFTY 50"))
+    reason = "**symbol** or **figi** parameter is missing or invalid <b>"
+    rejected = fmt.rejected("NIFTY 50", reason, "twelvedata,finnhub")
+    assert rejected is not None
+    attributes = _attributes(rejected)
+    # The same element as the symbol's quote row: swapped out of band, by id.
+    assert attributes["id"] == _attributes(quote_row)["id"] == "q-NIFTY_2050"
+    assert attributes["hx-swap-oob"] == "true"
+    assert attributes["class"] == "quote rejected"
+    assert attributes["data-symbol"] == "NIFTY 50"
+    # Version (0, 0): any later quote of the symbol replaces it again.
+    assert (attributes["data-epoch"], attributes["data-seq"]) == ("0", "0")
+    assert attributes["data-price"] == ""
+    # Every cell of a quote row, so the page merges it cell by cell like any row.
+    assert CELLS.findall(rejected) == CELLS.findall(quote_row)
+    assert '<span class="tag tag-rejected"' in rejected and ">Unknown symbol</span>" in rejected
+    assert "not priced by twelvedata, finnhub" in rejected
+    # The provider's words, escaped, for the tooltip.
+    assert "invalid &lt;b&gt;" in rejected and "<b>" not in rejected
+    # A page-rendered row (no oob) is the same row.
+    in_page = renderer.rejected_row("NIFTY 50", reason, "twelvedata,finnhub", oob=False)
+    assert in_page == rejected.replace(' hx-swap-oob="true"', "")
+
+
+def test_a_rejection_without_a_source_names_the_feed() -> None:
+    rejected = Renderer().rejected_row("NOPE", "unknown", None)
+    assert "not priced by the feed" in rejected and 'data-source=""' in rejected
