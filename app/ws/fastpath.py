@@ -18,21 +18,45 @@ stay uvicorn's.
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
+from typing import Any, cast
 
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.http11 import Request
 from websockets.protocol import State
+
+from app.ws.lean import Flag, Inbox
 
 EXTENSION = "stocktracker.write_frame"
 
 
 class FastProtocol(WebSocketsSansIOProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # Memory per idle connection: the same interfaces, without asyncio's up-front deques.
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:
             extensions = cast(dict[str, object], self.scope["extensions"])
             extensions[EXTENSION] = self.write_frame
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and "response" in self.__dict__:
+            # The handshake's request and response (and their header maps) are never read again.
+            del self.request, self.response
 
     def write_frame(self, frame: bytes) -> bool:
         """Write `frame` now, or return False if the ASGI send must handle it."""

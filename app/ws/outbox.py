@@ -15,14 +15,13 @@ handed out before, and snapshots come from that same newest-known table.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from app.feeds.base import FeedStatus
 from app.models import Quote
+from app.ws.lean import Flag
 
 if TYPE_CHECKING:
     from app.ws.fanout import Cohort
@@ -66,9 +65,9 @@ class Outbox:
         self.batch_published_at = 0
         self._pending_since = 0
         self._max_control = max_control
-        self._control: deque[str] = deque()
+        self._control: list[str] = []
         self._pending: dict[str, str] = {}
-        self._wake = asyncio.Event()
+        self._wake = Flag()
         # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer task.
         self.direct: WriteFrame | None = None
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
@@ -129,8 +128,7 @@ class Outbox:
     def drain(self) -> list[str]:
         """Everything owed now, in order: control messages, then one frame of live quotes."""
         self._wake.clear()
-        frames = list(self._control)
-        self._control.clear()
+        frames, self._control = self._control, []
         self.batch_published_at = 0
         if self._pending:
             frames.append(self.fmt.frame("batch", list(self._pending.values())))
