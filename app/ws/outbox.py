@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from app.feeds.base import FeedStatus
 from app.models import Quote
+from app.ws.framing import text_frame
 from app.ws.lean import Flag
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class Outbox:
     # Slots: thousands of these, read on the fan-out's hot path.
     __slots__ = (
         "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
-        "_pending_since", "_max_control", "_control", "_pending", "_wake", "direct", "busy",
+        "_pending_since", "_max_control", "_control", "_pending", "_wake", "direct", "busy", "kick",
     )  # fmt: skip
 
     def __init__(self, fmt: WireFormat, max_control: int = 256) -> None:
@@ -71,6 +72,8 @@ class Outbox:
         # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer task.
         self.direct: WriteFrame | None = None
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
+        # Called whenever something becomes owed (the connection writes it, or starts its writer).
+        self.kick: Callable[[], None] | None = None
 
     def send_now(self, frame: bytes) -> bool:
         """Write a live frame straight to the socket if nothing is owed before it. The hot path
@@ -90,7 +93,7 @@ class Outbox:
         elif not pending:
             self._pending_since = published_at
         pending[symbol] = text
-        self._wake.set()
+        self._owed()
 
     def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
         """Queue a snapshot frame of `quotes` (the newest known, so it supersedes pending ones)."""
@@ -109,21 +112,53 @@ class Outbox:
             self.overflowed = True
         else:
             self._control.append(text)
-        self._wake.set()
+        self._owed()
 
     def close_after(self, code: int, reason: str) -> None:
         """Ask the writer to close once everything queued so far has been sent."""
         if self.closing is None:
             self.closing = (code, reason)
-        self._wake.set()
+        self._owed()
 
     def forget(self, symbols: Sequence[str]) -> None:
         """After unsubscribe: drop pending updates of `symbols`."""
         for symbol in symbols:
             self._pending.pop(symbol, None)
 
+    def _owed(self) -> None:
+        self._wake.set()
+        if self.kick is not None:
+            self.kick()
+
+    def owes(self) -> bool:
+        return bool(self._control or self._pending)
+
     async def wait(self) -> None:
         await self._wake.wait()
+
+    def write_owed_now(self) -> tuple[int, bool]:
+        """Write what is owed straight to the socket, in order, as far as it takes it:
+        (frames written, whether all of it went). The writer task's job when it did not (no
+        fast path, a paused socket, a send in progress, a close or an overflow to act on)."""
+        direct = self.direct
+        if direct is None or self.busy or self.closing or self.overflowed:
+            return 0, not self.owes() and not self.closing and not self.overflowed
+        written = 0
+        control = self._control
+        while control:
+            if not direct(text_frame(control[0])):
+                return written, False
+            del control[0]
+            written += 1
+        self.batch_published_at = 0
+        if self._pending:
+            if not direct(text_frame(self.fmt.frame("batch", list(self._pending.values())))):
+                return written, False
+            self._pending.clear()
+            self.batch_published_at = self._pending_since
+            written += 1
+        self._wake.clear()
+        return written, True
 
     def drain(self) -> list[str]:
         """Everything owed now, in order: control messages, then one frame of live quotes."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from starlette import status
 from starlette.datastructures import Headers
@@ -26,7 +27,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
-from app.supervise import cancel_together
 from app.ws import protocol
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
@@ -86,17 +86,30 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 
 
 class Connection:
+    """One client: its reader runs in the ASGI task; what is owed to it is written at once on the
+    fast path, and only a write that must wait (no fast path, a paused socket, a close) starts a
+    writer task, which ends when nothing is owed. An idle connection is one task."""
+
     def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat) -> None:
         self.ws = ws
         self.svc = svc
         self.outbox = Outbox(fmt)
+        # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
+        # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
+        self.fast: WriteFrame | None = ws.scope.get("extensions", {}).get(FAST_WRITE)
+        self.outbox.direct = self.fast
         self.json = fmt.name == "json"
         rate = svc.settings.client_rate
         self.bucket = TokenBucket(rate, 2 * rate)
         self.dropped = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._ended = False  # the server closed the connection: stop reading
 
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
+        self._task = asyncio.current_task()
+        self.outbox.kick = self._pump
         hub.attach(self.outbox)
         if hub.draining:  # the drain began while this upgrade was being accepted
             self.outbox.offer_control(self.outbox.fmt.reconnect(0))
@@ -115,12 +128,18 @@ class Connection:
             initial = self.ws.query_params.get("symbols")
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._reader())
-                writer = tg.create_task(self._writer())
-                cancel_together(reader, writer)
+            await self._reader()
+        except asyncio.CancelledError:
+            if not self._ended or self._task is None:
+                raise
+            self._task.uncancel()  # our own doing (`_end`): the connection is over, not the server
         finally:
+            self.outbox.kick = None
             hub.detach(self.outbox)
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                await asyncio.wait([writer])
 
     async def _reader(self) -> None:
         limit = self.svc.settings.max_message_bytes
@@ -188,36 +207,58 @@ class Connection:
         if self.json:
             self.outbox.offer_control(text)
 
-    async def _writer(self) -> None:
-        outbox, hub = self.outbox, self.svc.hub
-        # With the fast path (app.ws.fastpath) a frame is written at once when the socket takes
-        # it; otherwise, and whenever that declines, the awaited ASGI send.
-        fast: WriteFrame | None = self.ws.scope.get("extensions", {}).get(FAST_WRITE)
-        outbox.direct = fast
-        while True:
-            await outbox.wait()
-            if outbox.overflowed:
-                hub.slow_closes += 1
-                await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
-                return
-            if not await self._transmit(outbox.drain(), fast):
-                return
-            if outbox.batch_published_at:
-                hub.fanout.fanout_lag.observe(
-                    max(0.0, time.time() - outbox.batch_published_at / 1000)
-                )
-            if outbox.closing is not None:
-                # Whatever was queued before the close was asked for goes out first.
-                while frames := outbox.drain():
-                    if not await self._transmit(frames, fast):
-                        return
-                await self._close(*outbox.closing)
-                return
+    def _pump(self) -> None:
+        """Something is owed: write it now if the socket takes it, else start the writer."""
+        if self._writer is not None or self._ended:
+            return  # the running writer sends it before it ends
+        written, done = self.outbox.write_owed_now()
+        if written:
+            self._sent_fast(written)
+        if not done:
+            self._writer = asyncio.get_running_loop().create_task(self._write_owed())
 
-    async def _transmit(self, frames: list[str], fast: WriteFrame | None) -> bool:
+    def _sent_fast(self, frames: int) -> None:
+        hub = self.svc.hub
+        hub.frames_fast += frames
+        if self.outbox.batch_published_at:
+            hub.fanout.fanout_lag.observe(
+                max(0.0, time.time() - self.outbox.batch_published_at / 1000)
+            )
+
+    async def _write_owed(self) -> None:
+        """Send what is owed with awaited sends (their timeout closes a client that stopped
+        reading with 1013), close if a close was asked for, and end once nothing is owed."""
+        outbox, hub = self.outbox, self.svc.hub
+        try:
+            while not self._ended:
+                if outbox.overflowed:
+                    hub.slow_closes += 1
+                    await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+                    return
+                if not await self._transmit(outbox.drain()):
+                    self._end()
+                    return
+                if outbox.batch_published_at:
+                    hub.fanout.fanout_lag.observe(
+                        max(0.0, time.time() - outbox.batch_published_at / 1000)
+                    )
+                if outbox.owes():
+                    continue
+                if outbox.closing is not None:
+                    # Whatever was queued before the close was asked for has gone out.
+                    await self._close(*outbox.closing)
+                    return
+                return
+        except Exception:
+            log.exception("a connection's writer failed; closing it")
+            self._end()
+        finally:
+            self._writer = None
+
+    async def _transmit(self, frames: list[str]) -> bool:
         """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
         timeout = self.svc.settings.send_timeout
-        outbox, hub = self.outbox, self.svc.hub
+        outbox, hub, fast = self.outbox, self.svc.hub, self.fast
         for frame in frames:
             if fast is not None and fast(text_frame(frame)):
                 hub.frames_fast += 1
@@ -239,13 +280,21 @@ class Connection:
         return True
 
     async def _close(self, code: int, reason: str) -> None:
-        if self.ws.application_state != WebSocketState.CONNECTED:
-            return
+        """Close with `code`, then stop reading (not waiting for the peer's close reply)."""
         try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close(code=code, reason=reason)
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.ws.close(code=code, reason=reason)
         except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
             pass
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            if self._task is not None and self._task is not asyncio.current_task():
+                self._task.cancel()
 
 
 async def _refuse(ws: WebSocket, status_code: int) -> None:
