@@ -36,7 +36,7 @@ from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
-from app.ws.websocket import websocket_endpoint
+from app.ws.websocket import WebSocketShortcut, websocket_endpoint
 
 log = logging.getLogger("app")
 
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
+                supervisor.start("gc_thaw", gctune.thaw_periodically)
             yield {"services": svc, "metrics": metrics.build_registry(svc)}
 
     return Starlette(
@@ -134,11 +135,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", api.health),
             Route("/ready", api.ready),
             Route("/metrics", metrics.metrics),
-            WebSocketRoute("/ws", websocket_endpoint),
+            WebSocketRoute("/ws", websocket_endpoint),  # reached via WebSocketShortcut
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(WebSocketShortcut), Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
 
@@ -148,6 +149,20 @@ def configure_logging(level: str) -> None:
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(level.upper())
+    server_log = logging.getLogger("uvicorn.error")
+    if level != "debug" and not any(isinstance(f, _PerConnection) for f in server_log.filters):
+        server_log.addFilter(_PerConnection())
+
+
+class _PerConnection(logging.Filter):
+    """uvicorn logs two INFO lines per WebSocket connection (and one per close): at 10,000
+    connections that is noise, and a reconnect storm spends a tenth of its CPU formatting and
+    writing them. Shown with LOG_LEVEL=debug; like the access log, off otherwise."""
+
+    MESSAGES = frozenset({"connection open", "connection closed", '%s - "WebSocket %s" [accepted]'})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.msg not in self.MESSAGES
 
 
 def _app_from_env() -> Starlette:

@@ -159,8 +159,19 @@ def _json_status(status: FeedStatus) -> str:
     )  # fmt: skip
 
 
+# The newest quote of each symbol and its text: the fan-out encodes each new quote once, and the
+# snapshots of the clients subscribing after it (thousands, in a reconnect storm) reuse that text.
+# Bounded by the symbols the feed prices; keyed by identity, so a newer quote always re-encodes.
+_LAST_JSON: dict[str, tuple[Quote, str]] = {}
+
+
 def _encode_json(quote: Quote) -> str:
-    return encode_quote(quote).decode()
+    cached = _LAST_JSON.get(quote.symbol)
+    if cached is not None and cached[0] is quote:
+        return cached[1]
+    text = encode_quote(quote).decode()
+    _LAST_JSON[quote.symbol] = (quote, text)
+    return text
 
 
 JSON_FORMAT = WireFormat(

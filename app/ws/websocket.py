@@ -23,6 +23,7 @@ from typing import Any
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.rendering import JSON_FORMAT
@@ -295,6 +296,24 @@ class Connection:
             self._ended = True
             if self._task is not None and self._task is not asyncio.current_task():
                 self._task.cancel()
+
+
+class WebSocketShortcut:
+    """Pure ASGI middleware, outermost: a `/ws` upgrade goes straight to `websocket_endpoint`.
+
+    Through the router it would pass the security-headers and exception middlewares, the route
+    match and Starlette's session wrappers: frames that every connection keeps for its whole life
+    (about 2 KB each) and work that a reconnect storm repeats 10,000 times. None of them does
+    anything for a WebSocket here. Everything else goes on to the app unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await websocket_endpoint(WebSocket(scope, receive, send))
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _refuse(ws: WebSocket, status_code: int) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from app.rendering import Renderer
+import orjson
+
+from app.rendering import JSON_FORMAT, Renderer
 from tests.unit.test_models import make_quote
 
 CELLS = re.compile(r'data-col="([a-z]+)"')
@@ -45,3 +47,12 @@ def test_a_rejected_symbol_is_an_oob_row_replacing_its_quote_row() -> None:
 def test_a_rejection_without_a_source_names_the_feed() -> None:
     rejected = Renderer().rejected_row("NOPE", "unknown", None)
     assert "not priced by the feed" in rejected and 'data-source=""' in rejected
+
+
+def test_json_text_of_the_newest_quote_is_reused_and_a_newer_quote_re_encoded() -> None:
+    first = make_quote(seq=1)
+    text = JSON_FORMAT.encode(first)
+    assert JSON_FORMAT.encode(first) is text  # a snapshot after the fan-out: no second encode
+    newer = make_quote(seq=2)
+    assert orjson.loads(JSON_FORMAT.encode(newer))["seq"] == 2
+    assert orjson.loads(JSON_FORMAT.encode(first))["seq"] == 1  # never a stale text

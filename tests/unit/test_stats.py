@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
+
+import pytest
 
 from app import gctune
 from app.feeds.simulated import SimulatedFeed
 from app.feeds.universe import INSTRUMENTS, universe
+from app.main import configure_logging
 from app.settings import Settings
 from app.stats import Histogram
 
@@ -52,3 +56,39 @@ def test_gc_tuning_freezes_and_restores() -> None:
     finally:
         gctune.restore(previous)
     assert gc.get_threshold() == previous and gc.get_freeze_count() == 0
+
+
+def test_gc_tuning_freezes_what_survives_a_full_collection_until_thawed() -> None:
+    previous = gctune.tune()
+    try:
+        frozen = gc.get_freeze_count()
+        survivors = [[i] for i in range(1000)]  # tracked containers, alive across the collection
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + len(survivors)
+        gc.unfreeze()  # what `thaw_periodically` does: the collector sees them again
+        assert gc.get_freeze_count() == 0
+    finally:
+        gctune.restore(previous)
+    assert gctune._freeze_survivors not in gc.callbacks
+    gc.collect()
+    assert gc.get_freeze_count() == 0  # no longer frozen after full collections
+
+
+def test_per_connection_server_log_lines_are_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    server_log = logging.getLogger("uvicorn.error")
+    saved = list(server_log.filters)
+    try:
+        configure_logging("info")
+        configure_logging("info")  # idempotent: one filter
+        assert len(server_log.filters) == len(saved) + 1
+        with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+            server_log.info("connection open")
+            server_log.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/ws")
+            server_log.info("Application startup complete.")
+            server_log.warning("connection open")
+        assert [r.getMessage() for r in caplog.records] == [
+            "Application startup complete.",
+            "connection open",
+        ]
+    finally:
+        server_log.filters[:] = saved
