@@ -131,6 +131,8 @@ class Client(WSListener):
                 self.reconnect_ms = int(msg.get("delay_ms", 0))
                 if stats.first_drain_notice is None:
                     stats.first_drain_notice = time.monotonic()
+                    # The storm is timed from here: so is the generator's own health.
+                    self.gen.lags.clear()
         elif frame.msg_type == WSMsgType.CLOSE:
             code = frame.get_close_code()
             transport.send_close(code)
