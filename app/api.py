@@ -113,7 +113,7 @@ async def ready(request: Request) -> Response:
         reasons.append("bus does not answer")
     if not svc.hub.bus_connected:
         reasons.append("bus listener is not connected")
-    elif not svc.hub.hearing_itself:
+    elif not svc.hub.health.hearing_itself:
         reasons.append("bus listener is deaf: this replica's heartbeat has not come back")
     for loop in ("poller", "hub"):
         if not svc.supervisor.healthy(loop):
@@ -132,13 +132,13 @@ async def ready(request: Request) -> Response:
         "lease_error": svc.poller.lease_error,
         "listener": {
             "connected": svc.hub.bus_connected,
-            "hearing_itself": svc.hub.hearing_itself,
-            "rebuilds": svc.hub.listener_rebuilds,
-            "last_heartbeat_age": _age(svc.hub.last_heartbeat),
+            "hearing_itself": svc.hub.health.hearing_itself,
+            "rebuilds": svc.hub.health.rebuilds,
+            "last_heartbeat_age": _age(svc.hub.health.last_heartbeat),
         },
-        "peers": {r: _age(t) for r, t in svc.hub.peers.items()},
+        "peers": {r: _age(t) for r, t in svc.hub.health.peers.items()},
         # Other processes heard using this replica id (a misconfiguration): nonce -> seconds ago.
-        "replica_id_clash": {n: round(age, 1) for n, age in svc.hub.twins.clashes().items()},
+        "replica_id_clash": {n: round(age, 1) for n, age in svc.hub.health.twins.clashes().items()},
         "watched_symbols": len(svc.poller.watched),
         "fetch_ticks": svc.poller.ticks,
         "feed_calls": svc.poller.feed_calls,

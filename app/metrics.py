@@ -168,12 +168,12 @@ class AppCollector(Collector):
         listener = GaugeMetricFamily(
             f"{PREFIX}_bus_listener_up",
             "1 if the bus listener is connected and hears this replica's own heartbeat",
-            value=1 if hub.bus_connected and hub.hearing_itself else 0,
+            value=1 if hub.bus_connected and hub.health.hearing_itself else 0,
         )
         yield listener
         yield CounterMetricFamily(
             f"{PREFIX}_bus_listener_rebuilds", "Deaf bus listeners replaced",
-            value=hub.listener_rebuilds,
+            value=hub.health.rebuilds,
         )  # fmt: skip
         yield GaugeMetricFamily(
             f"{PREFIX}_event_loop_lag_seconds", "Latest measured event-loop wake-up delay",

@@ -54,7 +54,12 @@ async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
     if not missing:
         return found
     wait = min(2 * svc.settings.fetch_interval + 1, 3.0)
-    quotes, _ = await hub.await_quotes(missing, lambda qs: len(qs) == len(missing), wait)
+
+    def settled(quotes: list[Quote]) -> bool:  # priced, or rejected while we waited
+        got = {q.symbol for q in quotes}
+        return all(s in got or hub.check_symbol(s) is not None for s in missing)
+
+    quotes, _ = await hub.await_quotes(missing, settled, wait)
     found.update((q.symbol, q) for q in quotes)
     return found
 

@@ -41,6 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GEN_CPU_LIMIT = 0.9  # of one core
 GEN_LAG_LIMIT_MS = 100.0
+# A storm is timed in seconds (target 10 s), from the first drain notice: a generator whose loop
+# lags this much there (2.5% of the target; 10,000 clients closing at once take it past 100 ms)
+# still times it right.
+STORM_GEN_LAG_LIMIT_MS = 250.0
 ON_REQUEST = {"dashboard"}  # run only when named: not in the default suite
 
 
@@ -344,10 +348,11 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
     gen_cpu = max((r.get("gen_cpu", 0.0) for r in results), default=0.0)
     gen_lag = max((r.get("gen_lag_p99_ms", 0.0) for r in results), default=0.0)
     backlog = max((r.get("backlog_at_end", 0) for r in results), default=0)
+    lag_limit = STORM_GEN_LAG_LIMIT_MS if w.mode == "storm" else GEN_LAG_LIMIT_MS
     invalid = [
         reason for reason, bad in (
             (f"generator CPU {gen_cpu:.0%}", gen_cpu * len(results) > GEN_CPU_LIMIT),
-            (f"generator loop lag p99 {gen_lag:.0f} ms", gen_lag > GEN_LAG_LIMIT_MS),
+            (f"generator loop lag p99 {gen_lag:.0f} ms", gen_lag > lag_limit),
             ("no result from a generator", any(not r for r in results)),
         ) if bad
     ]  # fmt: skip

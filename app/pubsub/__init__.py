@@ -64,11 +64,11 @@ async def open_backend(
             RedisBus,
             RedisHistoryStore,
             RedisLease,
-            RedisQuotaLedger,
             RedisRegistry,
             RedisSnapshotStore,
             connect,
         )
+        from app.pubsub.redis_quota import RedisQuotaLedger
 
         client = connect(url, client_name, **(redis_options or {}))
         try:

@@ -19,11 +19,7 @@ Keys (see "Redis layout" in the README):
   `fetcher:term`: the last token.
 - `subscriptions:active` set and `subscriptions:count:{symbol}`: the cluster-wide view, rewritten
   by `reconcile` from the live replicas only, so a SIGKILLed replica's counts vanish by themselves.
-- `quota:{provider}:minute:{n}` / `quota:{provider}:day:{n}` strings: credits spent with the
-  provider in wall-clock minute `n` (epoch seconds // 60) / UTC day `n` (// 86400), kept until a
-  minute past the window's end; `quota:{provider}:paused` / `quota:{provider}:disabled`: until
-  when (epoch ms) the provider refused for its minute limit / its daily quota is gone, expiring
-  then. Every quota change is one Lua script, so concurrent fetchers never overspend.
+- `quota:{provider}:*`: the providers' quota counts, in `app.pubsub.redis_quota`.
 """
 
 from __future__ import annotations
@@ -40,15 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.pubsub.base import (
-    DAY,
-    MINUTE,
-    BusUnavailable,
-    Message,
-    QuotaUsage,
-    StateCallback,
-    quota_windows,
-)
+from app.pubsub.base import BusUnavailable, Message, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +48,6 @@ REPLICA_PREFIX = "subscriptions:replica:"
 REPLICAS_KEY = "subscriptions:replicas"
 LEASE_KEY = "fetcher:lease"
 TERM_KEY = "fetcher:term"
-QUOTA_PREFIX = "quota:"
-# A quota count outlives its window by this much (seconds), for fetchers whose clocks lag.
-QUOTA_KEEP = 60.0
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -352,117 +337,6 @@ class RedisRegistry:
                 for symbol, n in totals.items():
                     pipe.set(COUNT_PREFIX + symbol, n, px=view_ttl)
             await pipe.execute()
-
-
-# KEYS: minute count, day count, paused until, disabled until.
-# ARGV: credits, per minute, per day (0: no limit), now (ms), minute TTL, day TTL (ms).
-_QUOTA_TAKE = """
-local used_m = tonumber(redis.call('GET', KEYS[1]) or '0')
-local used_d = tonumber(redis.call('GET', KEYS[2]) or '0')
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-local disabled = tonumber(redis.call('GET', KEYS[4]) or '0')
-local now = tonumber(ARGV[4])
-local spend = tonumber(ARGV[1])
-if paused > now or disabled > now then spend = 0 end
-local per_m, per_d = tonumber(ARGV[2]), tonumber(ARGV[3])
-if per_m > 0 then spend = math.min(spend, per_m - used_m) end
-if per_d > 0 then spend = math.min(spend, per_d - used_d) end
-if spend > 0 then
-  used_m = redis.call('INCRBY', KEYS[1], spend)
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  used_d = redis.call('INCRBY', KEYS[2], spend)
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
-else
-  spend = 0
-end
-return {spend, used_m, used_d, paused, disabled}
-"""
-
-# KEYS: minute count, day count. ARGV: credits. DECRBY keeps the TTL; a count never goes below 0
-# and an expired one is not brought back.
-_QUOTA_GIVE_BACK = """
-for i = 1, 2 do
-  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if used > 0 then redis.call('DECRBY', KEYS[i], math.min(used, tonumber(ARGV[1]))) end
-end
-return 0
-"""
-
-# KEYS as in _QUOTA_TAKE. ARGV: minute count, day count, paused until, disabled until (ms), then
-# the TTL (ms) of each of the four keys; a stop with a TTL of 0 or less is over and ignored.
-_QUOTA_MERGE = """
-for i = 1, 4 do
-  local want, ttl = tonumber(ARGV[i]), tonumber(ARGV[i + 4])
-  if ttl > 0 and want > tonumber(redis.call('GET', KEYS[i]) or '0') then
-    redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[i + 4])
-  end
-end
-return 0
-"""
-
-
-class RedisQuotaLedger:
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._client = client
-        self._take = client.register_script(_QUOTA_TAKE)
-        self._give_back = client.register_script(_QUOTA_GIVE_BACK)
-        self._merge = client.register_script(_QUOTA_MERGE)
-
-    async def read(self, provider: str, now: float) -> QuotaUsage:
-        try:
-            values: list[Any] = await self._client.mget(_quota_keys(provider, now))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading the {provider} quota: {exc}") from exc
-        return _usage(*(int(v) if v is not None else 0 for v in values))
-
-    async def take(
-        self, provider: str, now: float, credits: int, per_minute: int, per_day: int
-    ) -> tuple[int, QuotaUsage]:
-        minute_ttl, day_ttl = _count_ttls(now)
-        args = [credits, per_minute, per_day, _ms(now), minute_ttl, day_ttl]
-        try:
-            reply: list[Any] = await self._take(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"charging the {provider} quota: {exc}") from exc
-        spent, *record = (int(v) for v in reply)
-        return spent, _usage(*record)
-
-    async def give_back(self, provider: str, now: float, credits: int) -> None:
-        try:
-            await self._give_back(keys=_quota_keys(provider, now)[:2], args=[credits])
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"refunding the {provider} quota: {exc}") from exc
-
-    async def merge(self, provider: str, now: float, usage: QuotaUsage) -> None:
-        now_ms = _ms(now)
-        paused, disabled = _ms(usage.paused_until), _ms(usage.disabled_until)
-        args = [usage.used_minute, usage.used_day, paused, disabled,
-                *_count_ttls(now), paused - now_ms, disabled - now_ms]  # fmt: skip
-        try:
-            await self._merge(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"recording the {provider} quota: {exc}") from exc
-
-
-def _quota_keys(provider: str, now: float) -> list[str]:
-    minute, day = quota_windows(now)
-    prefix = QUOTA_PREFIX + provider
-    return [f"{prefix}:minute:{minute}", f"{prefix}:day:{day}", f"{prefix}:paused",
-            f"{prefix}:disabled"]  # fmt: skip
-
-
-def _count_ttls(now: float) -> tuple[int, int]:
-    """TTLs (ms) of the minute and day counts of `now`: to the window's end, plus QUOTA_KEEP."""
-    minute, day = quota_windows(now)
-    return _ms((minute + 1) * MINUTE - now + QUOTA_KEEP), _ms((day + 1) * DAY - now + QUOTA_KEEP)
-
-
-def _usage(used_minute: int, used_day: int, paused_ms: int, disabled_ms: int) -> QuotaUsage:
-    return QuotaUsage(used_minute, used_day, paused_ms / 1000, disabled_ms / 1000)
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
 
 
 def _now_ms() -> int:

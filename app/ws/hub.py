@@ -12,8 +12,8 @@ the fetcher prices them at once.
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
 published meanwhile. A listener can also go deaf without an error (a killed subscriber connection
-that looks open): the hub publishes its own heartbeat on `market-data:control` and, when it stops
-hearing it, reports not-ready and rebuilds the listener. No Starlette here: the hub is tested on
+that looks open): `app.ws.heartbeat` notices when our own heartbeat stops coming back, and the hub
+then rebuilds the listener (readiness fails meanwhile). No Starlette here: the hub is tested on
 the in-memory backend alone.
 
 Update messages may also carry the fetcher's feed `status` (forwarded to every client when it
@@ -32,7 +32,6 @@ import orjson
 
 from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, FeedStatus
-from app.identity import TwinWatch
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
 from app.pubsub.base import (
@@ -43,12 +42,20 @@ from app.pubsub.base import (
 )
 from app.supervise import cancel_together, reraise_if_cancelling, wait_event
 from app.ws.fanout import Fanout
+from app.ws.heartbeat import ListenerHealth
 from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
 
-# A waiter's outbox only rings: it is never sent, so nothing is encoded for it.
-_DOORBELL = WireFormat("doorbell", lambda quote: "", lambda kind, texts: "", lambda status: None)
+# A waiter's outbox only rings (on a new quote, and on a rejection of a watched symbol): it is
+# never sent, so nothing is encoded for it.
+_DOORBELL = WireFormat(
+    "doorbell",
+    lambda quote: "",
+    lambda kind, texts: "",
+    lambda status: None,
+    rejected=lambda symbol, reason, source: "",
+)
 
 WS_1012_SERVICE_RESTART = 1012  # the close code's value; the hub imports nothing of Starlette
 
@@ -68,18 +75,9 @@ class Hub:
         nonce: str | None = None,
     ) -> None:
         self._backend = backend
-        # Tells our heartbeat from another process's with the same replica id (app.identity).
-        self.twins = TwinWatch(replica_id, nonce)
-        self._heartbeat = heartbeat
-        # Deaf when our own heartbeat has not come back for this long.
-        self._deaf_after = 3.5 * heartbeat
-        self.last_heartbeat: float | None = None  # monotonic time we last heard ourselves
+        self.health = ListenerHealth(replica_id, nonce, heartbeat)
         # The fetcher's effective per-symbol refresh interval, as its last message said.
         self.refresh: float | None = None
-        self._listening_since: float | None = None  # when the current listener subscribed
-        self.peers: dict[str, float] = {}  # replica id -> monotonic time last heard
-        self.listener_rebuilds = 0
-        self._rebuild = asyncio.Event()
         self._replica_id = replica_id
         self._lease_refresh = lease_refresh
         self._poll_linger = poll_linger
@@ -122,13 +120,6 @@ class Hub:
         if not self.bus_connected:
             return FeedStatus("delayed", "bus_disconnected")
         return self.feed_status
-
-    @property
-    def hearing_itself(self) -> bool:
-        """Not deaf: our own heartbeat came back recently, or the listener (re)subscribed too
-        recently to expect one yet."""
-        heard = [t for t in (self.last_heartbeat, self._listening_since) if t is not None]
-        return bool(heard) and time.monotonic() - max(heard) < self._deaf_after
 
     def attach(self, outbox: Outbox) -> None:
         self._outboxes.add(outbox)
@@ -268,7 +259,7 @@ class Hub:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._keep_listening())
-            tg.create_task(self._heartbeat_loop())
+            tg.create_task(self.health.run(self._backend.bus, lambda: self.bus_connected))
             tg.create_task(self._resync_loop())
             tg.create_task(self._report_loop())
 
@@ -283,7 +274,7 @@ class Hub:
         was = self.bus_connected
         self.bus_connected = connected
         if connected:
-            self._listening_since = time.monotonic()
+            self.health.listening()
         if connected and not was:
             self._resync.set()
         if connected != was:
@@ -292,14 +283,15 @@ class Hub:
 
     async def _keep_listening(self) -> None:
         """Run the listener; when the heartbeat says it went deaf, replace it with a new one."""
+        health = self.health
         while True:
-            self._rebuild.clear()
+            health.rebuild.clear()
             async with asyncio.TaskGroup() as tg:
                 listener = tg.create_task(self._listen())
-                rebuild = tg.create_task(self._rebuild.wait())
+                rebuild = tg.create_task(health.rebuild.wait())
                 cancel_together(listener, rebuild)
-            self.listener_rebuilds += 1
-            log.warning("rebuilding the bus listener (rebuild %d)", self.listener_rebuilds)
+            health.rebuilds += 1
+            log.warning("rebuilding the bus listener (rebuild %d)", health.rebuilds)
 
     async def _listen(self) -> None:
         channels = [UPDATES_CHANNEL, CONTROL_CHANNEL]
@@ -308,48 +300,9 @@ class Hub:
                 if message.channel == UPDATES_CHANNEL:
                     self.dispatch(message.data)
                 else:
-                    self._on_control(message.data)
+                    self.health.on_control(message.data)
         finally:
             self._on_bus_state(False)
-
-    def _on_control(self, data: bytes) -> None:
-        try:
-            event = orjson.loads(data)
-            kind, replica = event["type"], event["replica"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("ignoring malformed control message")
-            return
-        if kind == "heartbeat" and isinstance(replica, str):
-            now = time.monotonic()
-            if replica == self._replica_id:
-                if self.twins.is_own(event):
-                    self.last_heartbeat = now
-            else:
-                self.peers[replica] = now
-                # Forget replicas silent for a while (restarted ones come back under new ids).
-                for peer, seen in list(self.peers.items()):
-                    if now - seen > 10 * self._heartbeat:
-                        del self.peers[peer]
-
-    async def _heartbeat_loop(self) -> None:
-        beat = self.twins.heartbeat()
-        while True:
-            sent_at = time.monotonic()
-            try:
-                await self._backend.bus.publish(CONTROL_CHANNEL, beat)
-            except BusUnavailable:
-                pass  # the listener sees the outage itself
-            else:
-                # Silence counts from the later of our last echo and the listener's (re)connect,
-                # so an outage is not mistaken for deafness, and a rebuilt listener that is
-                # still deaf is rebuilt again.
-                heard = [t for t in (self.last_heartbeat, self._listening_since) if t is not None]
-                silent_since = max(heard) if heard else sent_at
-                if self.bus_connected and sent_at - silent_since > self._deaf_after:
-                    log.error("bus listener is deaf: our heartbeat has not come back")
-                    self._listening_since = None
-                    self._rebuild.set()
-            await asyncio.sleep(self._heartbeat)
 
     def dispatch(self, data: bytes) -> None:
         """Fan one `market-data:updates` message out to the outboxes. Never awaits."""

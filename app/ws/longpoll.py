@@ -4,6 +4,8 @@ The cursor is opaque to clients: base64url JSON of `[[symbol, epoch, seq], ...]`
 the client has per symbol. A request returns at once with every quote newer than the cursor, else
 waits until one arrives or `POLL_TIMEOUT` passes, then returns what it has (maybe nothing) and a
 cursor to send next time. Same ordering rule as the WebSocket: newer is (epoch, seq) greater.
+A rejection is news (an answer at once) only the first time: the cursor then records it as
+`-1, -1`, and later polls list it in `rejected` but wait for news like any other.
 `format=html` answers the same envelope with the quotes as one `html` string of `_quote_row.html`
 rows (what `/ws?format=html` sends, rejected symbols' rows included), so pages use one partial on
 either transport.
@@ -24,6 +26,7 @@ from app.services import Services, services
 
 MAX_CURSOR_LENGTH = 16 * 1024
 Cursor = dict[str, tuple[int, int]]
+TOLD_REJECTED = (-1, -1)  # the cursor's entry for a symbol whose rejection the client was told
 
 
 def encode_cursor(cursor: Cursor) -> str:
@@ -71,8 +74,11 @@ async def poll(request: Request) -> Response:
     hub.polls_in_flight += 1
     try:
         # A draining server answers at once; the client's next poll goes elsewhere.
+        # Rejections are news once: the cursor remembers them, so a page whose symbols are all
+        # rejected waits like any other instead of polling in a tight loop.
+        news = [r for r in rejected if cursor.get(r["symbol"]) != TOLD_REJECTED]
         quotes, timed_out = await hub.await_quotes(
-            symbols, lambda qs: not symbols or bool(_newer(qs, cursor)), svc.settings.poll_timeout
+            symbols, lambda qs: bool(news) or bool(_newer(qs, cursor)), svc.settings.poll_timeout
         )
     finally:
         hub.polls_in_flight -= 1
@@ -81,6 +87,7 @@ async def poll(request: Request) -> Response:
     for quote in fresh:
         cursor[quote.symbol] = (quote.epoch, quote.seq)
     cursor = {s: v for s, v in cursor.items() if s in symbols}
+    cursor.update((r["symbol"], TOLD_REJECTED) for r in rejected)
     body = (
         b'{"type":"poll","cursor":'
         + orjson.dumps(encode_cursor(cursor))

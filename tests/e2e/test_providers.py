@@ -26,7 +26,7 @@ def app(fake: FakeProviders) -> Iterator[AppServer]:
         "FINNHUB_API_KEY": KEYS["fh"], "FINNHUB_BASE_URL": fake.url("fh"),
         "TWELVEDATA_CALLS_PER_MINUTE": "100000", "FINNHUB_CALLS_PER_MINUTE": "100000",
         "BOARD_SYMBOLS": "AAPL,MSFT", "DEFAULT_WATCHLIST": "AAPL,MSFT",
-        "BREAKER_FAIL_MAX": "2", "BREAKER_RESET_TIMEOUT": "600",
+        "BREAKER_FAIL_MAX": "2", "BREAKER_RESET_TIMEOUT": "600", "POLL_TIMEOUT": "2",
     })  # fmt: skip
     server.start()
     yield server
@@ -130,6 +130,13 @@ async def test_pages_get_a_rejected_row_instead_of_waiting_forever(app: AppServe
         ).json()
         assert [r["symbol"] for r in body["rejected"]] == ["NOPE"]
         assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in body["html"]
+        # A rejection is news once: the next poll with that cursor waits like any other, so a
+        # page whose symbols are all rejected does not poll in a tight loop.
+        told = (await http.get("/api/poll", params={"symbols": "NOPE"})).json()
+        assert [r["symbol"] for r in told["rejected"]] == ["NOPE"] and not told["timeout"]
+        params = {"symbols": "NOPE", "cursor": told["cursor"]}
+        again = (await http.get("/api/poll", params=params)).json()
+        assert again["timeout"] and [r["symbol"] for r in again["rejected"]] == ["NOPE"]
         # The server-rendered page shows it before any script runs; its stock page is a 404.
         page_html = (await http.get("/", headers={"Cookie": "watchlist=AAPL,NOPE"})).text
         assert 'id="q-NOPE" class="quote rejected"' in page_html

@@ -171,19 +171,19 @@ async def test_bus_state_changes_reach_clients_as_status(hub: Hub) -> None:
 async def test_a_silently_deaf_listener_is_noticed_and_rebuilt(backend: Backend) -> None:
     hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0, heartbeat=0.05)
     task = asyncio.create_task(hub.run())
-    await eventually(lambda: _true(hub.hearing_itself), 5, "the hub hearing its heartbeat")
+    await eventually(lambda: _true(hub.health.hearing_itself), 5, "the hub hearing its heartbeat")
     # Detach the listener's queue without any error: the connection "looks open" but is deaf.
     bus = backend.bus
     assert isinstance(bus, MemoryBus)
     for queues in bus._listeners.values():
         queues.clear()
-    await eventually(lambda: _true(not hub.hearing_itself), 5, "deafness noticed")
-    await eventually(lambda: _true(hub.listener_rebuilds >= 1), 5, "listener rebuilt")
-    await eventually(lambda: _true(hub.hearing_itself), 5, "hearing again")
+    await eventually(lambda: _true(not hub.health.hearing_itself), 5, "deafness noticed")
+    await eventually(lambda: _true(hub.health.rebuilds >= 1), 5, "listener rebuilt")
+    await eventually(lambda: _true(hub.health.hearing_itself), 5, "hearing again")
     for queues in bus._listeners.values():  # deaf again: noticed again
         queues.clear()
-    await eventually(lambda: _true(hub.listener_rebuilds >= 2), 5, "a second rebuild")
-    await eventually(lambda: _true(hub.hearing_itself), 5, "hearing once more")
+    await eventually(lambda: _true(hub.health.rebuilds >= 2), 5, "a second rebuild")
+    await eventually(lambda: _true(hub.health.hearing_itself), 5, "hearing once more")
     box = Outbox(JSON_FORMAT)
     hub.attach(box)
     hub.watch(box, ["TCS"])

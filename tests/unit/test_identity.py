@@ -54,7 +54,7 @@ async def test_hubs_sharing_a_replica_id_tell_their_heartbeats_apart(
         hubs = [Hub(backend, "web-1", lease_refresh=1.0, poll_linger=1.0, heartbeat=0.05)
                 for _ in range(2)]  # fmt: skip
         tasks = [asyncio.create_task(hub.run()) for hub in hubs]
-        a, b = hubs
+        a, b = (hub.health for hub in hubs)
 
         async def clash_seen() -> bool:
             return b.twins.nonce in a.twins.clashes() and a.twins.nonce in b.twins.clashes()
