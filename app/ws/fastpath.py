@@ -30,6 +30,8 @@ from websockets.protocol import State
 from app.ws.lean import Flag, Inbox
 
 EXTENSION = "stocktracker.write_frame"
+# Drops the connection at once (TCP reset): for a peer that does not even read a close frame.
+ABORT = "stocktracker.abort"
 
 
 class FastProtocol(WebSocketsSansIOProtocol):
@@ -51,6 +53,20 @@ class FastProtocol(WebSocketsSansIOProtocol):
         if self.response.status_code == 101:
             extensions = cast(dict[str, object], self.scope["extensions"])
             extensions[EXTENSION] = self.write_frame
+            extensions[ABORT] = self.abort
+
+    def abort(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The scope would keep this protocol alive through our bound methods (a reference cycle):
+        # without them a closed connection is freed at once, not by a later full collection.
+        extensions = self.scope.get("extensions") if hasattr(self, "scope") else None
+        if extensions is not None:
+            extensions.pop(EXTENSION, None)
+            extensions.pop(ABORT, None)
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -237,7 +237,9 @@ class Hub:
                 for symbol in todo:
                     del self._reads[symbol]
                 done.set_result(None)
-            self._take_stored(stored)
+            # Newer than this process had: the watchers already here get them too (the bus copy
+            # of the same quote, if it comes, is then no longer news).
+            self.fanout.publish(self._take_stored(stored))
         if waits:
             await asyncio.wait(waits)  # not gather: a cancelled waiter must not cancel the read
 

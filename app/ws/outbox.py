@@ -6,8 +6,9 @@ done at once (no fast path, a socket paused by flow control, a writer busy with 
 control messages waiting ahead of them), and then kept as the latest text per symbol, so a client
 that falls behind gets the newest price, never a backlog. Control messages (acks, errors,
 snapshots, status) keep their order; a client that lets more than `max_control` of them pile up
-is flagged `overflowed` and its writer closes it with 1013. The connection's own writer task
-awaits `wait()` and sends what `drain()` returns.
+is flagged `overflowed` and its writer closes it with 1013. The connection (app.ws.websocket)
+hears of anything owed through `kick`: it writes it at once with `write_owed_now`, or starts a
+writer task that sends what `drain()` returns with awaited sends.
 
 Ordering between quotes is the hub's job: it hands the fan-out only quotes newer than any it
 handed out before, and snapshots come from that same newest-known table.
@@ -69,7 +70,7 @@ class Outbox:
         self._control: list[str] = []
         self._pending: dict[str, str] = {}
         self._wake = Flag()
-        # The fast path's non-blocking frame write (app.ws.fastpath), set by the writer task.
+        # The fast path's non-blocking frame write (app.ws.fastpath), set by the connection.
         self.direct: WriteFrame | None = None
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
         # Called whenever something becomes owed (the connection writes it, or starts its writer).
@@ -140,6 +141,7 @@ class Outbox:
         """Write what is owed straight to the socket, in order, as far as it takes it:
         (frames written, whether all of it went). The writer task's job when it did not (no
         fast path, a paused socket, a send in progress, a close or an overflow to act on)."""
+        self.batch_published_at = 0
         direct = self.direct
         if direct is None or self.busy or self.closing or self.overflowed:
             return 0, not self.owes() and not self.closing and not self.overflowed
@@ -150,7 +152,6 @@ class Outbox:
                 return written, False
             del control[0]
             written += 1
-        self.batch_published_at = 0
         if self._pending:
             if not direct(text_frame(self.fmt.frame("batch", list(self._pending.values())))):
                 return written, False

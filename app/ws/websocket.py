@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette import status
@@ -29,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.ws import protocol
+from app.ws.fastpath import ABORT as FAST_ABORT
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
 from app.ws.outbox import Outbox, WireFormat, WriteFrame
@@ -131,10 +133,11 @@ class Connection:
                 await self._subscribe(tuple(initial.split(",")), None)
             await self._reader()
         except asyncio.CancelledError:
-            if not self._ended or self._task is None:
+            # Swallowed only when `_end` alone cancelled us: the connection is over, not the server.
+            if not self._ended or self._task is None or self._task.uncancel() > 0:
                 raise
-            self._task.uncancel()  # our own doing (`_end`): the connection is over, not the server
         finally:
+            self._ended = True  # from here on, nothing cancels this task on our behalf
             self.outbox.kick = None
             hub.detach(self.outbox)
             writer = self._writer
@@ -281,15 +284,19 @@ class Connection:
         return True
 
     async def _close(self, code: int, reason: str) -> None:
-        """Close with `code`, then stop reading (not waiting for the peer's close reply)."""
+        """Close with `code`, then stop reading (not waiting for the peer's close reply). A peer
+        that reads nothing cannot even take the close frame: its connection is aborted."""
         try:
             if self.ws.application_state == WebSocketState.CONNECTED:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await self.ws.close(code=code, reason=reason)
-        except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
+        except TimeoutError:
+            abort: Callable[[], None] | None = self.ws.scope["extensions"].get(FAST_ABORT)
+            if abort is not None:
+                abort()
+        except (WebSocketDisconnect, OSError, RuntimeError):
             pass
-        finally:
-            self._end()
+        self._end()
 
     def _end(self) -> None:
         if not self._ended:

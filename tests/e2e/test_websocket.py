@@ -195,5 +195,41 @@ async def test_a_client_that_stops_reading_is_closed_with_1013(path: str) -> Non
                 while True:  # now read fast, through the backlog, up to the close frame
                     await ws.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+        assert "Exception in ASGI application" not in server.log()
+    finally:
+        server.stop()
+
+
+def established(port: int) -> int:
+    """TCP connections in ESTABLISHED state whose local port is `port` (the server's side)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                count += int(local.rsplit(":", 1)[1], 16) == port and state == "01"
+    return count
+
+
+async def test_a_client_that_never_reads_again_is_dropped_not_kept() -> None:
+    # Not even the 1013 close frame fits in its buffers: the fast path aborts the connection
+    # rather than keep its socket and state until the server shuts down.
+    server = AppServer({
+        "SIM_SYMBOLS": "200", "MAX_SYMBOLS_PER_CONNECTION": "200", "FETCH_INTERVAL": "0.05",
+        "SEND_TIMEOUT": "0.5",
+    })  # fmt: skip
+    server.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        async with connect(server.ws_url, sock=sock, max_queue=1) as ws:
+            symbols = ["TCS", *(f"SIM{n:03d}" for n in range(1, 150))]
+            await ws.send(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+            wait_for(lambda: established(server.port) == 1, 10, "the connection to be counted")
+            closes = "stocktracker_slow_client_closes_total 1.0"
+            wait_for(lambda: closes in server.metrics_text(), 20, "the server to give up")
+            wait_for(lambda: established(server.port) == 0, 20, "the server to drop the socket")
+        assert "Exception in ASGI application" not in server.log()
     finally:
         server.stop()

@@ -204,3 +204,17 @@ async def test_await_quotes_returns_when_ready_or_when_time_runs_out(
     await publish(backend, make_quote(seq=3))
     quotes, timed_out = await asyncio.wait_for(waiter, 5)
     assert [q.seq for q in quotes] == [3] and not timed_out
+
+
+async def test_a_quote_first_read_from_the_store_reaches_the_watchers_already_there(
+    hub: Hub, backend: Backend
+) -> None:
+    # B waits for TCS; the fetcher's quote lands in the store, and A's subscribe reads it from
+    # there before this replica's listener sees the bus copy, which is then no longer news.
+    waiting = Outbox(JSON_FORMAT)
+    hub.attach(waiting)
+    hub.watch(waiting, ["TCS"])
+    await backend.snapshots.put({"TCS": encode_quote(make_quote(seq=1))})
+    assert [q.seq for q in await hub.snapshot(["TCS"])] == [1]
+    [frame] = waiting.drain()
+    assert orjson.loads(frame)["quote"]["seq"] == 1

@@ -78,3 +78,29 @@ def test_send_now_writes_only_when_nothing_is_owed_before_the_frame() -> None:
     box.close_after(1000, "bye")
     assert not box.send_now(b"6")
     assert written == [b"1"]
+
+
+def test_write_owed_now_writes_in_order_as_far_as_the_socket_takes_it() -> None:
+    box = Outbox(JSON_FORMAT)
+    box.symbols.add("TCS")
+    written: list[bytes] = []
+    room = 1
+
+    def direct(frame: bytes) -> bool:
+        nonlocal room
+        if room <= 0:
+            return False
+        room -= 1
+        written.append(frame)
+        return True
+
+    box.direct = direct
+    box.offer_control('{"type":"a"}')
+    box.offer_control('{"type":"b"}')
+    box.offer("TCS", JSON_FORMAT.encode(make_quote(seq=1)), 1000)
+    assert box.write_owed_now() == (1, False) and len(written) == 1
+    assert box.batch_published_at == 0  # no batch went out: no lag to record
+    room = 5
+    assert box.write_owed_now() == (2, True) and box.batch_published_at == 1000
+    kinds = [orjson.loads(f[2:] if f[1] < 126 else f[4:])["type"] for f in written]
+    assert kinds == ["a", "b", "quote"] and not box.owes()
