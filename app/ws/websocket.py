@@ -1,4 +1,5 @@
-"""`/ws`: the WebSocket endpoint. One reader and one writer per connection, in one task group.
+"""`/ws`: the WebSocket endpoint. One task per connection (its reader); a writer task only while
+a send must be awaited.
 
 `?format=json` (default) speaks the protocol of docs/protocol.md; `?format=html` is for htmx
 pages: the same subscriptions, but quotes, status and rejections arrive as `hx-swap-oob`
@@ -8,9 +9,10 @@ extension reconnects to the same URL and so resubscribes by itself).
 
 Bad input never costs other clients anything: malformed requests get an `error` and the
 connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
-if they go on, 1008; a client that stops reading is closed with 1013 by its own writer.
-Served by `app.ws.fastpath.FastProtocol`, the writer sends frames without awaiting while the
-socket accepts them; the plain ASGI path is the fallback and works the same.
+if they go on, 1008; a client that stops reading is closed with 1013 by its own writer (and
+dropped if it cannot even take the close frame). Served by `app.ws.fastpath.FastProtocol`, frames
+are written without awaiting while the socket accepts them; the plain ASGI path is the fallback
+and works the same, with a writer task for every send.
 """
 
 from __future__ import annotations
