@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
@@ -13,6 +14,7 @@ from app.feeds.universe import INSTRUMENTS, universe
 from app.main import configure_logging
 from app.settings import Settings
 from app.stats import Histogram
+from tests.support import eventually
 
 
 def test_histogram_is_cumulative_with_inf_last() -> None:
@@ -65,7 +67,7 @@ def test_gc_tuning_freezes_what_survives_a_full_collection_until_thawed() -> Non
         survivors = [[i] for i in range(1000)]  # tracked containers, alive across the collection
         gc.collect()
         assert gc.get_freeze_count() >= frozen + len(survivors)
-        gc.unfreeze()  # what `thaw_periodically` does: the collector sees them again
+        gc.unfreeze()
         assert gc.get_freeze_count() == 0
     finally:
         gctune.restore(previous)
@@ -92,3 +94,27 @@ def test_per_connection_server_log_lines_are_debug_only(caplog: pytest.LogCaptur
         ]
     finally:
         server_log.filters[:] = saved
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_frozen_garbage_is_collected_once_the_frozen_set_has_grown() -> None:
+    previous = gctune.tune()
+    thaw = asyncio.create_task(gctune.thaw_when_grown(every=0.01, growth=1.5))
+    try:
+        await asyncio.sleep(0)  # the baseline is taken
+        baseline = gc.get_freeze_count()
+        garbage = [Cycle() for _ in range(baseline)]  # doubles the frozen set...
+        gc.freeze()
+        del garbage  # ... with objects only the collector can free (reference cycles)
+
+        async def collected() -> bool:
+            return gc.get_freeze_count() < 1.5 * baseline
+
+        await eventually(collected, 5, "the frozen cycles to be collected")
+    finally:
+        thaw.cancel()
+        gctune.restore(previous)
