@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
-                supervisor.start("gc_thaw", gctune.thaw_when_grown)
+                supervisor.start("gc_thaw", gctune.Thaw(lambda: hub.connections).run)
             yield {"services": svc, "metrics": metrics.build_registry(svc)}
 
     return Starlette(
