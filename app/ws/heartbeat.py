@@ -39,8 +39,13 @@ class ListenerHealth:
     def hearing_itself(self) -> bool:
         """Not deaf: our own heartbeat came back recently, or the listener (re)subscribed too
         recently to expect one yet."""
+        heard = self._last_heard()
+        return heard is not None and time.monotonic() - heard < self.deaf_after
+
+    def _last_heard(self) -> float | None:
+        """The later of our last echo and the listener's (re)connect, if any."""
         heard = [t for t in (self.last_heartbeat, self.listening_since) if t is not None]
-        return bool(heard) and time.monotonic() - max(heard) < self.deaf_after
+        return max(heard) if heard else None
 
     def listening(self) -> None:
         """The listener (re)subscribed: silence counts from now."""
@@ -79,8 +84,8 @@ class ListenerHealth:
                 # Silence counts from the later of our last echo and the listener's (re)connect,
                 # so an outage is not mistaken for deafness, and a rebuilt listener that is
                 # still deaf is rebuilt again.
-                heard = [t for t in (self.last_heartbeat, self.listening_since) if t is not None]
-                silent_since = max(heard) if heard else sent_at
+                heard = self._last_heard()
+                silent_since = sent_at if heard is None else heard
                 if connected() and sent_at - silent_since > self.deaf_after:
                     log.error("bus listener is deaf: our heartbeat has not come back")
                     self.listening_since = None

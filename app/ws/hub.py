@@ -239,22 +239,26 @@ class Hub:
                 done.set_result(None)
             # Newer than this process had: the watchers already here get them too (the bus copy
             # of the same quote, if it comes, is then no longer news).
-            self.fanout.publish(self._take_stored(stored))
+            self._take_stored(stored)
         if waits:
             await asyncio.wait(waits)  # not gather: a cancelled waiter must not cancel the read
 
-    def _take_stored(self, stored: Mapping[str, bytes]) -> list[Quote]:
-        """Remember stored quotes that are newer than this process's; returns those."""
-        newer = []
+    def _take_stored(self, stored: Mapping[str, bytes]) -> None:
+        """Deliver the stored quotes that are newer than this process's."""
+        quotes = []
         for data in stored.values():
             try:
-                quote = decode_quote(data)
+                quotes.append(decode_quote(data))
             except QuoteDecodeError as exc:
                 log.warning("ignoring corrupt stored quote: %s", exc)
-                continue
-            if self._remember(quote):
-                newer.append(quote)
-        return newer
+        self._deliver(quotes)
+
+    def _deliver(self, quotes: Iterable[Quote]) -> int:
+        """Remember and fan out the quotes newer than this process's; returns how many were.
+        Duplicates, and quotes older than what this process already has, go no further."""
+        fresh = [quote for quote in quotes if self._remember(quote)]
+        self.fanout.publish(fresh)
+        return len(fresh)
 
     # ---- background work ---------------------------------------------------------------------
 
@@ -327,10 +331,7 @@ class Hub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
-        # Duplicates, and quotes older than what this process already has, go no further.
-        fresh = [quote for quote in quotes if self._remember(quote)]
-        self.received += len(fresh)
-        self.fanout.publish(fresh)
+        self.received += self._deliver(quotes)
         for symbol, reason, source, retry_after in rejected:
             self.rejected.add(symbol, reason, retry_after)
             self._reject(symbol, reason, source if isinstance(source, str) else None)
@@ -377,7 +378,7 @@ class Hub:
             except BusUnavailable as exc:
                 log.warning("resync after reconnect failed: %s", exc)
                 continue
-            self.fanout.publish(self._take_stored(stored))
+            self._take_stored(stored)
             self._dirty.set()  # the registry may have lost our lease while we were away
 
     async def _report_loop(self) -> None:

@@ -224,10 +224,13 @@ class Connection:
             self._writer = asyncio.get_running_loop().create_task(self._write_owed())
 
     def _sent_fast(self, frames: int) -> None:
-        hub = self.svc.hub
-        hub.frames_fast += frames
+        self.svc.hub.frames_fast += frames
+        self._time_batch()
+
+    def _time_batch(self) -> None:
+        """Record the fan-out lag of the batch of live quotes just sent, if one was."""
         if self.outbox.batch_published_at:
-            hub.fanout.fanout_lag.observe(
+            self.svc.hub.fanout.fanout_lag.observe(
                 max(0.0, time.time() - self.outbox.batch_published_at / 1000)
             )
 
@@ -244,10 +247,7 @@ class Connection:
                 if not await self._transmit(outbox.drain()):
                     self._end()
                     return
-                if outbox.batch_published_at:
-                    hub.fanout.fanout_lag.observe(
-                        max(0.0, time.time() - outbox.batch_published_at / 1000)
-                    )
+                self._time_batch()
                 if outbox.owes():
                     continue
                 if outbox.closing is not None:
