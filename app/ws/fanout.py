@@ -149,19 +149,24 @@ class Fanout:
         # One bus message is one publish: its oldest stamp times every frame it causes.
         oldest = min(quote.published_at for quote in fresh.values())
         changed_all = fresh.keys()
-        encoded: dict[str, dict[str, bytes]] = {}  # format name -> symbol -> text (UTF-8)
+        # format name -> symbol -> text (UTF-8): each quote is encoded once per format, and only
+        # if a cohort of that format watches it (an HTML row is a template render).
+        encoded: dict[str, dict[str, bytes]] = {}
         written = 0
         for cohort in touched:
             fmt = cohort.fmt
             texts = encoded.get(fmt.name)
-            if texts is None:  # each quote is encoded once per format, whoever watches it
-                texts = encoded[fmt.name] = {s: fmt.encode(q).encode() for s, q in fresh.items()}
+            if texts is None:
+                texts = encoded[fmt.name] = {}
+            every = cohort.symbol_set <= changed_all  # all of this cohort's symbols changed
+            changed = cohort.symbols if every else [s for s in cohort.symbols if s in fresh]
             items: Sequence[bytes]
-            if cohort.symbol_set <= changed_all:  # all of this cohort's symbols changed
-                items = cohort.texts_of(texts)
-                changed: Sequence[str] = cohort.symbols
-            else:
-                changed = [symbol for symbol in cohort.symbols if symbol in fresh]
+            try:
+                items = cohort.texts_of(texts) if every else [texts[s] for s in changed]
+            except KeyError:  # the first cohort of this format to need some of these quotes
+                for symbol in changed:
+                    if symbol not in texts:
+                        texts[symbol] = fmt.encode(fresh[symbol]).encode()
                 items = [texts[symbol] for symbol in changed]
             written += self._write(cohort, changed, items, oldest)
         if written:

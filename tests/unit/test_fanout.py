@@ -54,14 +54,15 @@ def test_clients_watching_the_same_symbols_share_one_frame_object() -> None:
     dash = [client(fanout, ["TCS", "INFY"], fmt) for _ in range(50)]
     solo, solo_sock = client(fanout, ["INFY"], fmt)
     assert fanout.cohorts == 2
-    fanout.publish([make_quote(symbol="TCS", seq=1), make_quote(symbol="INFY", seq=1)])
+    unwatched = make_quote(symbol="WIPRO", seq=1)
+    fanout.publish([make_quote(symbol="TCS", seq=1), make_quote(symbol="INFY", seq=1), unwatched])
     frames = {id(sock.frames[0]) for _, sock in dash}
     assert len(frames) == 1  # built and framed once for all 50
     [frame] = dash[0][1].frames
     assert frame == text_frame(fmt.frame("batch", [encode_json("INFY"), encode_json("TCS")]))
     assert [q["symbol"] for q in payload(frame)["quotes"]] == ["INFY", "TCS"]
     assert payload(solo_sock.frames[0])["type"] == "quote"
-    assert encodes == 2  # each quote once, whatever the number of clients and groups
+    assert encodes == 2  # each watched quote once, whatever the number of clients and groups
     assert fanout.delivered == 50 * 2 + 1 and fanout.frames_fast == 51
     assert fanout.fanout_lag.count == 1  # one publish, timed to its last frame
 
