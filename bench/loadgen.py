@@ -243,18 +243,8 @@ class Generator:
             asyncio.create_task(self.session(i, bool(slow_every and i % slow_every == 0)))
             for i in range(spec.clients)
         ]
-        started = time.monotonic()
-        while self.stats.subscribed + sum(self.stats.errors.values()) < spec.clients:
-            if time.monotonic() - started > spec.ready_timeout:
-                break
-            await asyncio.sleep(0.05)
-        connect_seconds = time.monotonic() - started
-        settle_gc()
-        emit({"event": "ready", "subscribed": self.stats.subscribed})
-        await asyncio.sleep(spec.warmup)
-        self.lags.clear()
+        connect_seconds = await self.ready_then_measure()
         cpu0, wall0 = time.process_time(), time.monotonic()
-        self.stats.measuring = True
         if spec.mode == "storm":
             await self.wait_storm()
         else:
@@ -270,6 +260,23 @@ class Generator:
         for task in sessions:
             task.cancel()
         return result
+
+    async def ready_then_measure(self) -> float:
+        """Wait until every client is subscribed (or failed), say `ready`, warm up, then start
+        measuring; returns the seconds connecting took."""
+        spec, stats = self.spec, self.stats
+        started = time.monotonic()
+        while stats.subscribed + sum(stats.errors.values()) < spec.clients:
+            if time.monotonic() - started > spec.ready_timeout:
+                break
+            await asyncio.sleep(0.05)
+        connect_seconds = time.monotonic() - started
+        settle_gc()
+        emit({"event": "ready", "subscribed": stats.subscribed})
+        await asyncio.sleep(spec.warmup)
+        self.lags.clear()
+        stats.measuring = True
+        return connect_seconds
 
     async def wait_storm(self) -> None:
         emit({"event": "storm-armed"})
@@ -359,18 +366,8 @@ async def run_pollers(gen: Generator) -> dict[str, Any]:
             gen.stats.errors[type(exc).__name__] += 1
 
     tasks = [asyncio.create_task(one(i)) for i in range(spec.clients)]
-    started = time.monotonic()
-    while gen.stats.subscribed + sum(gen.stats.errors.values()) < spec.clients:
-        if time.monotonic() - started > spec.ready_timeout:
-            break
-        await asyncio.sleep(0.05)
-    connect_seconds = time.monotonic() - started
-    settle_gc()
-    emit({"event": "ready", "subscribed": gen.stats.subscribed})
-    await asyncio.sleep(spec.warmup)
-    gen.lags.clear()
+    connect_seconds = await gen.ready_then_measure()
     cpu0, wall0 = time.process_time(), time.monotonic()
-    gen.stats.measuring = True
     await asyncio.sleep(spec.duration)
     gen.stats.measuring = False
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -174,21 +175,32 @@ async def test_html_format_pushes_swappable_rows(app_server: AppServer) -> None:
             rows.update(r for r in ("q-TCS", "q-NIFTY_2050") if f'id="{r}"' in fragment)
 
 
+# Quotes flow fast and a client that reads nothing for half a second is given up on.
+SLOW_CONSUMER = {
+    "SIM_SYMBOLS": "200", "MAX_SYMBOLS_PER_CONNECTION": "200", "FETCH_INTERVAL": "0.05",
+    "SEND_TIMEOUT": "0.5",
+}  # fmt: skip
+
+
+@asynccontextmanager
+async def unread(server: AppServer) -> AsyncIterator[ClientConnection]:
+    """A client with tiny buffers that subscribes to 150 symbols, then reads nothing until told.
+    (max_queue=1: the client library stops reading the socket once one message waits.)"""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    async with connect(server.ws_url, sock=sock, max_queue=1) as ws:
+        symbols = ["TCS", *(f"SIM{n:03d}" for n in range(1, 150))]
+        await ws.send(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+        yield ws
+
+
 @pytest.mark.parametrize("path", ["fast", "asgi"])
 async def test_a_client_that_stops_reading_is_closed_with_1013(path: str) -> None:
-    server = AppServer({
-        "WS_FAST_PATH": "on" if path == "fast" else "off", "SIM_SYMBOLS": "200",
-        "MAX_SYMBOLS_PER_CONNECTION": "200", "FETCH_INTERVAL": "0.05", "SEND_TIMEOUT": "0.5",
-    })  # fmt: skip
+    server = AppServer({**SLOW_CONSUMER, "WS_FAST_PATH": "on" if path == "fast" else "off"})
     server.start()
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        # max_queue=1: the client library stops reading the socket once one message waits.
-        async with connect(server.ws_url, sock=sock, max_queue=1) as ws:
-            symbols = ["TCS", *(f"SIM{n:03d}" for n in range(1, 150))]
-            await ws.send(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+        async with unread(server) as ws:
             closes = "stocktracker_slow_client_closes_total 1.0"
             wait_for(lambda: closes in server.metrics_text(), 20, "the server to give up")
             with pytest.raises(ConnectionClosed) as info:
@@ -214,18 +226,10 @@ def established(port: int) -> int:
 async def test_a_client_that_never_reads_again_is_dropped_not_kept() -> None:
     # Not even the 1013 close frame fits in its buffers: the fast path aborts the connection
     # rather than keep its socket and state until the server shuts down.
-    server = AppServer({
-        "SIM_SYMBOLS": "200", "MAX_SYMBOLS_PER_CONNECTION": "200", "FETCH_INTERVAL": "0.05",
-        "SEND_TIMEOUT": "0.5",
-    })  # fmt: skip
+    server = AppServer(SLOW_CONSUMER)
     server.start()
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        async with connect(server.ws_url, sock=sock, max_queue=1) as ws:
-            symbols = ["TCS", *(f"SIM{n:03d}" for n in range(1, 150))]
-            await ws.send(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+        async with unread(server):
             wait_for(lambda: established(server.port) == 1, 10, "the connection to be counted")
             closes = "stocktracker_slow_client_closes_total 1.0"
             wait_for(lambda: closes in server.metrics_text(), 20, "the server to give up")
