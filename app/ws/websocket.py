@@ -35,7 +35,7 @@ from app.ws import protocol
 from app.ws.fastpath import ABORT as FAST_ABORT
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
-from app.ws.outbox import Outbox, WireFormat, WriteFrame
+from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ class Connection:
         self.outbox = Outbox(fmt)
         # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
         # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
-        self.fast: WriteFrame | None = ws.scope.get("extensions", {}).get(FAST_WRITE)
-        self.outbox.direct = self.fast
+        self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
         self.json = fmt.name == "json"
         rate = svc.settings.client_rate
         self.bucket = TokenBucket(rate, 2 * rate)
@@ -264,7 +263,8 @@ class Connection:
     async def _transmit(self, frames: list[str]) -> bool:
         """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
         timeout = self.svc.settings.send_timeout
-        outbox, hub, fast = self.outbox, self.svc.hub, self.fast
+        outbox, hub = self.outbox, self.svc.hub
+        fast = outbox.direct
         for frame in frames:
             if fast is not None and fast(text_frame(frame)):
                 hub.frames_fast += 1
