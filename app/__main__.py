@@ -27,6 +27,7 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level,
         # Quote frames are small and many; deflate would cost ~90 KB of zlib state per connection.
+        http="app.http_limits:LimitedHttpProtocol",
         ws="app.ws.fastpath:FastProtocol" if settings.ws_fast_path else "auto",
         ws_per_message_deflate=False,
         ws_max_size=settings.max_message_bytes,

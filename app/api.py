@@ -14,6 +14,8 @@ from app.services import Services, services
 from app.symbols import parse_symbol_list
 
 _STARTED = time.monotonic()
+# An error lists the first few bad symbols, so its size never grows with the request.
+MAX_PROBLEMS_SHOWN = 5
 
 
 class ApiError(Exception):
@@ -46,12 +48,16 @@ def parse_symbols(
                 "missing_symbols", "query parameter 'symbols' is required, e.g. ?symbols=TCS,INFY"
             )
         return list(default), []
-    symbols, problems = parse_symbol_list(raw)
-    if problems:
-        raise ApiError("invalid_symbol", "; ".join(problems))
     limit = svc.settings.max_symbols_per_connection
-    if len(symbols) > limit:
-        raise ApiError("too_many_symbols", f"at most {limit} symbols per request")
+    parsed = parse_symbol_list(raw, max_parts=limit)
+    if parsed.unread:
+        given = limit + parsed.unread
+        raise ApiError("too_many_symbols", f"at most {limit} symbols per request ({given} given)")
+    if parsed.problems:
+        shown = parsed.problems[:MAX_PROBLEMS_SHOWN]
+        more = len(parsed.problems) - len(shown)
+        raise ApiError("invalid_symbol", "; ".join(shown) + (f"; and {more} more" if more else ""))
+    symbols = parsed.symbols
     rejected: list[dict[str, str]] = []
     known: list[str] = []
     for symbol in symbols:

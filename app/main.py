@@ -21,11 +21,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, gctune, metrics, pages, watchlist
+from app import api, descriptors, gctune, http_limits, metrics, pages, watchlist
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.history import History
+from app.http_limits import HttpLimits
 from app.identity import new_nonce
+from app.logbudget import ClientNoiseFilter, client_noise
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -95,8 +97,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("poller", poller.run)
-            loop_lag = LoopLag()
+            loop_lag = LoopLag(settings.loop_lag_interval)
             supervisor.start("loop_lag", loop_lag.run)
+            supervisor.start("client_noise", client_noise.run)
+            fd_limit = descriptors.raise_limit()
+            limits = HttpLimits(
+                max_url_bytes=settings.max_url_bytes,
+                max_head_bytes=settings.max_head_bytes,
+                max_body_bytes=settings.max_body_bytes,
+                request_timeout=settings.request_timeout,
+                max_connections=descriptors.connection_cap(settings.max_connections, fd_limit),
+            )
+            supervisor.start("descriptors", descriptors.FdWatch(fd_limit).run)
             drainer = Drainer(
                 hub,
                 poller,
@@ -119,7 +131,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
                 supervisor.start("gc_thaw", gctune.Thaw(lambda: hub.connections).run)
-            yield {"services": svc, "metrics": metrics.build_registry(svc)}
+            yield {
+                "services": svc,
+                "metrics": metrics.build_registry(svc),
+                http_limits.STATE_KEY: limits,  # read by each connection (app.http_limits)
+            }
 
     return Starlette(
         routes=[
@@ -152,6 +168,8 @@ def configure_logging(level: str) -> None:
     server_log = logging.getLogger("uvicorn.error")
     if level != "debug" and not any(isinstance(f, _PerConnection) for f in server_log.filters):
         server_log.addFilter(_PerConnection())
+    if not any(isinstance(f, ClientNoiseFilter) for f in server_log.filters):
+        server_log.addFilter(ClientNoiseFilter(client_noise))
 
 
 class _PerConnection(logging.Filter):

@@ -179,9 +179,14 @@ class AppCollector(Collector):
             f"{PREFIX}_event_loop_lag_seconds", "Latest measured event-loop wake-up delay",
             value=lag.last,
         )  # fmt: skip
+        yield GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_max_seconds",
+            "Largest event-loop wake-up delay since the previous scrape",
+            value=lag.take_worst(),
+        )
         yield _histogram(
             f"{PREFIX}_event_loop_lag_distribution_seconds",
-            "Event-loop wake-up delays, sampled every 0.25 s",
+            f"Event-loop wake-up delays, sampled every {lag.interval:g} s",
             lag.histogram,
         )
         collections = CounterMetricFamily(

@@ -105,6 +105,18 @@ class Settings:
     board_symbols: tuple[str, ...] = DEFAULT_BOARD
     max_symbols_per_connection: int = 50
     max_message_bytes: int = 64 * 1024
+    # Replies and control messages queued for one client that is not reading; past it: 1013.
+    max_queued_bytes: int = 256 * 1024
+    # HTTP requests (app.http_limits): request line, whole head and body sizes, and how long a
+    # client may take to send a whole request.
+    max_url_bytes: int = 8 * 1024
+    max_head_bytes: int = 16 * 1024
+    max_body_bytes: int = 64 * 1024
+    request_timeout: float = 10.0
+    # Open connections (HTTP and WebSocket); 0: derived from the descriptor limit.
+    max_connections: int = 0
+    # How often the event loop's wake-up delay is sampled (seconds).
+    loop_lag_interval: float = 0.25
     # Empty: only the app's own host may open /ws from a browser.
     allowed_origins: tuple[str, ...] = ()
     poll_timeout: float = 25.0
@@ -195,6 +207,15 @@ class Settings:
                 "MAX_SYMBOLS_PER_CONNECTION", 50, _int_in(1, 10_000)
             ),
             max_message_bytes=reader.get("MAX_MESSAGE_BYTES", 64 * 1024, _int_in(256, 16 << 20)),
+            max_queued_bytes=reader.get(
+                "MAX_QUEUED_BYTES", 256 * 1024, _int_in(16 * 1024, 1 << 30)
+            ),
+            max_url_bytes=reader.get("MAX_URL_BYTES", 8 * 1024, _int_in(256, 1 << 20)),
+            max_head_bytes=reader.get("MAX_HEAD_BYTES", 16 * 1024, _int_in(1024, 1 << 20)),
+            max_body_bytes=reader.get("MAX_BODY_BYTES", 64 * 1024, _int_in(1024, 1 << 30)),
+            request_timeout=reader.get("REQUEST_TIMEOUT", 10.0, _seconds(0.1, 600)),
+            max_connections=reader.get("MAX_CONNECTIONS", 0, _int_in(0, 10_000_000)),
+            loop_lag_interval=reader.get("LOOP_LAG_INTERVAL", 0.25, _seconds(0.001, 60)),
             allowed_origins=reader.get("ALLOWED_ORIGINS", (), _origins),
             poll_timeout=reader.get("POLL_TIMEOUT", 25.0, _seconds(0.1, 120)),
             send_timeout=reader.get("SEND_TIMEOUT", 10.0, _seconds(0.1, 300)),
@@ -223,6 +244,11 @@ class Settings:
             rejected_symbol_retry=reader.get("REJECTED_SYMBOL_RETRY", 900.0, _seconds(1, 86400)),
         )
         _check_feeds(settings, reader.problems)
+        if settings.max_url_bytes > settings.max_head_bytes:
+            reader.problems.append(
+                f"MAX_URL_BYTES={settings.max_url_bytes} is larger than "
+                f"MAX_HEAD_BYTES={settings.max_head_bytes}: the request line is part of the head"
+            )
         if settings.web_concurrency > 1:
             if not settings.redis_url:
                 reader.problems.append(
@@ -361,13 +387,18 @@ def _feeds(raw: str) -> tuple[str, ...]:
     return names
 
 
+MAX_LISTED_SYMBOLS = 10_000
+
+
 def _symbols(raw: str) -> tuple[str, ...]:
-    out, problems = parse_symbol_list(raw, skip_empty=True)
-    if problems:
-        raise ValueError(problems[0])
-    if not out:
+    parsed = parse_symbol_list(raw, max_parts=MAX_LISTED_SYMBOLS, skip_empty=True)
+    if parsed.problems:
+        raise ValueError(parsed.problems[0])
+    if parsed.unread:
+        raise ValueError(f"expected at most {MAX_LISTED_SYMBOLS} symbols")
+    if not parsed.symbols:
         raise ValueError("expected a comma-separated list of symbols")
-    return tuple(out)
+    return tuple(parsed.symbols)
 
 
 def _origins(raw: str) -> tuple[str, ...]:

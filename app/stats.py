@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 # Seconds: from a few ms (idle server) to the target's order of magnitude and beyond.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
 
@@ -50,11 +50,20 @@ class LoopLag:
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self.last = 0.0
+        self.worst = 0.0  # the largest delay since `take_worst` was last called
         self.histogram = Histogram()
 
+    def take_worst(self) -> float:
+        """The largest delay since the previous call (a scrape), and start over."""
+        worst, self.worst = self.worst, 0.0
+        return worst
+
     async def run(self) -> None:
+        # A stall is seen only if it covers a wake-up time: sampling every `interval` seconds
+        # sees every stall longer than that, and shorter ones by chance.
         while True:
             started = time.perf_counter()
             await asyncio.sleep(self.interval)
             self.last = max(0.0, time.perf_counter() - started - self.interval)
+            self.worst = max(self.worst, self.last)
             self.histogram.observe(self.last)

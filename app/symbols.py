@@ -8,6 +8,7 @@ and single inner spaces (so `NIFTY 50`, `M&M`, `BRK.B`, `RELIANCE:NSE`, `EUR/USD
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MAX_SYMBOL_LENGTH = 24
 _PATTERN = re.compile(r"[A-Z0-9](?:[A-Z0-9.&:/_\-]| (?! ))*")
@@ -35,13 +36,25 @@ def dom_id(symbol: str) -> str:
     return _DOM_SAFE.sub(lambda m: f"_{ord(m.group()):02x}", symbol)
 
 
-def parse_symbol_list(raw: str, *, skip_empty: bool = False) -> tuple[list[str], list[str]]:
-    """Comma-separated symbols: the valid ones normalised and de-duplicated, in order, and one
-    problem text (`'<b>': reason`) per part that is not a symbol (empty parts too, unless
-    `skip_empty`)."""
+@dataclass(frozen=True, slots=True)
+class SymbolList:
+    """What a comma-separated list held, read up to a cap (see `parse_symbol_list`)."""
+
+    symbols: list[str]  # valid, normalised, de-duplicated, in order
+    problems: list[str]  # one `'<part>': reason` per part read that is not a symbol
+    unread: int  # parts past the cap, never looked at
+
+
+def parse_symbol_list(raw: str, *, max_parts: int, skip_empty: bool = False) -> SymbolList:
+    """Comma-separated symbols, reading at most `max_parts` parts (empty ones count, unless
+    `skip_empty`); the rest is only counted. Linear in the text up to the cap and constant past
+    it, so a list of any length costs what `max_parts` of them do."""
+    parts = raw.split(",", max_parts)  # the last piece holds everything past the cap, unsplit
+    unread = parts.pop().count(",") + 1 if len(parts) > max_parts else 0
     symbols: list[str] = []
+    seen: set[str] = set()
     problems: list[str] = []
-    for part in raw.split(","):
+    for part in parts:
         if skip_empty and not part.strip():
             continue
         try:
@@ -49,6 +62,7 @@ def parse_symbol_list(raw: str, *, skip_empty: bool = False) -> tuple[list[str],
         except InvalidSymbol as exc:
             problems.append(f"{part.strip()[:32]!r}: {exc}")
             continue
-        if symbol not in symbols:
+        if symbol not in seen:
+            seen.add(symbol)
             symbols.append(symbol)
-    return symbols, problems
+    return SymbolList(symbols, problems, unread)

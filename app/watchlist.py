@@ -29,8 +29,8 @@ def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[st
     raw = request.cookies.get(WATCHLIST_COOKIE)
     if raw is None:
         return list(default)
-    symbols, _ = parse_symbol_list(raw, skip_empty=True)
-    return symbols[:limit]
+    # Our own cookie holds at most `limit` parts; a longer (forged) one is cut there, unread.
+    return parse_symbol_list(raw, max_parts=limit, skip_empty=True).symbols
 
 
 def _current(request: Request) -> list[str]:

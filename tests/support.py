@@ -6,9 +6,11 @@ Everything waits against a deadline and polls; nothing sleeps for a fixed time h
 from __future__ import annotations
 
 import asyncio
+import base64
 import html
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -117,8 +119,9 @@ def _pings(sock: socket.socket) -> bool:
 class AppServer:
     """`python -m app` in its own process, as `make run` starts it."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, fd_limit: int | None = None) -> None:
         self.port = free_port()
+        self.fd_limit = fd_limit  # the process's RLIMIT_NOFILE, soft and hard
         self.env = {
             **os.environ,
             "HOST": "127.0.0.1",
@@ -142,9 +145,15 @@ class AppServer:
 
     def start(self) -> None:
         self._log = self.log_path.open("wb")
+        limit = self.fd_limit
+
+        def limit_fds() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app"], env=self.env, cwd=ROOT, stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, preexec_fn=limit_fds,
         )  # fmt: skip
         wait_for(self._healthy, 20, f"the app on port {self.port} (log: {self.log_path})")
 
@@ -242,3 +251,95 @@ def chart_points(page: str) -> list[list[Any]]:
         raise AssertionError("no chart on this page")
     points: list[list[Any]] = orjson.loads(html.unescape(found.group(1)))
     return points
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One masked client-to-server WebSocket frame, built by hand (for frames a WebSocket
+    library would refuse to send: fragments with a close between them, invalid UTF-8)."""
+    key = os.urandom(4)
+    size = len(payload)
+    first = bytes([(0x80 if fin else 0) | opcode])
+    if size < 126:
+        length = bytes([0x80 | size])
+    elif size < 1 << 16:
+        length = bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        length = bytes([0x80 | 127]) + size.to_bytes(8, "big")
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return first + length + key + masked
+
+
+def raw_websocket(port: int, *, rcvbuf: int | None = None, path: str = "/ws") -> socket.socket:
+    """A plain socket that has completed a WebSocket handshake with the app (blocking, 10 s
+    timeout); whatever followed the handshake is left unread in the socket."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .encode()
+    )  # fmt: skip
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            raise AssertionError(f"the server closed during the handshake: {head!r}")
+        head += byte
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise AssertionError(f"handshake refused: {head!r}")
+    return sock
+
+
+def server_frames(sock: socket.socket, within: float = 10.0) -> list[tuple[int, bytes]]:
+    """Read (opcode, payload) frames until the server closes the connection or `within` passes."""
+    data = b""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    frames: list[tuple[int, bytes]] = []
+    i = 0
+    while i + 2 <= len(data):
+        opcode, size = data[i] & 0x0F, data[i + 1] & 0x7F
+        i += 2
+        if size == 126:
+            size, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif size == 127:
+            size, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        frames.append((opcode, data[i : i + size]))
+        i += size
+    return frames
+
+
+def close_code(frames: list[tuple[int, bytes]]) -> int | None:
+    """The code of the server's close frame among `frames`, if it sent one."""
+    for opcode, payload in frames:
+        if opcode == 8:
+            return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+    return None
+
+
+def http_raw(port: int, request: bytes, within: float = 10.0) -> bytes:
+    """Send raw bytes as a request; what the server answers before closing (or `within`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking it all: read what it said
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return data

@@ -32,6 +32,7 @@ import orjson
 
 from app.cooldown import Cooldowns
 from app.feeds.base import LIVE, FeedStatus
+from app.logbudget import client_noise
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
 from app.pubsub import Backend
 from app.pubsub.base import (
@@ -231,7 +232,8 @@ class Hub:
             try:
                 stored = await self._backend.snapshots.get(todo)
             except BusUnavailable as exc:
-                log.warning("snapshot read failed: %s", exc)
+                # Every subscribe reads: one line a minute, not one per client, while it fails.
+                client_noise.note("snapshot_read", f"snapshot read failed: {exc}")
                 stored = {}
             finally:
                 for symbol in todo:

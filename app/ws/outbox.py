@@ -5,10 +5,11 @@ straight to each client's socket through `send_now`. They are queued only when t
 done at once (no fast path, a socket paused by flow control, a writer busy with an awaited send,
 control messages waiting ahead of them), and then kept as the latest text per symbol, so a client
 that falls behind gets the newest price, never a backlog. Control messages (acks, errors,
-snapshots, status) keep their order; a client that lets more than `max_control` of them pile up
-is flagged `overflowed` and its writer closes it with 1013. The connection (app.ws.websocket)
-hears of anything owed through `kick`: it writes it at once with `write_owed_now`, or starts a
-writer task that sends what `drain()` returns with awaited sends.
+snapshots, status) keep their order; a client that lets more than `max_control` of them, or
+more than `max_bytes` of text, pile up is flagged `overflowed`: what it was owed is dropped at
+once (it is not going to read it) and its writer closes it with 1013. The connection
+(app.ws.websocket) hears of anything owed through `kick`: it writes it at once with
+`write_owed_now`, or starts a writer task that sends what `drain()` returns with awaited sends.
 
 Ordering between quotes is the hub's job: it hands the fan-out only quotes newer than any it
 handed out before, and snapshots come from that same newest-known table.
@@ -52,10 +53,13 @@ class Outbox:
     # Slots: thousands of these, read on the fan-out's hot path.
     __slots__ = (
         "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
-        "_pending_since", "_max_control", "_control", "_pending", "_wake", "direct", "busy", "kick",
+        "_pending_since", "_max_control", "_max_bytes", "_control", "_control_bytes", "_pending",
+        "_wake", "direct", "busy", "kick",
     )  # fmt: skip
 
-    def __init__(self, fmt: WireFormat, max_control: int = 256) -> None:
+    def __init__(
+        self, fmt: WireFormat, max_control: int = 256, max_bytes: int = 256 * 1024
+    ) -> None:
         self.fmt = fmt
         self.symbols: set[str] = set()
         self.cohort: Cohort | None = None  # the fan-out's group of outboxes sharing our frames
@@ -67,7 +71,9 @@ class Outbox:
         self.batch_published_at = 0
         self._pending_since = 0
         self._max_control = max_control
+        self._max_bytes = max_bytes
         self._control: list[str] = []
+        self._control_bytes = 0  # characters of text in `_control` (bytes, for ASCII)
         self._pending: dict[str, str] = {}
         self._wake = Flag()
         # The fast path's non-blocking frame write (app.ws.fastpath), set by the connection.
@@ -107,13 +113,24 @@ class Outbox:
             self.offer_control(self.fmt.frame("snapshot", texts))
 
     def offer_control(self, text: str | None) -> None:
-        if text is None:
+        if text is None or self.overflowed:
             return
-        if len(self._control) >= self._max_control:
+        size = self._control_bytes + len(text)
+        # One message larger than the bound alone is let through (it is the server's own reply,
+        # bounded by its request); a backlog past the bound is not.
+        if len(self._control) >= self._max_control or (self._control and size > self._max_bytes):
             self.overflowed = True
+            self.clear()  # it will be closed with 1013, not sent any of this
         else:
             self._control.append(text)
+            self._control_bytes = size
         self._owed()
+
+    def clear(self) -> None:
+        """Drop everything owed (the connection is being closed)."""
+        self._control.clear()
+        self._control_bytes = 0
+        self._pending.clear()
 
     def close_after(self, code: int, reason: str) -> None:
         """Ask the writer to close once everything queued so far has been sent."""
@@ -150,7 +167,7 @@ class Outbox:
         while control:
             if not direct(text_frame(control[0])):
                 return written, False
-            del control[0]
+            self._control_bytes -= len(control.pop(0))
             written += 1
         if self._pending:
             if not direct(text_frame(self.fmt.frame("batch", list(self._pending.values())))):
@@ -165,6 +182,7 @@ class Outbox:
         """Everything owed now, in order: control messages, then one frame of live quotes."""
         self._wake.clear()
         frames, self._control = self._control, []
+        self._control_bytes = 0
         self.batch_published_at = 0
         if self._pending:
             frames.append(self.fmt.frame("batch", list(self._pending.values())))

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from app.symbols import InvalidSymbol, normalize_symbol
+from app.symbols import MAX_SYMBOL_LENGTH, InvalidSymbol, normalize_symbol
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64
@@ -82,14 +82,51 @@ def parse_request(text: str | bytes) -> Request:
 
 
 @dataclass(slots=True)
+class Rejection:
+    symbol: str
+    code: str
+    reason: str
+    count: int = 1  # how many items of the request it stands for
+
+
+@dataclass(slots=True)
 class Review:
-    """The outcome of a subscribe/unsubscribe: accepted symbols and one reason per rejection."""
+    """The outcome of a subscribe/unsubscribe: accepted symbols, one rejection per distinct
+    (symbol, code) with a count of its repeats, and how many items were never read (past the
+    request's cap), so the reply's size follows what the request held, not how long it was."""
 
     accepted: list[str] = field(default_factory=list)
-    rejected: list[dict[str, str]] = field(default_factory=list)
+    rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
+    unread: int = 0
 
     def reject(self, symbol: str, code: str, reason: str) -> None:
-        self.rejected.append({"symbol": symbol, "code": code, "reason": reason})
+        found = self.rejections.get((symbol, code))
+        if found is None:
+            self.rejections[(symbol, code)] = Rejection(symbol, code, reason)
+        else:
+            found.count += 1
+
+    @property
+    def rejected(self) -> list[dict[str, str]]:
+        """One `{symbol, code, reason}` per rejection (repeats not shown)."""
+        return [
+            {"symbol": r.symbol, "code": r.code, "reason": r.reason}
+            for r in self.rejections.values()
+        ]
+
+
+def max_request_items(limit: int) -> int:
+    """Items of one subscribe/unsubscribe that are read: twice the per-connection limit, which
+    leaves an honest client room for a few mistakes; the rest are counted, never examined."""
+    return 2 * limit
+
+
+def _items(raw: Sequence[str], limit: int, review: Review) -> Sequence[str]:
+    cap = max_request_items(limit)
+    if len(raw) > cap:
+        review.unread = len(raw) - cap
+        return raw[:cap]
+    return raw
 
 
 def review_subscribe(
@@ -100,11 +137,11 @@ def review_subscribe(
 ) -> Review:
     review = Review()
     seen: set[str] = set()
-    for item in raw:
+    for item in _items(raw, limit, review):
         try:
             symbol = normalize_symbol(item)
         except InvalidSymbol as exc:
-            review.reject(item[:64], "invalid_symbol", str(exc))
+            review.reject(item[: MAX_SYMBOL_LENGTH + 8], "invalid_symbol", str(exc))
             continue
         if symbol in seen:
             review.reject(symbol, "duplicate", "symbol appears more than once in this request")
@@ -124,13 +161,13 @@ def review_subscribe(
     return review
 
 
-def review_unsubscribe(raw: Sequence[str], current: Collection[str]) -> Review:
+def review_unsubscribe(raw: Sequence[str], current: Collection[str], limit: int) -> Review:
     review = Review()
-    for item in raw:
+    for item in _items(raw, limit, review):
         try:
             symbol = normalize_symbol(item)
         except InvalidSymbol as exc:
-            review.reject(item[:64], "invalid_symbol", str(exc))
+            review.reject(item[: MAX_SYMBOL_LENGTH + 8], "invalid_symbol", str(exc))
             continue
         if symbol in review.accepted:
             continue
@@ -164,19 +201,43 @@ def welcome(
     })  # fmt: skip
 
 
+# A reply lists rejections up to max(this, twice the request's size) bytes; the rest are counted.
+REPLY_FLOOR_BYTES = 2048
+
+
 def reviewed(
     kind: Literal["subscribed", "unsubscribed"],
     review: Review,
     symbols: Iterable[str],
     request_id: str | int | None,
+    request_bytes: int = 0,
 ) -> str:
-    return _dump({
+    """The acknowledgement. Rejections are listed while they fit in max(`REPLY_FLOOR_BYTES`,
+    2 x `request_bytes`); those left out, and the items never read, are counted in `omitted`,
+    so no request can make its reply much larger than itself."""
+    budget = max(REPLY_FLOOR_BYTES, 2 * request_bytes)
+    listed: list[dict[str, Any]] = []
+    omitted = review.unread
+    for r in review.rejections.values():
+        item: dict[str, Any] = {"symbol": r.symbol, "code": r.code, "reason": r.reason}
+        if r.count > 1:
+            item["count"] = r.count
+        size = len(orjson.dumps(item)) + 1
+        if size > budget:
+            omitted += r.count
+            continue
+        budget -= size
+        listed.append(item)
+    reply: dict[str, Any] = {
         "type": kind,
         "id": request_id,
         "accepted": review.accepted,
-        "rejected": review.rejected,
+        "rejected": listed,
         "symbols": sorted(symbols),
-    })  # fmt: skip
+    }
+    if omitted:
+        reply["omitted"] = omitted
+    return _dump(reply)
 
 
 def error(

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.ws import protocol
@@ -57,25 +58,45 @@ def origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
 
 
 class TokenBucket:
+    """A client's message budget: `rate` tokens a second, at most `burst` saved up. A message
+    costs one token per started `COST_UNIT` bytes of the request or its reply, whichever is
+    larger (a reply's excess is charged after the fact, as debt), so a client's budget bounds
+    the bytes and work it causes, not only its message count."""
+
     def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
+        self.rate, self.burst = rate, max(burst, 1.0)
+        self.tokens = self.burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def take(self, cost: float = 1.0) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        cost = min(cost, self.burst)  # the largest allowed message must stay possible
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False
+
+    def charge(self, cost: float) -> None:
+        """Take `cost` more, going into debt if need be (repaid at `rate` before the next)."""
+        self.tokens -= cost
+
+
+# Bytes a message or reply may be per token of the client's budget (see TokenBucket).
+COST_UNIT = 4096
+
+
+def cost_of(size: int) -> int:
+    return 1 + size // COST_UNIT
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
     svc = services(ws)
     if not origin_allowed(ws.headers, svc.settings.allowed_origins):
-        log.info("refused /ws upgrade from origin %r", ws.headers.get("origin"))
+        client_noise.note(
+            "bad_origin", f"refused a /ws upgrade from origin {ws.headers.get('origin')!r}"
+        )
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
         return
     if svc.hub.draining:
@@ -98,7 +119,7 @@ class Connection:
     def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat) -> None:
         self.ws = ws
         self.svc = svc
-        self.outbox = Outbox(fmt)
+        self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
         # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
         # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
         self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
@@ -106,9 +127,11 @@ class Connection:
         rate = svc.settings.client_rate
         self.bucket = TokenBucket(rate, 2 * rate)
         self.dropped = 0
+        self._replied = 0  # bytes of replies to the message being handled
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._ended = False  # the server closed the connection: stop reading
+        self._closing_now = False  # see _close_now
 
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
@@ -141,6 +164,7 @@ class Connection:
             self._ended = True  # from here on, nothing cancels this task on our behalf
             self.outbox.kick = None
             hub.detach(self.outbox)
+            self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
             writer = self._writer
             if writer is not None:
                 writer.cancel()
@@ -149,26 +173,38 @@ class Connection:
     async def _reader(self) -> None:
         limit = self.svc.settings.max_message_bytes
         while True:
+            if self._closing_now:
+                # Read nothing more from a client being cut off (the server stops taking its
+                # bytes off the socket); the close ends this task.
+                await asyncio.get_running_loop().create_future()
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             if self.outbox.closing is not None:
-                continue  # closing: read on only to see the peer's close
+                continue  # closing after what is queued: read on only to see the peer's close
             data: str | bytes = message.get("text") or message.get("bytes") or ""
             if _too_big(data, limit):
-                self.outbox.close_after(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
+                client_noise.note(
+                    "message_too_big", f"closed a client that sent over {limit} bytes (1009)"
+                )
+                self._close_now(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
                 continue
-            if not self.bucket.take():
+            if not self.bucket.take(cost_of(len(data))):
                 self.dropped += 1
                 if self.dropped == 1:
                     self._send(
                         protocol.error("rate_limited", "too many messages; slow down", retry=True)
                     )
                 if self.dropped > FLOOD_TOLERANCE:
-                    self.outbox.close_after(status.WS_1008_POLICY_VIOLATION, "message flood")
+                    client_noise.note("message_flood", "closed a client flooding messages (1008)")
+                    self._close_now(status.WS_1008_POLICY_VIOLATION, "message flood")
                 continue
             self.dropped = 0
+            self._replied = 0
             await self._handle(data)
+            extra = cost_of(self._replied) - cost_of(len(data))
+            if extra > 0:  # a reply larger than its request is paid for too
+                self.bucket.charge(extra)
 
     async def _handle(self, data: str | bytes) -> None:
         try:
@@ -179,15 +215,20 @@ class Connection:
         if request.action == "ping":
             self._send(protocol.pong(request.t, int(time.time() * 1000), request.request_id))
         elif request.action == "subscribe":
-            await self._subscribe(request.symbols, request.request_id)
+            await self._subscribe(request.symbols, request.request_id, len(data))
         else:
-            review = protocol.review_unsubscribe(request.symbols, self.outbox.symbols)
+            limit = self.svc.settings.max_symbols_per_connection
+            review = protocol.review_unsubscribe(request.symbols, self.outbox.symbols, limit)
             self.svc.hub.unwatch(self.outbox, review.accepted)
             self._send(
-                protocol.reviewed("unsubscribed", review, self.outbox.symbols, request.request_id)
+                protocol.reviewed(
+                    "unsubscribed", review, self.outbox.symbols, request.request_id, len(data)
+                )
             )
 
-    async def _subscribe(self, raw: tuple[str, ...], request_id: str | int | None) -> None:
+    async def _subscribe(
+        self, raw: tuple[str, ...], request_id: str | int | None, request_bytes: int = 0
+    ) -> None:
         hub, settings = self.svc.hub, self.svc.settings
         review = protocol.review_subscribe(
             raw, self.outbox.symbols, settings.max_symbols_per_connection,
@@ -197,24 +238,39 @@ class Connection:
         # can slip between the snapshot and the subscription.
         await hub.snapshot(review.accepted)
         hub.watch(self.outbox, review.accepted)
-        self._send(protocol.reviewed("subscribed", review, self.outbox.symbols, request_id))
+        self._send(
+            protocol.reviewed("subscribed", review, self.outbox.symbols, request_id, request_bytes)
+        )
         if not self.json:
             # Pages get no acknowledgements, but a symbol known to be unpriceable must not wait
             # for data forever: its row in the rejected state, as when the fetcher found out.
+            # (At most one row per distinct symbol read, and the client pays for their bytes.)
             for item in review.rejected:
                 if item["code"] == "unknown_symbol":
-                    self.outbox.offer_control(
-                        self.outbox.fmt.rejected(item["symbol"], item["reason"], self.svc.feed.name)
+                    row = self.outbox.fmt.rejected(
+                        item["symbol"], item["reason"], self.svc.feed.name
                     )
+                    self._replied += len(row or "")
+                    self.outbox.offer_control(row)
         self.outbox.offer_snapshot([hub.latest[s] for s in review.accepted if s in hub.latest])
 
     def _send(self, text: str) -> None:
         if self.json:
+            self._replied += len(text)
             self.outbox.offer_control(text)
 
     def _pump(self) -> None:
         """Something is owed: write it now if the socket takes it, else start the writer."""
-        if self._writer is not None or self._ended:
+        if self._ended:
+            return
+        if self.outbox.overflowed:
+            client_noise.note(
+                "slow_consumer", "closed a client whose queue passed its bound (1013)"
+            )
+            self.svc.hub.slow_closes += 1
+            self._close_now(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+            return
+        if self._writer is not None:
             return  # the running writer sends it before it ends
         written, done = self.outbox.write_owed_now()
         if written:
@@ -233,16 +289,36 @@ class Connection:
                 max(0.0, time.time() - self.outbox.batch_published_at / 1000)
             )
 
+    def _close_now(self, code: int, reason: str) -> None:
+        """Close a client that broke a rule (a flood, a message too big, a queue past its
+        bound) within seconds: stop reading it, stop a writer that may be waiting on a send it
+        never takes, give what is still queued (if its bound was not passed) `CLOSE_TIMEOUT`
+        to go out, then close."""
+        if self._closing_now:
+            return
+        self._closing_now = True
+        self.outbox.closing = (code, reason)
+        self._writer = asyncio.get_running_loop().create_task(self._close_after(self._writer))
+
+    async def _close_after(self, writer: asyncio.Task[None] | None) -> None:
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for frame in self.outbox.drain():
+                    await self.ws.send_text(frame)
+        except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
+            pass  # it was not reading: the close below gives up on it too
+        assert self.outbox.closing is not None
+        await self._close(*self.outbox.closing)
+
     async def _write_owed(self) -> None:
         """Send what is owed with awaited sends (their timeout closes a client that stopped
         reading with 1013), close if a close was asked for, and end once nothing is owed."""
-        outbox, hub = self.outbox, self.svc.hub
+        outbox = self.outbox
         try:
-            while not self._ended:
-                if outbox.overflowed:
-                    hub.slow_closes += 1
-                    await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
-                    return
+            while not self._ended and not outbox.overflowed:  # overflow: see _close_now
                 if not await self._transmit(outbox.drain()):
                     self._end()
                     return
@@ -258,7 +334,8 @@ class Connection:
             log.exception("a connection's writer failed; closing it")
             self._end()
         finally:
-            self._writer = None
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _transmit(self, frames: list[str]) -> bool:
         """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
@@ -274,7 +351,9 @@ class Connection:
                 async with asyncio.timeout(timeout):
                     await self.ws.send_text(frame)
             except TimeoutError:
-                log.info("closing a client that read nothing for %.0fs", timeout)
+                client_noise.note(
+                    "slow_consumer", f"closed a client that read nothing for {timeout:g}s (1013)"
+                )
                 hub.slow_closes += 1
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return False

@@ -39,12 +39,28 @@ def test_ignores_symbols_not_watched() -> None:
     assert box.drain() == []
 
 
-def test_control_backlog_is_bounded() -> None:
+def test_control_backlog_is_bounded_in_count_and_what_was_owed_is_dropped() -> None:
     box = Outbox(JSON_FORMAT, max_control=3)
-    for i in range(5):
+    box.symbols.add("TCS")
+    box.offer("TCS", "quote", 1000)
+    for i in range(3):
         box.offer_control(str(i))
+    assert not box.overflowed
+    box.offer_control("3")
     assert box.overflowed
-    assert box.drain() == ["0", "1", "2"]
+    assert box.drain() == []  # the writer closes it with 1013 and sends none of it
+    box.offer_control("4")
+    assert box.drain() == []
+
+
+def test_control_backlog_is_bounded_in_bytes() -> None:
+    box = Outbox(JSON_FORMAT, max_bytes=100_000)
+    box.offer_control("x" * 60_000)
+    assert box.drain() == ["x" * 60_000]  # sent: its bytes no longer count
+    box.offer_control("y" * 60_000)
+    assert not box.overflowed
+    box.offer_control("z" * 60_000)
+    assert box.overflowed and box.drain() == []
 
 
 def test_send_now_writes_only_when_nothing_is_owed_before_the_frame() -> None:

@@ -4,11 +4,14 @@ import orjson
 import pytest
 
 from app.ws.protocol import (
+    REPLY_FLOOR_BYTES,
     ProtocolError,
+    max_request_items,
     parse_request,
     quotes_frame,
     review_subscribe,
     review_unsubscribe,
+    reviewed,
 )
 
 
@@ -78,7 +81,7 @@ def test_limit_accepts_up_to_the_limit_and_rejects_the_rest() -> None:
 
 
 def test_unsubscribe_review() -> None:
-    review = review_unsubscribe(["TCS", "tcs", "INFY", "!!"], {"TCS"})
+    review = review_unsubscribe(["TCS", "tcs", "INFY", "!!"], {"TCS"}, 50)
     assert review.accepted == ["TCS"]
     assert {r["code"] for r in review.rejected} == {"not_subscribed", "invalid_symbol"}
 
@@ -90,3 +93,56 @@ def test_quote_frames_wrap_preencoded_quotes() -> None:
     assert many["type"] == "batch" and len(many["quotes"]) == 2
     snap = orjson.loads(quotes_frame("snapshot", ['{"symbol":"A"}']))
     assert snap["type"] == "snapshot"
+
+
+def test_repeated_rejections_collapse_into_one_entry_with_a_count() -> None:
+    review = review_subscribe(["TCS"] * 40 + ["!"] * 30, set(), 50, known)
+    assert review.accepted == ["TCS"]
+    reply = orjson.loads(reviewed("subscribed", review, ["TCS"], "c1"))
+    assert reply["rejected"] == [
+        {"symbol": "TCS", "code": "duplicate", "count": 39,
+         "reason": "symbol appears more than once in this request"},
+        {"symbol": "!", "code": "invalid_symbol", "count": 30,
+         "reason": "symbol may hold only letters, digits, single spaces and . & : / _ -"},
+    ]  # fmt: skip
+    assert "omitted" not in reply
+
+
+def test_items_past_the_cap_are_counted_not_read() -> None:
+    seen: list[str] = []
+
+    def check(symbol: str) -> str | None:
+        seen.append(symbol)
+        return None
+
+    raw = [f"S{i:05d}" for i in range(16_000)]
+    review = review_subscribe(raw, set(), 50, check)
+    assert len(seen) == max_request_items(50) and review.accepted == raw[:50]
+    assert review.unread == 16_000 - max_request_items(50)
+    reply = orjson.loads(reviewed("subscribed", review, review.accepted, None))
+    limited = [r for r in reply["rejected"] if r["code"] == "limit_exceeded"]
+    assert sum(r.get("count", 1) for r in limited) + reply["omitted"] == 16_000 - 50
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        ["TCS"] * 16_000,  # one symbol, over and over
+        [f"!{i}" for i in range(16_000)],  # distinct invalid items
+        [f"NOPE{i}" for i in range(16_000)],  # distinct unknown symbols
+        [f"{'X' * 30}{i}" for i in range(16_000)],  # too long, each its own reason text
+    ],
+)
+def test_a_reply_is_never_much_larger_than_its_request(items: list[str]) -> None:
+    request = orjson.dumps({"action": "subscribe", "symbols": items})
+    parsed = parse_request(request)
+    review = review_subscribe(parsed.symbols, set(), 50, known)
+    reply = reviewed("subscribed", review, review.accepted, None, len(request)).encode()
+    assert len(reply) <= max(2 * REPLY_FLOOR_BYTES, 2 * len(request))
+    small = orjson.dumps({"action": "subscribe", "symbols": items[:60]})
+    review = review_subscribe(parse_request(small).symbols, set(), 50, known)
+    reply = reviewed("subscribed", review, review.accepted, None, len(small)).encode()
+    assert len(reply) <= 2 * REPLY_FLOOR_BYTES + len(small)
+    body = orjson.loads(reply)
+    listed = sum(r.get("count", 1) for r in body["rejected"])
+    assert listed + body.get("omitted", 0) + len(body["accepted"]) == 60  # every item accounted

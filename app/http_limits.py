@@ -1,0 +1,250 @@
+"""What one HTTP request may cost before the app sees it: head size, URL length, body size, the
+time to send it, and how many connections may be open at once.
+
+uvicorn's httptools protocol takes a request head of any size (a 10 MB header was accepted and
+buffered), keeps a connection that never finishes its head forever (slowloris: 200 half-open
+connections stayed), buffers any body, and counts no connections. `LimitedHttpProtocol` is that
+protocol plus these bounds; uvicorn takes an HTTP protocol class by import path (`--http
+app.http_limits:LimitedHttpProtocol`, what `python -m app` and the Procfile use).
+
+Every refusal is a short JSON error (`{"error": {"code", "message"}}`) and closes the connection:
+414 for a request line over `max_url_bytes`, 431 for a head over `max_head_bytes`, 413 for a body
+over `max_body_bytes`, 408 when a started request is not complete `request_timeout` seconds after
+its first byte (a connection that sends nothing at all is closed silently after that time), and
+503 for every request but `/health` while more than `max_connections` connections (HTTP and
+WebSocket) are open, so a load balancer's liveness probe still gets through. Bytes are counted
+as they arrive, so a head is never buffered much beyond its bound (one socket read at most).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.logbudget import client_noise
+
+# Where the lifespan state holds this process's limits (see app.main); defaults when absent.
+STATE_KEY = "http_limits"
+ALWAYS_OPEN = frozenset({b"/health"})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Sizes in bytes, times in seconds; `max_connections` 0 means no cap."""
+
+    max_url_bytes: int = 8 * 1024
+    max_head_bytes: int = 16 * 1024
+    max_body_bytes: int = 64 * 1024
+    request_timeout: float = 10.0
+    max_connections: int = 0
+
+
+class Reading(enum.Enum):
+    IDLE = "idle"  # between requests (or before the first): uvicorn's keep-alive timer rules
+    HEAD = "head"  # request line and headers arriving
+    BODY = "body"  # the body arriving (the app may already run)
+    DONE = "done"  # the whole request is in; the app answers it
+
+
+class Refused(Exception):
+    """A request past a limit: answered with `status` and a JSON error, then closed."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits: HttpLimits = app_state.get(STATE_KEY) or HttpLimits()
+        self.reading = Reading.IDLE
+        self.head_bytes = 0  # bytes received while the current head was incomplete
+        self.head_size = 0  # bytes of the headers parsed so far
+        self.body_bytes = 0
+        self.request_timer: asyncio.TimerHandle | None = None
+
+    # ---- connection --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is dropped too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the WebSocket protocol takes the connection over, with its own timeouts
+        super().handle_websocket_upgrade()
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, except that refusals get their own answers and client mistakes are not
+        # logged one line each (see app.logbudget).
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                client_noise.note("unsupported_upgrade", "client: unsupported upgrade request")
+            return
+        except httptools.HttpParserError as exc:
+            # A limit raised inside a parser callback arrives wrapped (as the error's context).
+            refusal = exc.__context__
+            if isinstance(refusal, Refused):
+                self._refuse(refusal)
+            else:
+                client_noise.note("bad_request", f"client: invalid HTTP request ({exc})")
+                self._respond(400, "bad_request", "invalid HTTP request")
+            return
+        if self.reading is Reading.HEAD:
+            # Still inside a head after this chunk: count it, so a huge header is refused while
+            # it arrives instead of being buffered whole by the parser.
+            self.head_bytes += len(data)
+            if self.head_bytes > self.limits.max_head_bytes:
+                self._refuse(_head_too_large(self.limits))
+
+    # ---- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.reading = Reading.HEAD
+        self.head_bytes = self.head_size = self.body_bytes = 0
+        if self.request_timer is None:
+            self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            raise Refused(
+                414, "uri_too_long", f"the request line is over {self.limits.max_url_bytes} bytes"
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        if self.head_size + len(self.url) > self.limits.max_head_bytes:
+            raise _head_too_large(self.limits)
+
+    def on_headers_complete(self) -> None:
+        limits = self.limits
+        self.reading = Reading.BODY
+        if limits.max_connections and len(self.connections) > limits.max_connections:
+            path = httptools.parse_url(self.url).path
+            if path not in ALWAYS_OPEN:
+                raise Refused(
+                    503,
+                    "too_many_connections",
+                    f"this server holds its maximum of {limits.max_connections} connections; "
+                    "try again later or another replica",
+                )
+        length = self._content_length()
+        if length is not None and length > limits.max_body_bytes:
+            raise _body_too_large(limits)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > self.limits.max_body_bytes:
+            # A chunked body that grew past the limit: the app may be running already, so it
+            # is told the client left, and the client gets the 413.
+            if self.cycle is not None:
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            raise _body_too_large(self.limits)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.reading = Reading.DONE
+        self._disarm()
+        super().on_message_complete()
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _content_length(self) -> int | None:
+        for name, value in self.headers:
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None  # the parser rejects it itself
+        return None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.request_timer = self.loop.call_later(self.limits.request_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.request_timer is not None:
+            self.request_timer.cancel()
+            self.request_timer = None
+
+    def _timed_out(self) -> None:
+        self.request_timer = None
+        if self.transport.is_closing():
+            return
+        if self.reading in (Reading.HEAD, Reading.BODY):
+            if self.reading is Reading.BODY and self.cycle is not None:
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self._refuse(
+                Refused(
+                    408,
+                    "request_timeout",
+                    f"the request did not arrive within {self.limits.request_timeout:g}s",
+                )
+            )
+        elif self.cycle is None:
+            self.transport.close()  # connected, never sent a byte
+
+    def _refuse(self, refusal: Refused) -> None:
+        client_noise.note(refusal.code, f"refused a request: {refusal.message}")
+        self._respond(refusal.status, refusal.code, refusal.message)
+
+    def _respond(self, status: int, code: str, message: str) -> None:
+        self._disarm()
+        self.reading = Reading.DONE
+        body = orjson.dumps({"error": {"code": code, "message": message}})
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: ",
+            str(len(body)).encode(),
+            b"\r\nconnection: close\r\n",
+        ]
+        if status == 503:
+            head.append(b"retry-after: 5\r\n")
+        self.transport.write(b"".join([*head, b"\r\n", body]))
+        self.transport.close()
+
+
+def _head_too_large(limits: HttpLimits) -> Refused:
+    return Refused(
+        431,
+        "header_too_large",
+        f"the request head (line and headers) is over {limits.max_head_bytes} bytes",
+    )
+
+
+def _body_too_large(limits: HttpLimits) -> Refused:
+    return Refused(413, "body_too_large", f"the request body is over {limits.max_body_bytes} bytes")
