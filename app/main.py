@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import api, gctune, metrics, pages, watchlist
+from app.csrf import CrossSiteGuard
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.history import History
@@ -139,7 +140,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
-        middleware=[Middleware(WebSocketShortcut), Middleware(SecurityHeaders)],
+        # The cross-site guard last, so that its refusal pages get the security headers.
+        middleware=[
+            Middleware(WebSocketShortcut),
+            Middleware(SecurityHeaders),
+            Middleware(CrossSiteGuard, settings.allowed_origins),
+        ],
         lifespan=lifespan,
     )
 
