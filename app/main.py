@@ -22,11 +22,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import api, gctune, metrics, pages, watchlist
+from app.access import AccessPolicy
 from app.csrf import CrossSiteGuard
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
+from app.gate import AccessGate
 from app.history import History
 from app.identity import new_nonce
+from app.login import Login
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -44,6 +47,7 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    access = AccessPolicy.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -115,15 +119,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.fetch_interval,
             )
             svc = Services(
-                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag
-            )
+                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag,
+                access,
+            )  # fmt: skip
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
                 supervisor.start("gc_thaw", gctune.Thaw(lambda: hub.connections).run)
             yield {"services": svc, "metrics": metrics.build_registry(svc)}
 
+    login = Login(access)
+    sign_in = [
+        Route("/login", login.page, methods=["GET"]),
+        Route("/login", login.submit, methods=["POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
+    ]
     return Starlette(
         routes=[
+            *(sign_in if access.enabled else []),
             Route("/", watchlist.dashboard),
             Route("/watchlist", watchlist.add, methods=["POST"]),
             Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
@@ -140,8 +152,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
-        # The cross-site guard last, so that its refusal pages get the security headers.
+        # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
+        # refusal pages get the security headers.
         middleware=[
+            Middleware(AccessGate, access),
             Middleware(WebSocketShortcut),
             Middleware(SecurityHeaders),
             Middleware(CrossSiteGuard, settings.allowed_origins),

@@ -40,6 +40,7 @@ def render(
         interval=f"{svc.hub.refresh or svc.poller.refresh:.3g}",
         source=svc.feed.name,
         static=_static,
+        sign_out=svc.access.enabled,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
