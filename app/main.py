@@ -172,6 +172,8 @@ def configure_logging(level: str) -> None:
     server_log = logging.getLogger("uvicorn.error")
     if level != "debug" and not any(isinstance(f, _PerConnection) for f in server_log.filters):
         server_log.addFilter(_PerConnection())
+    if not any(isinstance(f, _HiddenCredentials) for f in server_log.filters):
+        server_log.addFilter(_HiddenCredentials())
 
 
 class _PerConnection(logging.Filter):
@@ -183,6 +185,26 @@ class _PerConnection(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO or record.msg not in self.MESSAGES
+
+
+class _HiddenCredentials(logging.Filter):
+    """At debug level the websockets library logs each handshake header (`< name: value`) to
+    uvicorn's logger: an access token or session cookie would be written out. Their values are
+    masked; the header names stay, so the log still shows that credentials came."""
+
+    HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+    FORMATS = frozenset({"< %s: %s", "> %s: %s"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.msg in self.FORMATS
+            and isinstance(args, tuple)
+            and len(args) == 2
+            and str(args[0]).lower() in self.HEADERS
+        ):
+            record.args = (args[0], "[hidden]")
+        return True
 
 
 def _app_from_env() -> Starlette:
