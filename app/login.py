@@ -1,9 +1,10 @@
 """`/login` and `/logout` (routed only with `ACCESS_TOKENS` set): a token for a session cookie.
 
 `POST /login` with the form field `token` sets the signed session cookie (HttpOnly, SameSite=Lax,
-Secure over https, `SESSION_MAX_AGE`) and redirects to `next` (a local path only). Attempts are
-limited per client address (the proxy-resolved one: see FORWARDED_ALLOW_IPS); the login form is
-subject to the cross-site guard like every other form. Logs name the token, never show it.
+Secure over https, `SESSION_MAX_AGE`) and redirects to `next` (a local path only). Failed
+attempts are limited per client address (the proxy-resolved one: see FORWARDED_ALLOW_IPS); the
+login form is subject to the cross-site guard like every other form. Logs name the token, never
+show it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class LoginThrottle:
             self._buckets.popitem(last=False)
         return wait
 
+    def refund(self, address: str) -> None:
+        """Give back an attempt that succeeded: only failures count against an address (a whole
+        office behind one NAT address signs in in the morning). Taken first and refunded after,
+        so that concurrent guesses cannot all pass a check made before any of them failed."""
+        entry = self._buckets.get(address)
+        if entry is not None:
+            self._buckets[address] = (min(self.burst, entry[0] + 1), entry[1])
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -91,6 +100,7 @@ class Login:
             log.info("login from %s refused: not an access token", address)
             error = "That is not a valid access token." if token else "Enter your access token."
             return plain(request, "login.html", status=401, next=target, error=error)
+        self.throttle.refund(address)
         log.info("login: %s signed in from %s", name, address)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from app.access import ANONYMOUS, SESSION_COOKIE, AccessPolicy, Caller
 from app.login import LoginThrottle, safe_next
+from app.main import configure_logging
 from app.settings import Settings, SettingsError
 
 ALICE = "alice-token-0123456789abcdef"
@@ -203,6 +206,14 @@ def test_login_attempts_are_limited_per_address_and_refill() -> None:
     assert throttle.take("1.2.3.4") > 0
 
 
+def test_only_failed_attempts_count() -> None:
+    throttle = LoginThrottle(per_minute=10, burst=3, clock=Clock())
+    for _ in range(20):  # a whole office behind one address signs in
+        assert throttle.take("10.0.0.1") == 0
+        throttle.refund("10.0.0.1")
+    assert [throttle.take("10.0.0.1") for _ in range(4)][-1] > 0
+
+
 def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
     throttle = LoginThrottle(max_addresses=100)
     for n in range(1000):
@@ -229,3 +240,22 @@ def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
 )
 def test_next_is_a_local_path_only(raw: str | None, expected: str) -> None:
     assert safe_next(raw) == expected
+
+
+def test_debug_logs_of_handshake_headers_mask_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    """The websockets library logs each handshake header to uvicorn's logger at debug level."""
+    server_log = logging.getLogger("uvicorn.error")
+    saved = list(server_log.filters)
+    try:
+        configure_logging("debug")
+        with caplog.at_level(logging.DEBUG, logger="uvicorn.error"):
+            server_log.debug("< %s: %s", "authorization", f"Bearer {ALICE}")
+            server_log.debug("< %s: %s", "Cookie", f"{SESSION_COOKIE}=v1.abc.1.sig")
+            server_log.debug("< %s: %s", "user-agent", "Python/3.11 websockets/17.4")
+        assert [r.getMessage() for r in caplog.records] == [
+            "< authorization: [hidden]",
+            "< Cookie: [hidden]",
+            "< user-agent: Python/3.11 websockets/17.4",
+        ]
+    finally:
+        server_log.filters[:] = saved

@@ -114,6 +114,10 @@ def test_login_attempts_are_rate_limited(client: TestClient) -> None:
     assert log_in(client).status_code == 429
 
 
+def test_successful_logins_are_not_limited(client: TestClient) -> None:
+    assert {log_in(client).status_code for _ in range(15)} == {303}
+
+
 def test_the_login_form_is_guarded_against_cross_site_posts(client: TestClient) -> None:
     response = client.post(
         "/login", data={"token": TOKEN}, follow_redirects=False,

@@ -79,8 +79,8 @@ def test_per_connection_server_log_lines_are_debug_only(caplog: pytest.LogCaptur
     saved = list(server_log.filters)
     try:
         configure_logging("info")
-        configure_logging("info")  # idempotent: one filter
-        assert len(server_log.filters) == len(saved) + 1
+        configure_logging("info")  # idempotent: this filter and the credentials mask, once each
+        assert len(server_log.filters) == len(saved) + 2
         with caplog.at_level(logging.INFO, logger="uvicorn.error"):
             server_log.info("connection open")
             server_log.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/ws")
