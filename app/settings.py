@@ -83,7 +83,7 @@ class Settings:
     board_symbols: tuple[str, ...] = DEFAULT_BOARD
     max_symbols_per_connection: int = 50
     max_message_bytes: int = 64 * 1024
-    # Empty: only the app's own host may open /ws from a browser.
+    # Browser origins trusted besides the app's own: to open /ws and to post forms (`*`: /ws only).
     allowed_origins: tuple[str, ...] = ()
     poll_timeout: float = 25.0
     # A client whose socket accepts nothing for this long is closed with 1013.
