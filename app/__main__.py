@@ -34,7 +34,7 @@ def main() -> None:
         timeout_graceful_shutdown=25,
         access_log=False,
         proxy_headers=True,
-        forwarded_allow_ips="*",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

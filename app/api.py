@@ -109,7 +109,10 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: the bus answers, this process listens on it, and the fetch loop is ticking."""
+    """Readiness: the bus answers, this process listens on it, and the fetch loop is ticking.
+
+    The reasons and details only for operators (app/access.py); others get `{"ready": bool}`
+    with the same status code, which is all a load balancer reads."""
     svc = services(request)
     reasons: list[str] = []
     if svc.hub.draining:
@@ -127,6 +130,9 @@ async def ready(request: Request) -> Response:
     if not svc.poller.alive():
         detail = f" ({svc.poller.last_error})" if svc.poller.last_error else ""
         reasons.append(f"fetch loop has not completed a recent tick{detail}")
+    code = 200 if not reasons else 503
+    if not svc.access.operates(svc.access.identify(request.headers, request.cookies)):
+        return JSONResponse({"ready": not reasons}, status_code=code)
     details: dict[str, Any] = {
         "replica": svc.settings.replica_id,
         "backend": svc.backend.kind,
@@ -157,6 +163,5 @@ async def ready(request: Request) -> Response:
         },
     }
     return JSONResponse(
-        {"ready": not reasons, "reasons": reasons, "details": details},
-        status_code=200 if not reasons else 503,
+        {"ready": not reasons, "reasons": reasons, "details": details}, status_code=code
     )

@@ -22,12 +22,16 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import api, descriptors, gctune, http_limits, metrics, pages, watchlist
+from app.access import AccessPolicy
+from app.csrf import CrossSiteGuard
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
+from app.gate import AccessGate
 from app.history import History
 from app.http_limits import HttpLimits
 from app.identity import new_nonce
 from app.logbudget import ClientNoiseFilter, client_noise
+from app.login import Login
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
@@ -45,6 +49,7 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    access = AccessPolicy.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -126,8 +131,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.fetch_interval,
             )
             svc = Services(
-                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag
-            )
+                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag,
+                access,
+            )  # fmt: skip
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
                 supervisor.start("gc_thaw", gctune.Thaw(lambda: hub.connections).run)
@@ -137,8 +143,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 http_limits.STATE_KEY: limits,  # read by each connection (app.http_limits)
             }
 
+    login = Login(access)
+    sign_in = [
+        Route("/login", login.page, methods=["GET"]),
+        Route("/login", login.submit, methods=["POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
+    ]
     return Starlette(
         routes=[
+            *(sign_in if access.enabled else []),
             Route("/", watchlist.dashboard),
             Route("/watchlist", watchlist.add, methods=["POST"]),
             Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
@@ -155,7 +168,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
-        middleware=[Middleware(WebSocketShortcut), Middleware(SecurityHeaders)],
+        # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
+        # refusal pages get the security headers.
+        middleware=[
+            Middleware(AccessGate, access),
+            Middleware(WebSocketShortcut),
+            Middleware(SecurityHeaders),
+            Middleware(CrossSiteGuard, settings.allowed_origins),
+        ],
         lifespan=lifespan,
     )
 
@@ -170,6 +190,8 @@ def configure_logging(level: str) -> None:
         server_log.addFilter(_PerConnection())
     if not any(isinstance(f, ClientNoiseFilter) for f in server_log.filters):
         server_log.addFilter(ClientNoiseFilter(client_noise))
+    if not any(isinstance(f, _HiddenCredentials) for f in server_log.filters):
+        server_log.addFilter(_HiddenCredentials())
 
 
 class _PerConnection(logging.Filter):
@@ -181,6 +203,26 @@ class _PerConnection(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO or record.msg not in self.MESSAGES
+
+
+class _HiddenCredentials(logging.Filter):
+    """At debug level the websockets library logs each handshake header (`< name: value`) to
+    uvicorn's logger: an access token or session cookie would be written out. Their values are
+    masked; the header names stay, so the log still shows that credentials came."""
+
+    HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+    FORMATS = frozenset({"< %s: %s", "> %s: %s"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.msg in self.FORMATS
+            and isinstance(args, tuple)
+            and len(args) == 2
+            and str(args[0]).lower() in self.HEADERS
+        ):
+            record.args = (args[0], "[hidden]")
+        return True
 
 
 def _app_from_env() -> Starlette:

@@ -24,9 +24,10 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from app.services import Services
+from app.access import CHALLENGE
+from app.services import Services, services
 from app.stats import Histogram
 
 PREFIX = "stocktracker"
@@ -216,5 +217,13 @@ def build_registry(svc: Services) -> CollectorRegistry:
 
 
 async def metrics(request: Request) -> Response:
+    """Operators only (app/access.py): with OPERATOR_TOKEN or ACCESS_TOKENS set, others get 401."""
+    access = services(request).access
+    if not access.operates(access.identify(request.headers, request.cookies)):
+        return PlainTextResponse(
+            "Unauthorized: send Authorization: Bearer <operator token>\n",
+            401,
+            headers=CHALLENGE,
+        )
     registry: CollectorRegistry = request.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -39,10 +39,28 @@ def render(
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
         interval=f"{svc.hub.refresh or svc.poller.refresh:.3g}",
         source=svc.feed.name,
-        static=lambda path: f"/static/{path}",
+        static=_static,
+        sign_out=svc.access.enabled,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def plain(
+    request: Request,
+    template: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A page without the live header and its scripts (`plain.html`): login, refusals."""
+    env = services(request).renderer.env
+    html = env.get_template(template).render(static=_static, **context)
+    return HTMLResponse(html, status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _static(path: str) -> str:
+    return f"/static/{path}"
 
 
 async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from app.access import AccessPolicy
 from app.feeds.base import Feed
 from app.history import History
 from app.poller import Poller
@@ -28,6 +29,7 @@ class Services:
     supervisor: Supervisor
     history: History
     loop_lag: LoopLag
+    access: AccessPolicy
 
 
 def services(conn: HTTPConnection) -> Services:

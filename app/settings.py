@@ -7,6 +7,7 @@ expected. The README's configuration table lists the same names and defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import uuid
@@ -14,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from app import credentials
+from app.credentials import AccessToken, Secret
 from app.symbols import parse_symbol_list
 
 T = TypeVar("T")
@@ -26,32 +29,7 @@ DEFAULT_BOARD = DEFAULT_WATCHLIST + (
 )  # fmt: skip
 REAL_PROVIDERS = ("twelvedata", "finnhub", "alphavantage")
 KNOWN_FEEDS = ("simulated", "replay", *REAL_PROVIDERS)
-
-
-class Secret:
-    """A value that must never be printed: its repr and str are masked, `reveal()` gives it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # uvicorn's own default
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +95,7 @@ class Settings:
     max_connections: int = 0
     # How often the event loop's wake-up delay is sampled (seconds).
     loop_lag_interval: float = 0.25
-    # Empty: only the app's own host may open /ws from a browser.
+    # Browser origins trusted besides the app's own: to open /ws and to post forms (`*`: /ws only).
     allowed_origins: tuple[str, ...] = ()
     poll_timeout: float = 25.0
     # A client whose socket accepts nothing for this long is closed with 1013.
@@ -160,6 +138,18 @@ class Settings:
     breaker_reset_timeout: float = 30.0
     # A symbol a provider says it does not know is not asked for again for this long.
     rejected_symbol_retry: float = 900.0
+    # Access control, off while empty: pages, /api/* and /ws then need one of these tokens (as
+    # `Authorization: Bearer`) or a session from the login page.
+    access_tokens: tuple[AccessToken, ...] = ()
+    # Signs login sessions; empty: a key derived from ACCESS_TOKENS (every replica agrees).
+    session_secret: Secret = Secret("")
+    # How long a login session lasts (seconds).
+    session_max_age: float = 43200.0
+    # Opens /metrics and the detailed /ready body; when empty, an access credential does (if
+    # ACCESS_TOKENS is set) or they are open.
+    operator_token: Secret = Secret("")
+    # Addresses whose X-Forwarded-For / -Proto uvicorn believes (uvicorn reads the same variable).
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 
     def provider(self, name: str) -> ProviderConfig:
         for config in self.providers:
@@ -242,12 +232,25 @@ class Settings:
             breaker_fail_max=reader.get("BREAKER_FAIL_MAX", 3, _int_in(1, 1000)),
             breaker_reset_timeout=reader.get("BREAKER_RESET_TIMEOUT", 30.0, _seconds(0.01, 3600)),
             rejected_symbol_retry=reader.get("REJECTED_SYMBOL_RETRY", 900.0, _seconds(1, 86400)),
+            access_tokens=reader.get("ACCESS_TOKENS", (), credentials.access_tokens, secret=True),
+            session_secret=reader.get(
+                "SESSION_SECRET", Secret(""), credentials.session_secret, secret=True
+            ),
+            session_max_age=reader.get("SESSION_MAX_AGE", 43200.0, _seconds(60, 90 * 86400)),
+            operator_token=reader.get("OPERATOR_TOKEN", Secret(""), credentials.token, secret=True),
+            forwarded_allow_ips=reader.get(
+                "FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS, _trusted_proxies
+            ),
         )
         _check_feeds(settings, reader.problems)
         if settings.max_url_bytes > settings.max_head_bytes:
             reader.problems.append(
                 f"MAX_URL_BYTES={settings.max_url_bytes} is larger than "
                 f"MAX_HEAD_BYTES={settings.max_head_bytes}: the request line is part of the head"
+            )
+        if settings.operator_token in (t.token for t in settings.access_tokens):
+            reader.problems.append(
+                "OPERATOR_TOKEN is also in ACCESS_TOKENS: give operators a token of their own"
             )
         if settings.web_concurrency > 1:
             if not settings.redis_url:
@@ -305,14 +308,15 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
-    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+    def get(self, name: str, default: T, parse: Callable[[str], T], *, secret: bool = False) -> T:
+        """The parsed variable, or `default` when unset. A `secret` is never quoted in a problem."""
         raw = self.env.get(name)
         if raw is None or raw.strip() == "":
             return default
         try:
             return parse(raw.strip())
         except ValueError as exc:
-            self.problems.append(f"{name}={raw!r}: {exc}")
+            self.problems.append(f"{name}: {exc}" if secret else f"{name}={raw!r}: {exc}")
             return default
 
 
@@ -407,6 +411,21 @@ def _origins(raw: str) -> tuple[str, ...]:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ValueError(f"{origin!r}: expected origins like https://example.com, or *")
     return origins
+
+
+def _trusted_proxies(raw: str) -> str:
+    """`*`, or IP addresses and networks (uvicorn would silently take a typo for a literal)."""
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    if entries == ["*"]:
+        return "*"
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r}: expected IP addresses or networks (10.0.0.0/8), or * alone"
+            ) from None
+    return ",".join(entries)
 
 
 def _tls_verify(raw: str) -> str:

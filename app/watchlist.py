@@ -133,6 +133,7 @@ async def _respond(
             ",".join(symbols),
             max_age=COOKIE_MAX_AGE,
             path="/",
+            secure=request.url.scheme == "https",
             httponly=True,
             samesite="lax",
         )

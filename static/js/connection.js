@@ -231,6 +231,11 @@ export class Connection {
         url.searchParams.set("symbols", this.symbols.join(","));
         if (cursor) url.searchParams.set("cursor", cursor);
         const response = await fetch(url, { cache: "no-store", signal: control.signal });
+        if (response.status === 401) {
+          // The login session ended (ACCESS_TOKENS): sign in again, then come back to this page.
+          location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+          return;
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const body = await response.json();
         if (this.poll !== control) return;

@@ -80,7 +80,7 @@ def test_per_connection_server_log_lines_are_debug_only(caplog: pytest.LogCaptur
     try:
         configure_logging("info")
         configure_logging("info")  # idempotent: one filter of each kind
-        assert len(server_log.filters) == len(saved) + 2
+        assert len(server_log.filters) == len(saved) + 3
         with caplog.at_level(logging.INFO, logger="uvicorn.error"):
             server_log.info("connection open")
             server_log.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/ws")
