@@ -40,6 +40,7 @@ from app.services import Services
 from app.settings import Settings, SettingsError
 from app.stats import LoopLag
 from app.supervise import Supervisor
+from app.ws.admission import Admission
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
 from app.ws.websocket import WebSocketShortcut, websocket_endpoint
@@ -83,6 +84,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 lease_refresh=settings.registry_ttl / 3,
                 poll_linger=settings.poll_timeout + 5,
                 nonce=nonce,
+                # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
+                admission=Admission(
+                    settings.symbols_per_client,
+                    enabled=not getattr(feed, "authoritative_symbols", False),
+                ),
             )
             poller = Poller(
                 feed,

@@ -23,6 +23,7 @@ from app.models import Quote
 from app.rendering import Refusal
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
+from app.ws.admission import client_key
 
 MOVERS = 5
 # Points of history the stock page starts its chart with (the line then grows live).
@@ -59,13 +60,19 @@ def plain(
     return HTMLResponse(html, status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
+def client_of(request: Request) -> str:
+    """Who is asking, for fair admission of new symbols (app.ws.admission)."""
+    return client_key(request.client.host if request.client else None)
+
+
 def _static(path: str) -> str:
     return f"/static/{path}"
 
 
-async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
+async def priced(svc: Services, symbols: Sequence[str], client: str) -> dict[str, Quote]:
     """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones
-    (not for symbols the provider is known to reject: nothing will come)."""
+    (not for symbols the provider is known to reject, nor for those that wait for admission,
+    app.ws.admission: nothing will come in time)."""
     hub = svc.hub
     found = {q.symbol: q for q in await hub.snapshot(symbols)}
     missing = [s for s in symbols if s not in found and hub.check_symbol(s) is None]
@@ -73,11 +80,14 @@ async def priced(svc: Services, symbols: Sequence[str]) -> dict[str, Quote]:
         return found
     wait = min(2 * svc.settings.fetch_interval + 1, 3.0)
 
-    def settled(quotes: list[Quote]) -> bool:  # priced, or rejected while we waited
+    def settled(quotes: list[Quote]) -> bool:  # priced, rejected or held back
         got = {q.symbol for q in quotes}
-        return all(s in got or hub.check_symbol(s) is not None for s in missing)
+        return all(
+            s in got or hub.check_symbol(s) is not None or not hub.admission.admitted(s)
+            for s in missing
+        )
 
-    quotes, _ = await hub.await_quotes(missing, settled, wait)
+    quotes, _ = await hub.await_quotes(missing, settled, wait, client)
     found.update((q.symbol, q) for q in quotes)
     return found
 
@@ -99,7 +109,7 @@ async def market(request: Request) -> Response:
     # costs the (rate-limited) providers nothing extra.
     symbols = [s for s in svc.settings.board_symbols if svc.feed.check_symbol(s) is None]
     symbols = symbols[: svc.settings.max_symbols_per_connection]
-    found = await priced(svc, symbols)
+    found = await priced(svc, symbols, client_of(request))
     indices: list[tuple[str, Quote | None]] = []
     equities: list[tuple[str, Quote | None]] = []
     for symbol in symbols:
@@ -132,7 +142,7 @@ async def stock(request: Request) -> Response:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
     if request.path_params["symbol"] != symbol:
         return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
-    q = (await priced(svc, [symbol])).get(symbol)
+    q = (await priced(svc, [symbol], client_of(request))).get(symbol)
     line = await svc.history.line(symbol)
     points = line.points
     if q is not None and (not points or points[-1][0] < q.source_time):

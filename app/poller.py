@@ -103,6 +103,9 @@ class Poller:
         # Set when this replica shuts down: it never takes the lease again.
         self.draining = False
         self.watched: frozenset[str] = frozenset()
+        self.watchers: dict[str, int] = {}  # cluster-wide watchers of each watched symbol
+        # Never-priced watched symbols not asked about yet, and since when they wait.
+        self._waiting_since: dict[str, float] = {}
         self.last_success: float | None = None  # monotonic time of the last complete tick
         self.last_error: str | None = None
         self.ticks = 0
@@ -211,8 +214,12 @@ class Poller:
             if not self._seeded:
                 await self._seed()
             try:
-                watched = await self._backend.registry.reconcile()
-                self.watched = frozenset(watched)
+                self.watchers = await self._backend.registry.reconcile()
+                self.watched = frozenset(self.watchers)
+                # Symbols nobody watches any more stop waiting for their first price.
+                self._waiting_since = {
+                    s: t for s, t in self._waiting_since.items() if s in self.watched
+                }
             except BusUnavailable as exc:
                 log.warning("keeping last known subscriptions: %s", exc)
             symbols = list(dict.fromkeys([*self._board, *sorted(self.watched)]))
@@ -253,21 +260,24 @@ class Poller:
         self.refresh = refresh
 
     def _admit_new(self, symbols: list[str]) -> list[str]:
-        """Drop never-priced symbols beyond the new-symbol budget (they wait for a later tick)."""
+        """Drop never-priced symbols beyond the new-symbol budget (they wait for a later tick).
+        The most watched go first, then those waiting longest; never alphabetical order, which
+        let junk named `0000`... go before everything else."""
         if not self._new_rate:
             return symbols
         now = time.monotonic()
         burst = max(self._new_rate * 60, 1.0)
         self._new_tokens = min(burst, self._new_tokens + (now - self._new_stamp) * self._new_rate)
         self._new_stamp = now
-        admitted: list[str] = []
-        for symbol in symbols:
-            if symbol in self._last or symbol in self._board:
-                admitted.append(symbol)
-            elif self._new_tokens >= 1:
-                self._new_tokens -= 1
-                admitted.append(symbol)
-        return admitted
+        admitted = [s for s in symbols if s in self._last or s in self._board]
+        new = [s for s in symbols if s not in self._last and s not in self._board]
+        waiting = self._waiting_since
+        new.sort(key=lambda s: (-self.watchers.get(s, 0), waiting.setdefault(s, now)))
+        take = min(len(new), int(self._new_tokens))
+        self._new_tokens -= take
+        for symbol in new[:take]:
+            waiting.pop(symbol, None)
+        return admitted + new[:take]
 
     def _cooling(self, symbol: str) -> bool:
         return self.rejected.reason(symbol) is not None

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.pages import priced, refusals, render
+from app.pages import client_of, priced, refusals, render
 from app.services import services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
@@ -51,7 +51,7 @@ async def _render(
     status: int = 200,
 ) -> Response:
     svc = services(request)
-    found = await priced(svc, symbols)
+    found = await priced(svc, symbols, client_of(request))
     return render(
         request,
         "_watchlist.html" if partial else "dashboard.html",

@@ -42,6 +42,7 @@ from app.pubsub.base import (
     BusUnavailable,
 )
 from app.supervise import cancel_together, reraise_if_cancelling, wait_event
+from app.ws.admission import Admission
 from app.ws.fanout import Fanout
 from app.ws.heartbeat import ListenerHealth
 from app.ws.outbox import Outbox, WireFormat
@@ -74,8 +75,11 @@ class Hub:
         poll_linger: float,
         heartbeat: float = 1.0,
         nonce: str | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._backend = backend
+        # Which never-priced symbols this replica may report (so the fetcher prices them).
+        self.admission = admission or Admission(1, enabled=False)
         self.health = ListenerHealth(replica_id, nonce, heartbeat)
         # The fetcher's effective per-symbol refresh interval, as its last message said.
         self.refresh: float | None = None
@@ -139,14 +143,20 @@ class Hub:
         await self._empty.wait()
 
     def watch(self, outbox: Outbox, symbols: Iterable[str]) -> None:
+        symbols = [s for s in symbols if s not in outbox.symbols]
         outbox.symbols.update(symbols)
         self.fanout.regroup(outbox)
+        unpriced = [s for s in symbols if s not in self.latest and not self.rejected.reason(s)]
+        if unpriced:
+            self.admission.want(outbox.client, unpriced)
         self._dirty.set()
 
     def unwatch(self, outbox: Outbox, symbols: Sequence[str]) -> None:
+        symbols = [s for s in symbols if s in outbox.symbols]
         outbox.symbols.difference_update(symbols)
         self.fanout.regroup(outbox)
         outbox.forget(symbols)
+        self.admission.unwant(outbox.client, symbols)
         self._dirty.set()
 
     def note_poll(self, symbols: Iterable[str]) -> None:
@@ -166,7 +176,9 @@ class Hub:
         return self.fanout.counts()
 
     def counts(self) -> dict[str, int]:
-        """Subscribers per symbol on this replica; a recently polled symbol counts at least once."""
+        """Subscribers per symbol on this replica, as reported to the registry: a recently
+        polled symbol counts at least once, and a symbol nobody has priced yet is left out until
+        one of its clients is given room for it (app.ws.admission)."""
         counts = self.fanout.counts()
         now = time.monotonic()
         for symbol, until in list(self._recent_polls.items()):
@@ -175,7 +187,12 @@ class Hub:
                 self._dirty.set()
             else:
                 counts[symbol] = max(counts.get(symbol, 0), 1)
-        return counts
+        admission = self.admission
+        if not admission.enabled:
+            return counts
+        admission.refill()
+        latest = self.latest
+        return {s: n for s, n in counts.items() if s in latest or admission.admitted(s)}
 
     def start_drain(self, spread: float) -> None:
         """Tell every client to reconnect elsewhere, each after its own random delay (up to
@@ -197,12 +214,18 @@ class Hub:
         return [self.latest[s] for s in symbols if s in self.latest]
 
     async def await_quotes(
-        self, symbols: Sequence[str], ready: Callable[[list[Quote]], bool], seconds: float
+        self,
+        symbols: Sequence[str],
+        ready: Callable[[list[Quote]], bool],
+        seconds: float,
+        client: str = "?",
     ) -> tuple[list[Quote], bool]:
-        """Watch `symbols` until `ready(their newest quotes)` holds, the hub drains, or `seconds`
-        pass: (the quotes, whether time ran out). Watching is what makes the fetcher price a
-        symbol; the watch is in place before the first read, so no update slips between."""
+        """Watch `symbols` for `client` until `ready(their newest quotes)` holds, the hub drains,
+        or `seconds` pass: (the quotes, whether time ran out). Watching is what makes the fetcher
+        price a symbol; the watch is in place before the first read, so no update slips
+        between."""
         doorbell = Outbox(_DOORBELL)
+        doorbell.client = client
         self.attach(doorbell)
         self.watch(doorbell, symbols)
         try:
@@ -348,14 +371,18 @@ class Hub:
 
     def _reject(self, symbol: str, reason: str, source: str | None) -> None:
         """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""
+        self.admission.settled([symbol])
         for outbox in list(self.fanout.watchers(symbol)):
             outbox.offer_control(outbox.fmt.rejected(symbol, reason, source))
             self.unwatch(outbox, [symbol])
 
     def _remember(self, quote: Quote) -> bool:
-        if not is_newer(quote, self.latest.get(quote.symbol)):
+        known = self.latest.get(quote.symbol)
+        if not is_newer(quote, known):
             return False
         self.latest[quote.symbol] = quote
+        if known is None:  # its first price here: it needs no admission any more
+            self.admission.settled([quote.symbol])
         return True
 
     def _broadcast_status(self) -> None:

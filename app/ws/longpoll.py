@@ -23,6 +23,7 @@ from starlette.responses import Response
 from app.api import ApiError, parse_symbols
 from app.models import Quote, encode_quote
 from app.services import Services, services
+from app.ws.admission import client_key
 
 MAX_CURSOR_LENGTH = 16 * 1024
 Cursor = dict[str, tuple[int, int]]
@@ -77,8 +78,12 @@ async def poll(request: Request) -> Response:
         # Rejections are news once: the cursor remembers them, so a page whose symbols are all
         # rejected waits like any other instead of polling in a tight loop.
         news = [r for r in rejected if cursor.get(r["symbol"]) != TOLD_REJECTED]
+        client = client_key(request.client.host if request.client else None)
         quotes, timed_out = await hub.await_quotes(
-            symbols, lambda qs: bool(news) or bool(_newer(qs, cursor)), svc.settings.poll_timeout
+            symbols,
+            lambda qs: bool(news) or bool(_newer(qs, cursor)),
+            svc.settings.poll_timeout,
+            client,
         )
     finally:
         hub.polls_in_flight -= 1

@@ -54,7 +54,7 @@ class Outbox:
     __slots__ = (
         "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
         "_pending_since", "_max_control", "_max_bytes", "_control", "_control_bytes", "_pending",
-        "_wake", "direct", "busy", "kick",
+        "_wake", "direct", "busy", "kick", "client",
     )  # fmt: skip
 
     def __init__(
@@ -81,6 +81,7 @@ class Outbox:
         self.busy = False  # the writer is inside an awaited send: keep order, let it drain
         # Called whenever something becomes owed (the connection writes it, or starts its writer).
         self.kick: Callable[[], None] | None = None
+        self.client = "?"  # who this is for (app.ws.admission.client_key), for fair admission
 
     def send_now(self, frame: bytes) -> bool:
         """Write a live frame straight to the socket if nothing is owed before it. The hot path

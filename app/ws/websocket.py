@@ -33,6 +33,7 @@ from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.ws import protocol
+from app.ws.admission import client_key
 from app.ws.fastpath import ABORT as FAST_ABORT
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
@@ -120,6 +121,7 @@ class Connection:
         self.ws = ws
         self.svc = svc
         self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
+        self.outbox.client = client_key(ws.client.host if ws.client else None)
         # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
         # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
         self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
