@@ -48,6 +48,8 @@ class Spec:
     slow_fraction: float = 0.0
     # Every client watches the same first `per_client` symbols (a default dashboard).
     same_symbols: bool = False
+    # Seconds the clients stay connected (reading and dropping what comes) after the result.
+    linger: float = 0.0
     connect_parallel: int = 256
     ready_timeout: float = 120.0
     storm_timeout: float = 40.0
@@ -110,6 +112,8 @@ class Client(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         stats = self.gen.stats
+        if self.gen.lingering:
+            return
         if frame.msg_type == WSMsgType.TEXT:
             payload = frame.get_payload_as_bytes()
             if payload.startswith(LIVE_FRAMES):
@@ -154,6 +158,7 @@ class Generator:
         self.sem = asyncio.Semaphore(spec.connect_parallel)
         self.backlog: deque[tuple[float, Versions, bytes, bool]] = deque()
         self.backlog_max = 0
+        self.lingering = False  # measured and reported: frames are only taken off the socket
 
     async def digest(self) -> None:
         """Parse stamped live frames a chunk at a time, yielding to the socket reads between."""
@@ -399,6 +404,9 @@ async def main(spec: Spec) -> None:
     gen = Generator(spec)
     result = await (run_pollers(gen) if spec.mode == "poll" else gen.run())
     emit(result)
+    if spec.linger:
+        gen.lingering = True
+        await asyncio.sleep(spec.linger)
 
 
 if __name__ == "__main__":

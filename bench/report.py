@@ -54,6 +54,13 @@ def _cell(row: dict[str, Any], key: str) -> str:
         return "-" if value is None else f"{float(value):.0%}"
     if key == "server_rss_peak_mb" and row.get("rss_per_conn_kb") is not None:
         return f"{value} ({row['rss_per_conn_kb']} KB/conn)"
+    if key == "p99_ms" and row.get("p99_vs_abuse_none") is not None:
+        return f"{value} ({row['p99_vs_abuse_none']}x abuse-none)"
+    if key == "server_rss_peak_mb" and row.get("rss_settled_mb") is not None:
+        return (
+            f"{value} peak; {row['rss_baseline_mb']} before, {row['rss_settled_mb']} 60 s after "
+            f"({row['rss_settled_vs_baseline']}x)"
+        )
     if key == "p99_ms" and row.get("storm_p99_s") is not None:
         return f"back: p50 {row['storm_p50_s']}s, p99 {row['storm_p99_s']}s"
     return "-" if value is None else str(value)

@@ -46,6 +46,8 @@ GEN_LAG_LIMIT_MS = 100.0
 # still times it right.
 STORM_GEN_LAG_LIMIT_MS = 250.0
 ON_REQUEST = {"dashboard"}  # run only when named: not in the default suite
+# After abusive clients leave, how long before the server's memory is compared with before.
+ABUSE_SETTLE = 60.0
 
 
 @dataclass
@@ -62,6 +64,11 @@ class Workload:
     procs: int = 1
     target: str = ""
     same_symbols: bool = False
+    # Abusive clients (bench.abuser) beside the measured ones, during the measured window; the
+    # measured clients then stay `linger` seconds, while the server's memory is watched.
+    abusers: int = 0
+    linger: float = 0.0
+    settle: float = ABUSE_SETTLE
 
 
 def suite(scale: float) -> list[Workload]:
@@ -71,6 +78,7 @@ def suite(scale: float) -> list[Workload]:
         return max(2, int(count * scale))
 
     tick = {"FETCH_INTERVAL": "2"}
+    stream = {"FETCH_INTERVAL": "0.05", "SIM_BATCH": "3"}
     return [
         Workload("tick", "ws", n(19_000), env=tick, target="p99<=500ms, 0 loss"),
         Workload(
@@ -81,13 +89,7 @@ def suite(scale: float) -> list[Workload]:
             same_symbols=True,
             target="tick, all on the same 10 symbols",
         ),  # fmt: skip
-        Workload(
-            "stream",
-            "ws",
-            n(5_000),
-            env={"FETCH_INTERVAL": "0.05", "SIM_BATCH": "3"},
-            target="p99<=250ms, 0 loss",
-        ),  # fmt: skip
+        Workload("stream", "ws", n(5_000), env=stream, target="p99<=250ms, 0 loss"),
         Workload("long-poll", "poll", n(2_000), env=tick, target="p99<=500ms"),
         Workload("idle", "idle", n(10_000), env=tick, duration=5, target="<=25KB/conn"),
         Workload(
@@ -100,6 +102,21 @@ def suite(scale: float) -> list[Workload]:
             target="others p99<=500ms, RSS bounded",
         ),  # fmt: skip
         Workload("storm", "storm", n(10_000), env=tick, warmup=2, target="99% back <=10s"),
+        Workload(
+            "abuse-none",
+            "ws",
+            n(1_000),
+            env=stream,
+            target="the baseline of abuse",
+        ),  # fmt: skip
+        Workload(
+            "abuse",
+            "ws",
+            n(1_000),
+            env=stream,
+            abusers=8,
+            target="honest p99 <= 2x abuse-none; RSS back within 10% 60 s after",
+        ),  # fmt: skip
     ]
 
 
@@ -253,7 +270,7 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
             "mode": w.mode, "urls": [a.ws for a in apps], "clients": count,
             "symbols": symbols, "per_client": w.per_client, "warmup": w.warmup,
             "duration": w.duration, "seed": i, "slow_fraction": w.slow_fraction,
-            "same_symbols": w.same_symbols,
+            "same_symbols": w.same_symbols, "linger": w.linger,
         }  # fmt: skip
         procs.append(
             await asyncio.create_subprocess_exec(
@@ -280,6 +297,16 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
     before, cpu0, t0 = app.metrics(), app.cpu_seconds(), time.monotonic()
     server["rss_start"] = app.rss()
     rss_peak = server["rss_start"]
+    abusers = None
+    if w.abusers:
+        spec = {"url": app.ws, "clients": w.abusers, "duration": w.duration,
+                "max_bytes": int(app.env.get("MAX_MESSAGE_BYTES", 65536)),
+                "rate": float(app.env.get("CLIENT_RATE", 20))}  # fmt: skip
+        abusers = await asyncio.create_subprocess_exec(
+            *pinned(1, [sys.executable, "-m", "bench.abuser", json.dumps(spec)]),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
     if w.mode == "storm":
         while not all("storm-armed" in o for o in outs):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -304,9 +331,14 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
         server[key] = after.get(name, 0) - before.get(name, 0)
     server["loop_lag_s"] = after.get("stocktracker_event_loop_lag_seconds")
     server.update(server_lag(before, after))
+    if abusers is not None:
+        out, _ = await abusers.communicate()
+        server["abusers"] = json.loads(out.decode().strip().splitlines()[-1])
+        await asyncio.sleep(w.settle)  # the measured clients are still connected (linger)
+        server["rss_settled"] = app.rss()
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
-            await asyncio.wait_for(proc.wait(), 30)
+            await asyncio.wait_for(proc.wait(), 30 + w.linger)
     return [o.get("result", {}) for o in outs], server
 
 
@@ -378,6 +410,11 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
         row["rss_per_conn_kb"] = round(
             (server["rss_start"] - idle_rss) / total["subscribed"] / 1024, 1
         )
+    if "rss_settled" in server:
+        row["rss_baseline_mb"] = round(server["rss_start"] / 2**20, 1)
+        row["rss_settled_mb"] = round(server["rss_settled"] / 2**20, 1)
+        row["rss_settled_vs_baseline"] = round(server["rss_settled"] / server["rss_start"], 3)
+        row["abusers"] = server["abusers"]
     if w.mode == "storm":
         for key in ("storm_back", "storm_p50_s", "storm_p99_s", "storm_max_s"):
             row[key] = max((r.get(key, 0) for r in results), default=0)
@@ -411,6 +448,13 @@ def run_workload(w: Workload, extra_env: dict[str, str], log: Path) -> dict[str,
     return row
 
 
+def compare_with_baseline(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The abuse run's honest p99 against the same workload without abusers (run just before)."""
+    base = next((r for r in rows if r["workload"] == "abuse-none"), None)
+    if base is not None and base.get("p99_ms") and row.get("p99_ms"):
+        row["p99_vs_abuse_none"] = round(row["p99_ms"] / base["p99_ms"], 2)
+
+
 def _git_rev() -> str:
     out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True, check=False)  # fmt: skip
@@ -425,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every client count")
     parser.add_argument("--warmup", type=float, help="seconds between ready and measuring")
     parser.add_argument("--procs", type=int, default=1, help="generator processes")
+    parser.add_argument(
+        "--settle", type=float, default=ABUSE_SETTLE,
+        help="abuse: seconds after the abusers leave before memory is compared",
+    )  # fmt: skip
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the app")
     parser.add_argument("--label", default="", help="free text stored with the run")
     parser.add_argument("--out", type=Path, help="JSON-lines file to append to")
@@ -438,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}.jsonl"
     log = RESULTS / "server.log"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for w in chosen:
         if args.clients:
             w.clients = args.clients
@@ -447,9 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup is not None:
             w.warmup = args.warmup
         w.procs = args.procs
+        if w.abusers:
+            w.settle = args.settle
+            w.linger = w.settle + 15  # the measured clients stay while memory settles
         print(f"# {w.name}: {w.clients} clients, load {load()}", file=sys.stderr, flush=True)
         row = run_workload(w, extra, log)
         row["label"] = args.label
+        if w.name == "abuse":
+            compare_with_baseline(row, rows)
         rows.append(row)
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")

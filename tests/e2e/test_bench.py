@@ -23,3 +23,17 @@ def test_bench_runs_a_tiny_tick_workload_and_reports(tmp_path: Path) -> None:
     assert row["deliveries_per_s"] > 0 and row["p99_ms"] is not None
     assert row["machine"]["nproc"] and "load_before" in row
     assert "| workload |" in done.stdout and "| tick |" in done.stdout
+
+
+def test_bench_runs_a_tiny_abuse_workload_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "abuse-none", "abuse", "--clients", "3",
+         "--duration", "3", "--warmup", "0.5", "--settle", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    base, abuse = [json.loads(line) for line in out.read_text().splitlines()]
+    assert base["workload"] == "abuse-none" and abuse["workload"] == "abuse"
+    assert abuse["abusers"]["requests"] > 0 and abuse["abusers"]["connections"] >= 8
+    assert abuse["rss_settled_mb"] > 0 and "p99_vs_abuse_none" in abuse

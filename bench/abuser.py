@@ -1,0 +1,118 @@
+"""Abusive WebSocket clients for the `abuse` workload of `bench.run`.
+
+Each sends the largest request the server accepts (`max_bytes`, a `subscribe` naming thousands of
+symbols: one symbol over and over, or distinct made-up ones, by turns) as often as its message
+budget allows (`CLIENT_RATE` units a second, one unit per started 4 KiB), for `duration`
+seconds. Half of them read what comes back; the others never read (small socket buffers, and
+the client library stops reading once one message waits). A client that is closed reconnects
+and goes on. Input: one JSON object on the command line; output: one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+COST_UNIT = 4096  # as app.ws.websocket.COST_UNIT
+
+
+@dataclass
+class Spec:
+    url: str
+    clients: int = 8
+    duration: float = 20.0
+    max_bytes: int = 65536
+    rate: float = 20.0
+
+
+def requests(max_bytes: int) -> list[bytes]:
+    """Two largest requests: one symbol repeated, and distinct made-up symbols."""
+    out = []
+    for item in ("TCS", "Z{:06d}"):
+        symbols: list[str] = []
+        size = len(b'{"action":"subscribe","symbols":[]}')
+        while True:
+            symbol = item.format(len(symbols))
+            if size + len(symbol) + 3 > max_bytes:
+                break
+            symbols.append(symbol)
+            size += len(symbol) + 3
+        out.append(orjson.dumps({"action": "subscribe", "symbols": symbols}))
+    return out
+
+
+async def abuse(spec: Spec, index: int, reads: bool, stats: Counter[str]) -> None:
+    frames = requests(spec.max_bytes)
+    interval = (1 + spec.max_bytes // COST_UNIT) / spec.rate  # what the budget allows
+    deadline = time.monotonic() + spec.duration
+    n = 0
+    while time.monotonic() < deadline:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((f"127.0.0.{10 + index}", 0))  # each its own client, as the server sees it
+        try:
+            sock.connect(_address(spec.url))
+            ws = await connect(spec.url, sock=sock, max_size=None, max_queue=None if reads else 1)
+        except (OSError, InvalidHandshake):
+            stats["connect_errors"] += 1
+            await asyncio.sleep(0.5)
+            continue
+        stats["connections"] += 1
+        reader = asyncio.create_task(_read(ws, stats)) if reads else None
+        try:
+            while time.monotonic() < deadline:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    await ws.send(frames[n % 2])
+                n += 1
+                stats["requests"] += 1
+                await asyncio.sleep(interval)
+        except ConnectionClosed as exc:
+            stats[f"closed_{exc.rcvd.code if exc.rcvd else 1006}"] += 1
+        except (TimeoutError, OSError):
+            stats["send_blocked"] += 1
+        finally:
+            if reader is not None:
+                reader.cancel()
+            await _abandon(ws)
+        await asyncio.sleep(0.2)
+
+
+async def _read(ws: ClientConnection, stats: Counter[str]) -> None:
+    try:
+        async for message in ws:
+            stats["reply_bytes"] += len(message)
+    except ConnectionClosed:
+        pass
+
+
+async def _abandon(ws: ClientConnection) -> None:
+    ws.transport.abort()  # leave as an abusive client does: without a closing handshake
+    await asyncio.sleep(0)
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)
+
+
+async def main(spec: Spec) -> dict[str, Any]:
+    stats: Counter[str] = Counter()
+    await asyncio.gather(
+        *(abuse(spec, i, reads=i % 2 == 0, stats=stats) for i in range(spec.clients))
+    )
+    return {"event": "abusers", **stats}
+
+
+if __name__ == "__main__":
+    result = asyncio.run(main(Spec(**json.loads(sys.argv[1]))))
+    sys.stdout.write(json.dumps(result) + "\n")
