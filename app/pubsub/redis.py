@@ -28,7 +28,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -56,6 +57,32 @@ PING_TIMEOUT = 0.5
 HISTORY_READ_TIMEOUT = 1.0
 
 
+def resume_cancellation() -> None:
+    """Raise the CancelledError that redis-py may have swallowed.
+
+    redis-py wraps every socket write in `asyncio.wait_for`, which on Python 3.11 returns the
+    result and drops a cancellation that lands just as the write completes (fixed in 3.12). The
+    task then runs on with `cancelling()` still set: a loop calling Redis outlived its
+    cancellation at shutdown, so a replica that could not bind its port never exited. Every
+    adapter call checks this on the way out, so no loop above depends on the interpreter.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """The adapter boundary: Redis and socket errors become `BusUnavailable("what: error")`,
+    and a cancellation redis-py swallowed is raised again (`resume_cancellation`)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        resume_cancellation()
+        raise BusUnavailable(f"{what}: {exc}") from exc
+    resume_cancellation()
+
+
 def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
     """A client that fails fast (no silent retries): our loops own the retry policy.
 
@@ -77,10 +104,8 @@ class RedisBus:
         self._client = client
 
     async def publish(self, channel: str, data: bytes) -> None:
-        try:
+        with translated(f"publish to {channel} failed"):
             await self._client.publish(channel, data)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"publish to {channel} failed: {exc}") from exc
 
     async def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
@@ -91,12 +116,14 @@ class RedisBus:
             connected = False
             try:
                 await pubsub.subscribe(*channels)
+                resume_cancellation()
                 connected = True
                 delay = BACKOFF_START
                 if on_state is not None:
                     on_state(True)
                 while True:
                     raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    resume_cancellation()
                     if raw is not None and raw["type"] == "message":
                         yield Message(_text(raw["channel"]), bytes(raw["data"]))
             except (RedisError, OSError) as exc:
@@ -105,15 +132,18 @@ class RedisBus:
                 log.warning("redis listener lost (%s); retrying in %.1fs", exc, delay)
             finally:
                 await _close_quietly(pubsub)
+            resume_cancellation()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, BACKOFF_CAP)
 
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(PING_TIMEOUT):
-                return bool(await self._client.ping())
+                answered = bool(await self._client.ping())
         except (RedisError, OSError, TimeoutError):
-            return False
+            answered = False
+        resume_cancellation()
+        return answered
 
 
 class RedisSnapshotStore:
@@ -123,26 +153,20 @@ class RedisSnapshotStore:
     async def put(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
-        try:
-            mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
+        mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
+        with translated("storing snapshots failed"):
             await self._client.hset(LAST_QUOTES_KEY, mapping=mapping)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"storing snapshots failed: {exc}") from exc
 
     async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
         if not symbols:
             return {}
-        try:
+        with translated("reading snapshots failed"):
             values: list[Any] = await self._client.hmget(LAST_QUOTES_KEY, list(symbols))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
         return {s: bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
 
     async def get_all(self) -> dict[str, bytes]:
-        try:
+        with translated("reading snapshots failed"):
             raw: dict[Any, Any] = await self._client.hgetall(LAST_QUOTES_KEY)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
         return {_text(k): bytes(v) for k, v in raw.items()}
 
 
@@ -200,8 +224,10 @@ class RedisHistoryStore:
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
                 values: list[Any] = await self._client.lrange(HISTORY_PREFIX + symbol, 0, -1)
         except (RedisError, OSError, TimeoutError) as exc:
+            resume_cancellation()
             why = str(exc) or "timed out"
             raise BusUnavailable(f"reading the price history failed: {why}") from exc
+        resume_cancellation()
         return [bytes(v) for v in values]
 
 
@@ -222,19 +248,15 @@ class RedisLease:
         self._publish = client.register_script(_PUBLISH)
 
     async def acquire(self, holder: str) -> int | None:
-        try:
+        with translated("fetcher lease"):
             token = await self._acquire(
                 keys=[LEASE_KEY, TERM_KEY], args=[holder, self._ttl_ms, _now_ms()]
             )
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"fetcher lease: {exc}") from exc
         return None if token is None else int(token)
 
     async def release(self, holder: str, token: int) -> None:
-        try:
+        with translated("releasing the fetcher lease"):
             await self._release(keys=[LEASE_KEY], args=[holder, str(token)])
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"releasing the fetcher lease: {exc}") from exc
 
     async def publish(
         self,
@@ -254,10 +276,9 @@ class RedisLease:
         for symbol, entry in (history or {}).items():
             keys.append(HISTORY_PREFIX + symbol)
             args.append(entry)
-        try:
-            return bool(await self._publish(keys=keys, args=args))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"publishing quotes: {exc}") from exc
+        with translated("publishing quotes"):
+            done = await self._publish(keys=keys, args=args)
+        return bool(done)
 
 
 # Replace one replica's counts and renew its lease, timed by the Redis server's clock (replicas'
@@ -286,22 +307,18 @@ class RedisRegistry:
         for symbol, n in counts.items():
             if n > 0:
                 args += [symbol, n]
-        try:
+        with translated("reporting subscriptions failed"):
             await self._report(keys=[REPLICA_PREFIX + replica_id, REPLICAS_KEY], args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reporting subscriptions failed: {exc}") from exc
 
     async def withdraw(self, replica_id: str) -> None:
-        try:
+        with translated("withdrawing subscriptions failed"):
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(REPLICA_PREFIX + replica_id)
                 pipe.zrem(REPLICAS_KEY, replica_id)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"withdrawing subscriptions failed: {exc}") from exc
 
     async def reconcile(self) -> dict[str, int]:
-        try:
+        with translated("reconciling subscriptions failed"):
             seconds, micros = await self._client.time()  # the server's clock, as in _REPORT
             now = int(seconds) * 1000 + int(micros) // 1000
             async with self._client.pipeline(transaction=False) as pipe:
@@ -319,8 +336,6 @@ class RedisRegistry:
                             name = _text(symbol)
                             totals[name] = totals.get(name, 0) + int(n)
             await self._rewrite_view(totals, {_text(s) for s in active})
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reconciling subscriptions failed: {exc}") from exc
         return totals
 
     async def _rewrite_view(self, totals: dict[str, int], previous: set[str]) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from app.pubsub.base import DAY, MINUTE, BusUnavailable, QuotaUsage, quota_windows
+from app.pubsub.base import DAY, MINUTE, QuotaUsage, quota_windows
+from app.pubsub.redis import translated
 
 QUOTA_PREFIX = "quota:"
 # A quota count outlives its window by this much (seconds), for fetchers whose clocks lag.
@@ -76,10 +76,8 @@ class RedisQuotaLedger:
         self._merge = client.register_script(_QUOTA_MERGE)
 
     async def read(self, provider: str, now: float) -> QuotaUsage:
-        try:
+        with translated(f"reading the {provider} quota"):
             values: list[Any] = await self._client.mget(_quota_keys(provider, now))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading the {provider} quota: {exc}") from exc
         return _usage(*(int(v) if v is not None else 0 for v in values))
 
     async def take(
@@ -87,28 +85,22 @@ class RedisQuotaLedger:
     ) -> tuple[int, QuotaUsage]:
         minute_ttl, day_ttl = _count_ttls(now)
         args = [credits, per_minute, per_day, _ms(now), minute_ttl, day_ttl]
-        try:
+        with translated(f"charging the {provider} quota"):
             reply: list[Any] = await self._take(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"charging the {provider} quota: {exc}") from exc
         spent, *record = (int(v) for v in reply)
         return spent, _usage(*record)
 
     async def give_back(self, provider: str, now: float, credits: int) -> None:
-        try:
+        with translated(f"refunding the {provider} quota"):
             await self._give_back(keys=_quota_keys(provider, now)[:2], args=[credits])
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"refunding the {provider} quota: {exc}") from exc
 
     async def merge(self, provider: str, now: float, usage: QuotaUsage) -> None:
         now_ms = _ms(now)
         paused, disabled = _ms(usage.paused_until), _ms(usage.disabled_until)
         args = [usage.used_minute, usage.used_day, paused, disabled,
                 *_count_ttls(now), paused - now_ms, disabled - now_ms]  # fmt: skip
-        try:
+        with translated(f"recording the {provider} quota"):
             await self._merge(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"recording the {provider} quota: {exc}") from exc
 
 
 def _quota_keys(provider: str, now: float) -> list[str]:

@@ -143,3 +143,30 @@ async def test_history_reads_fail_as_bus_unavailable_when_redis_is_down(
         redis_server.stop()  # the redis_url fixture starts it again for the next test
         with pytest.raises(BusUnavailable):
             await backend.history.read("TCS")
+
+
+async def test_a_cancelled_adapter_call_always_ends_its_task(redis_url: str) -> None:
+    # redis-py wraps socket writes in asyncio.wait_for, which on Python 3.11 drops a cancellation
+    # that lands as the write completes; a loop of Redis calls then runs on after being cancelled
+    # (a replica that failed to bind its port never exited). Cancel at many points of the call.
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+
+        async def chatty() -> None:
+            while True:  # as the heartbeat loop does, with no await of its own in between
+                try:
+                    await backend.bus.publish("market-data:control", b"beat")
+                    await backend.snapshots.get(["TCS"])
+                except BusUnavailable:
+                    pass
+
+        for attempt in range(200):
+            task = asyncio.create_task(chatty())
+            for _ in range(attempt % 12):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            if not done:
+                while not task.done():  # each cancel may be swallowed again
+                    task.cancel()
+                    await asyncio.wait([task], timeout=0.1)
+                raise AssertionError(f"attempt {attempt}: the cancelled task kept running")
