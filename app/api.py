@@ -124,6 +124,7 @@ async def ready(request: Request) -> Response:
     details: dict[str, Any] = {
         "replica": svc.settings.replica_id,
         "backend": svc.backend.kind,
+        "redis_prefix": svc.backend.prefix,
         "feed": svc.feed.name,
         "connections": svc.hub.connections,
         "role": svc.poller.role,

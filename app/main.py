@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     history_points=settings.history_points,
                     history_ttl=settings.history_ttl,
                     redis_options=settings.redis_options(),
+                    prefix=settings.redis_prefix,
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )
@@ -107,9 +108,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             drainer.install()
             stack.callback(drainer.uninstall)
             log.info(
-                "replica %s serving on %s bus, feed %s, fetching every %gs",
+                "replica %s serving on %s bus%s, feed %s, fetching every %gs",
                 settings.replica_id,
                 backend.kind,
+                f" (key and channel prefix {backend.prefix!r})" if backend.prefix else "",
                 feed.name,
                 settings.fetch_interval,
             )

@@ -1,7 +1,8 @@
 """Redis adapters: pub/sub channels, a hash of last quotes, leased subscription counts, the
 fetcher lease, the providers' quota counts and the chart's recent prices.
 
-Keys (see "Redis layout" in the README):
+Keys (see "Redis layout" in the README), each under the deployment's prefix
+(`app.pubsub.redis_names`, the one place that names them):
 - `market-data:*` channels (pub/sub).
 - `quotes:last` hash: symbol -> encoded quote.
 - `history:{symbol}` list: the chart's recent points of that symbol, oldest first, appended by the
@@ -38,17 +39,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.pubsub.base import BusUnavailable, Message, StateCallback
+from app.pubsub.redis_names import RedisNames
 
 log = logging.getLogger(__name__)
-
-LAST_QUOTES_KEY = "quotes:last"
-HISTORY_PREFIX = "history:"
-ACTIVE_KEY = "subscriptions:active"
-COUNT_PREFIX = "subscriptions:count:"
-REPLICA_PREFIX = "subscriptions:replica:"
-REPLICAS_KEY = "subscriptions:replicas"
-LEASE_KEY = "fetcher:lease"
-TERM_KEY = "fetcher:term"
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -100,12 +93,14 @@ def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
 
 
 class RedisBus:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._names = names
 
     async def publish(self, channel: str, data: bytes) -> None:
-        with translated(f"publish to {channel} failed"):
-            await self._client.publish(channel, data)
+        name = self._names.channel(channel)
+        with translated(f"publish to {name} failed"):
+            await self._client.publish(name, data)
 
     async def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
@@ -115,7 +110,7 @@ class RedisBus:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             connected = False
             try:
-                await pubsub.subscribe(*channels)
+                await pubsub.subscribe(*(self._names.channel(c) for c in channels))
                 resume_cancellation()
                 connected = True
                 delay = BACKOFF_START
@@ -125,7 +120,8 @@ class RedisBus:
                     raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     resume_cancellation()
                     if raw is not None and raw["type"] == "message":
-                        yield Message(_text(raw["channel"]), bytes(raw["data"]))
+                        channel = self._names.logical(_text(raw["channel"]))
+                        yield Message(channel, bytes(raw["data"]))
             except (RedisError, OSError) as exc:
                 if connected and on_state is not None:
                     on_state(False)
@@ -147,26 +143,27 @@ class RedisBus:
 
 
 class RedisSnapshotStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._key = names.last_quotes
 
     async def put(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
         mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
         with translated("storing snapshots failed"):
-            await self._client.hset(LAST_QUOTES_KEY, mapping=mapping)
+            await self._client.hset(self._key, mapping=mapping)
 
     async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
         if not symbols:
             return {}
         with translated("reading snapshots failed"):
-            values: list[Any] = await self._client.hmget(LAST_QUOTES_KEY, list(symbols))
+            values: list[Any] = await self._client.hmget(self._key, list(symbols))
         return {s: bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
 
     async def get_all(self) -> dict[str, bytes]:
         with translated("reading snapshots failed"):
-            raw: dict[Any, Any] = await self._client.hgetall(LAST_QUOTES_KEY)
+            raw: dict[Any, Any] = await self._client.hgetall(self._key)
         return {_text(k): bytes(v) for k, v in raw.items()}
 
 
@@ -216,13 +213,14 @@ return 1
 
 
 class RedisHistoryStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._names = names
 
     async def read(self, symbol: str) -> list[bytes]:
         try:
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
-                values: list[Any] = await self._client.lrange(HISTORY_PREFIX + symbol, 0, -1)
+                values: list[Any] = await self._client.lrange(self._names.history(symbol), 0, -1)
         except (RedisError, OSError, TimeoutError) as exc:
             resume_cancellation()
             why = str(exc) or "timed out"
@@ -235,11 +233,13 @@ class RedisLease:
     def __init__(
         self,
         client: aioredis.Redis,
+        names: RedisNames,
         ttl: float,
         *,
         history_points: int = 3000,
         history_ttl: float = 21600.0,
     ) -> None:
+        self._names = names
         self._ttl_ms = int(ttl * 1000)
         self._history_points = history_points
         self._history_ttl_ms = max(int(history_ttl * 1000), 1)
@@ -250,13 +250,13 @@ class RedisLease:
     async def acquire(self, holder: str) -> int | None:
         with translated("fetcher lease"):
             token = await self._acquire(
-                keys=[LEASE_KEY, TERM_KEY], args=[holder, self._ttl_ms, _now_ms()]
+                keys=[self._names.lease, self._names.term], args=[holder, self._ttl_ms, _now_ms()]
             )
         return None if token is None else int(token)
 
     async def release(self, holder: str, token: int) -> None:
         with translated("releasing the fetcher lease"):
-            await self._release(keys=[LEASE_KEY], args=[holder, str(token)])
+            await self._release(keys=[self._names.lease], args=[holder, str(token)])
 
     async def publish(
         self,
@@ -266,15 +266,15 @@ class RedisLease:
         message: bytes,
         history: Mapping[str, bytes] | None = None,
     ) -> bool:
-        keys = [LEASE_KEY, LAST_QUOTES_KEY]
+        keys = [self._names.lease, self._names.last_quotes]
         args: list[Any] = [
-            str(token), channel, message, self._history_points, self._history_ttl_ms,
-            2 * len(snapshots),
+            str(token), self._names.channel(channel), message, self._history_points,
+            self._history_ttl_ms, 2 * len(snapshots),
         ]  # fmt: skip
         for symbol, data in snapshots.items():
             args += [symbol, data]
         for symbol, entry in (history or {}).items():
-            keys.append(HISTORY_PREFIX + symbol)
+            keys.append(self._names.history(symbol))
             args.append(entry)
         with translated("publishing quotes"):
             done = await self._publish(keys=keys, args=args)
@@ -297,8 +297,9 @@ return 0
 
 
 class RedisRegistry:
-    def __init__(self, client: aioredis.Redis, ttl: float) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames, ttl: float) -> None:
         self._client = client
+        self._names = names
         self._ttl_ms = int(ttl * 1000)
         self._report = client.register_script(_REPORT)
 
@@ -308,13 +309,14 @@ class RedisRegistry:
             if n > 0:
                 args += [symbol, n]
         with translated("reporting subscriptions failed"):
-            await self._report(keys=[REPLICA_PREFIX + replica_id, REPLICAS_KEY], args=args)
+            keys = [self._names.replica(replica_id), self._names.replicas]
+            await self._report(keys=keys, args=args)
 
     async def withdraw(self, replica_id: str) -> None:
         with translated("withdrawing subscriptions failed"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(REPLICA_PREFIX + replica_id)
-                pipe.zrem(REPLICAS_KEY, replica_id)
+                pipe.delete(self._names.replica(replica_id))
+                pipe.zrem(self._names.replicas, replica_id)
                 await pipe.execute()
 
     async def reconcile(self) -> dict[str, int]:
@@ -322,15 +324,15 @@ class RedisRegistry:
             seconds, micros = await self._client.time()  # the server's clock, as in _REPORT
             now = int(seconds) * 1000 + int(micros) // 1000
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(REPLICAS_KEY, now, "+inf")
-                pipe.zremrangebyscore(REPLICAS_KEY, "-inf", f"({now}")
-                pipe.smembers(ACTIVE_KEY)
+                pipe.zrangebyscore(self._names.replicas, now, "+inf")
+                pipe.zremrangebyscore(self._names.replicas, "-inf", f"({now}")
+                pipe.smembers(self._names.active)
                 live_ids, _, active = await pipe.execute()
             totals: dict[str, int] = {}
             if live_ids:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for replica_id in live_ids:
-                        pipe.hgetall(REPLICA_PREFIX + _text(replica_id))
+                        pipe.hgetall(self._names.replica(_text(replica_id)))
                     for counts in await pipe.execute():
                         for symbol, n in counts.items():
                             name = _text(symbol)
@@ -344,13 +346,13 @@ class RedisRegistry:
         gone = previous - totals.keys()
         async with self._client.pipeline(transaction=True) as pipe:
             if gone:
-                pipe.srem(ACTIVE_KEY, *gone)
-                pipe.delete(*(COUNT_PREFIX + s for s in gone))
+                pipe.srem(self._names.active, *gone)
+                pipe.delete(*(self._names.count(s) for s in gone))
             if totals:
-                pipe.sadd(ACTIVE_KEY, *totals)
-                pipe.pexpire(ACTIVE_KEY, view_ttl)
+                pipe.sadd(self._names.active, *totals)
+                pipe.pexpire(self._names.active, view_ttl)
                 for symbol, n in totals.items():
-                    pipe.set(COUNT_PREFIX + symbol, n, px=view_ttl)
+                    pipe.set(self._names.count(symbol), n, px=view_ttl)
             await pipe.execute()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import Message
+from tests.pubsub.conftest import backend_url
 
 CHANNELS = ["market-data:updates", "market-data:control"]
 
@@ -130,10 +131,10 @@ HISTORY_POINTS = 3
 HISTORY_TTL = 0.5
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-db1"])
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """A backend whose history keeps 3 points per symbol for half a second after the last."""
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request.param, request)
     async with open_backend(
         url,
         registry_ttl=1.0,
