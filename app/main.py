@@ -2,7 +2,7 @@
 
 Build order (and reverse teardown): shared-state backend (bus, snapshots, registry, fetcher lease,
 chart history) -> HTTP client (only when a real provider is configured) -> feed -> renderer ->
-hub -> poller -> history reader, then the supervised background loops. Nothing async is built at
+poller -> hub -> history reader, then the supervised background loops. Nothing async is built at
 import time; `app` below is made on first access, so `uvicorn app.main:app` reads the environment
 then, and a bad setting stops the process with one clear message instead of a traceback.
 """
@@ -34,6 +34,7 @@ from app.services import Services
 from app.settings import Settings, SettingsError
 from app.stats import LoopLag
 from app.supervise import Supervisor
+from app.ws.fetcher_watch import FetcherWatch
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
 from app.ws.websocket import WebSocketShortcut, websocket_endpoint
@@ -71,13 +72,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             feed = build_feed(settings, http, backend.quotas)
             renderer = Renderer()
             nonce = new_nonce()  # this process, among any others given the same REPLICA_ID
-            hub = Hub(
-                backend,
-                settings.replica_id,
-                lease_refresh=settings.registry_ttl / 3,
-                poll_linger=settings.poll_timeout + 5,
-                nonce=nonce,
-            )
             poller = Poller(
                 feed,
                 backend,
@@ -88,6 +82,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 reject_retry=settings.rejected_symbol_retry,
                 new_symbols_per_minute=settings.new_symbols_per_minute,
                 nonce=nonce,
+            )
+            hub = Hub(
+                backend,
+                settings.replica_id,
+                lease_refresh=settings.registry_ttl / 3,
+                poll_linger=settings.poll_timeout + 5,
+                nonce=nonce,
+                fetchers=FetcherWatch(settings.fetch_interval),
+                announce=poller.announcement,
             )
             history = History(backend.history)
             supervisor = Supervisor()

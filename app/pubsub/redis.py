@@ -38,7 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.pubsub.base import BusUnavailable, Message, StateCallback
+from app.pubsub.base import BusUnavailable, LeaseHolder, Message, StateCallback
 from app.pubsub.redis_names import RedisNames
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ class RedisLease:
         history_points: int = 3000,
         history_ttl: float = 21600.0,
     ) -> None:
+        self._client = client
         self._names = names
         self._ttl_ms = int(ttl * 1000)
         self._history_points = history_points
@@ -257,6 +258,16 @@ class RedisLease:
     async def release(self, holder: str, token: int) -> None:
         with translated("releasing the fetcher lease"):
             await self._release(keys=[self._names.lease], args=[holder, str(token)])
+
+    async def peek(self) -> LeaseHolder | None:
+        with translated("reading the fetcher lease"):
+            holder, token = await self._client.hmget(self._names.lease, ["holder", "token"])
+        if holder is None or token is None:
+            return None
+        try:
+            return LeaseHolder(_text(holder), int(token))
+        except ValueError:  # not ours to judge: whoever wrote it holds it
+            return LeaseHolder(_text(holder), 0)
 
     async def publish(
         self,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.pubsub import Backend, open_backend
-from app.pubsub.base import Message
+from app.pubsub.base import LeaseHolder, Message
 from tests.pubsub.conftest import backend_url
 
 CHANNELS = ["market-data:updates", "market-data:control"]
@@ -107,6 +107,22 @@ async def test_lease_is_exclusive_renewable_and_tokens_grow(backend: Backend) ->
     second = await lease.acquire("b")
     assert second is not None and second > token
     assert await lease.acquire("a") is None
+
+
+async def test_peek_names_the_holder_and_its_term_without_touching_the_lease(
+    backend: Backend,
+) -> None:
+    lease = backend.lease
+    assert await lease.peek() is None
+    token = await lease.acquire("a:1")
+    assert token is not None
+    assert await lease.peek() == LeaseHolder("a:1", token)
+    assert await lease.acquire("b:2") is None  # peeking took nothing from the holder
+    await lease.release("a:1", token)
+    assert await lease.peek() is None
+    second = await lease.acquire("b:2")
+    assert second is not None
+    assert await lease.peek() == LeaseHolder("b:2", second)
 
 
 async def test_lease_publish_is_fenced(backend: Backend) -> None:
