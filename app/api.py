@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.models import encode_quote
+from app.pubsub.base import BusUnavailable
 from app.services import Services, services
 from app.symbols import parse_symbol_list
+from app.ws.fetcher_watch import Stall
 
 _STARTED = time.monotonic()
 # An error lists the first few bad symbols, so its size never grows with the request.
@@ -109,7 +111,8 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: the bus answers, this process listens on it, and the fetch loop is ticking.
+    """Readiness: the bus answers, this process listens on it, the fetch loop is ticking, and
+    somebody fetches what this replica's clients watch.
 
     The reasons and details only for operators (app/access.py); others get `{"ready": bool}`
     with the same status code, which is all a load balancer reads."""
@@ -130,12 +133,16 @@ async def ready(request: Request) -> Response:
     if not svc.poller.alive():
         detail = f" ({svc.poller.last_error})" if svc.poller.last_error else ""
         reasons.append(f"fetch loop has not completed a recent tick{detail}")
+    stall = svc.hub.fetchers.stalled(len(svc.hub.counts()))
+    if stall is not None:
+        reasons.append(await _no_live_fetcher(svc, stall))
     code = 200 if not reasons else 503
     if not svc.access.operates(svc.access.identify(request.headers, request.cookies)):
         return JSONResponse({"ready": not reasons}, status_code=code)
     details: dict[str, Any] = {
         "replica": svc.settings.replica_id,
         "backend": svc.backend.kind,
+        "redis_prefix": svc.backend.prefix,
         "feed": svc.feed.name,
         "connections": svc.hub.connections,
         "role": svc.poller.role,
@@ -152,6 +159,7 @@ async def ready(request: Request) -> Response:
         # Other processes heard using this replica id (a misconfiguration): nonce -> seconds ago.
         "replica_id_clash": {n: round(age, 1) for n, age in svc.hub.health.twins.clashes().items()},
         "watched_symbols": len(svc.poller.watched),
+        "fetcher": svc.hub.fetchers.describe(),
         "fetch_ticks": svc.poller.ticks,
         "feed_calls": svc.poller.feed_calls,
         "refresh_seconds": round(svc.hub.refresh or svc.poller.refresh, 2),
@@ -164,4 +172,23 @@ async def ready(request: Request) -> Response:
     }
     return JSONResponse(
         {"ready": not reasons, "reasons": reasons, "details": details}, status_code=code
+    )
+
+
+async def _no_live_fetcher(svc: Services, stall: Stall) -> str:
+    """The reason when this replica's watchers get nothing and nobody is heard fetching."""
+    try:
+        held = await svc.backend.lease.peek()
+    except BusUnavailable:
+        lease = "the lease cannot be read"
+    else:
+        lease = (
+            "the lease is free"
+            if held is None
+            else f"the lease is held by {held.holder} (term {held.token}), which does not fetch"
+        )
+    return (
+        f"no live fetcher: {stall.watched} watched symbol(s) got no quote for "
+        f"{stall.quiet_for:.0f}s and nobody was heard fetching for {stall.silent_for:.0f}s "
+        f"({lease})"
     )

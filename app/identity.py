@@ -50,11 +50,15 @@ class TwinWatch:
         self._twins: dict[str, float] = {}  # nonce of another process with our id -> last heard
         self._warned: dict[str, float] = {}  # nonce -> when we last warned about it
 
-    def heartbeat(self) -> bytes:
-        """The `market-data:control` heartbeat of this process."""
-        return orjson.dumps(
-            {"type": "heartbeat", "replica": self.replica_id, "process": self.nonce}
-        )
+    def heartbeat(self, fetcher: Mapping[str, object] | None = None) -> bytes:
+        """The `market-data:control` heartbeat of this process; `fetcher` (what it says about
+        its fetching while it holds the fetcher lease, see app.ws.fetcher_watch) when given."""
+        beat: dict[str, object] = {
+            "type": "heartbeat", "replica": self.replica_id, "process": self.nonce,
+        }  # fmt: skip
+        if fetcher is not None:
+            beat["fetcher"] = fetcher
+        return orjson.dumps(beat)
 
     def is_own(self, event: Mapping[str, object]) -> bool:
         """Whether a heartbeat naming our replica id is this process's own. If another process

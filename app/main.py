@@ -2,7 +2,7 @@
 
 Build order (and reverse teardown): shared-state backend (bus, snapshots, registry, fetcher lease,
 chart history) -> HTTP client (only when a real provider is configured) -> feed -> renderer ->
-hub -> poller -> history reader, then the supervised background loops. Nothing async is built at
+poller -> hub -> history reader, then the supervised background loops. Nothing async is built at
 import time; `app` below is made on first access, so `uvicorn app.main:app` reads the environment
 then, and a bad setting stops the process with one clear message instead of a traceback.
 """
@@ -41,6 +41,7 @@ from app.settings import Settings, SettingsError
 from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.admission import Admission
+from app.ws.fetcher_watch import FetcherWatch
 from app.ws.hub import Hub
 from app.ws.longpoll import poll
 from app.ws.websocket import WebSocketShortcut, websocket_endpoint
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     history_points=settings.history_points,
                     history_ttl=settings.history_ttl,
                     redis_options=settings.redis_options(),
+                    prefix=settings.redis_prefix,
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )
@@ -78,18 +80,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             feed = build_feed(settings, http, backend.quotas)
             renderer = Renderer()
             nonce = new_nonce()  # this process, among any others given the same REPLICA_ID
-            hub = Hub(
-                backend,
-                settings.replica_id,
-                lease_refresh=settings.registry_ttl / 3,
-                poll_linger=settings.poll_timeout + 5,
-                nonce=nonce,
-                # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
-                admission=Admission(
-                    settings.symbols_per_client,
-                    enabled=not getattr(feed, "authoritative_symbols", False),
-                ),
-            )
             poller = Poller(
                 feed,
                 backend,
@@ -100,6 +90,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 reject_retry=settings.rejected_symbol_retry,
                 new_symbols_per_minute=settings.new_symbols_per_minute,
                 nonce=nonce,
+            )
+            hub = Hub(
+                backend,
+                settings.replica_id,
+                lease_refresh=settings.registry_ttl / 3,
+                poll_linger=settings.poll_timeout + 5,
+                nonce=nonce,
+                fetchers=FetcherWatch(settings.fetch_interval),
+                announce=poller.announcement,
+                # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
+                admission=Admission(
+                    settings.symbols_per_client,
+                    enabled=not getattr(feed, "authoritative_symbols", False),
+                ),
             )
             history = History(backend.history)
             supervisor = Supervisor()
@@ -130,9 +134,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             drainer.install()
             stack.callback(drainer.uninstall)
             log.info(
-                "replica %s serving on %s bus, feed %s, fetching every %gs",
+                "replica %s serving on %s bus%s, feed %s, fetching every %gs",
                 settings.replica_id,
                 backend.kind,
+                f" (key and channel prefix {backend.prefix!r})" if backend.prefix else "",
                 feed.name,
                 settings.fetch_interval,
             )

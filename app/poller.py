@@ -141,6 +141,15 @@ class Poller:
             return False
         return time.monotonic() - self.last_success < max(3 * self.interval, 10.0)
 
+    def announcement(self) -> dict[str, Any] | None:
+        """What this process's heartbeat says while it holds the lease (app.ws.fetcher_watch):
+        its holder, term, and the seconds since its fetch loop last completed a tick. None as a
+        follower, and before the first completed tick: holding the lease is not fetching."""
+        if self.term is None or self.last_success is None:
+            return None
+        age = time.monotonic() - self.last_success
+        return {"holder": self.holder, "term": self.term, "tick_age": round(age, 3)}
+
     async def run(self) -> None:
         """The fetch loop, the lease keeper, and the listener for newly watched symbols."""
         async with asyncio.TaskGroup() as tg:

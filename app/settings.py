@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Mapping
@@ -67,6 +68,9 @@ class Settings:
     port: int = 8000
     # Empty means the in-memory bus: one process, nothing to install.
     redis_url: str = ""
+    # Prepended to every Redis key and channel name. None: derived from REDIS_URL's DB number
+    # ("" for DB 0, "db{n}:" for DB n), since pub/sub channels are shared by every DB.
+    redis_prefix: str | None = None
     feeds: tuple[str, ...] = ("simulated",)
     # None: a different random walk each start; an int makes the simulated feed reproducible.
     sim_seed: int | None = None
@@ -192,6 +196,7 @@ class Settings:
             host=reader.get("HOST", "127.0.0.1", _text),
             port=reader.get("PORT", 8000, _int_in(1, 65535)),
             redis_url=reader.get("REDIS_URL", "", _redis_url),
+            redis_prefix=reader.get("REDIS_PREFIX", None, _redis_prefix),
             feeds=reader.get("FEEDS", ("simulated",), _feeds),
             sim_seed=reader.get("SIM_SEED", None, _optional_int),
             sim_symbols=reader.get("SIM_SYMBOLS", 0, _int_in(0, 10_000)),
@@ -389,6 +394,15 @@ def _http_url(raw: str) -> str:
 def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.:{}-]{1,64}")
+
+
+def _redis_prefix(raw: str) -> str:
+    if not _PREFIX.fullmatch(raw):
+        raise ValueError("expected 1 to 64 letters, digits or - _ . : { } (e.g. shop1:)")
     return raw
 
 

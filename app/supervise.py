@@ -3,13 +3,20 @@
 `Supervisor.start(name, factory)` runs `factory()` in a task; if it ever returns or raises, the
 failure is logged with its traceback, counted, and the loop is started again after a capped,
 jittered backoff. `healthy(name)` is what readiness checks look at.
+
+`aclose()` cancels every loop. A loop that outlives its cancellation would keep the process alive
+for ever (asyncio.run waits for every task before it returns, so a replica that failed to start
+or was told to stop never exits): past the grace, the process is made to exit anyway, loudly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +26,9 @@ log = logging.getLogger(__name__)
 
 RESTART_START = 0.5
 RESTART_CAP = 30.0
+# Seconds the rest of the shutdown gets after loops ignored cancellation, before a hard exit.
+EXIT_DEADLINE = 5.0
+EXIT_STUCK = 70  # EX_SOFTWARE: an internal error, not a clean stop
 
 
 @dataclass(slots=True)
@@ -53,6 +63,8 @@ class Supervisor:
             _, stuck = await asyncio.wait(tasks, timeout=grace)
             for task in stuck:
                 log.error("loop %s ignored cancellation for %.0fs", task.get_name(), grace)
+            if stuck:
+                exit_soon(sorted(task.get_name() for task in stuck))
         self._tasks.clear()
 
     async def _run(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
@@ -79,6 +91,23 @@ class Supervisor:
                 delay = RESTART_START
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RESTART_CAP)
+
+
+def exit_soon(stuck: list[str], deadline: float = EXIT_DEADLINE) -> None:
+    """End the process `deadline` seconds from now unless it ends by itself first: `stuck` loops
+    would otherwise keep it alive. Main thread only (the server's; a test client's app runs in
+    another thread and must not end the test run)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    timer = threading.Timer(deadline, _hard_exit, args=(stuck,))
+    timer.daemon = True  # never keeps the process alive itself
+    timer.start()
+
+
+def _hard_exit(stuck: list[str]) -> None:
+    sys.stderr.write(f"stocktracker: exiting: loop(s) {', '.join(stuck)} ignored cancellation\n")
+    sys.stderr.flush()
+    os._exit(EXIT_STUCK)
 
 
 def cancel_together(*tasks: asyncio.Task[Any]) -> None:

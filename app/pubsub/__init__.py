@@ -26,6 +26,8 @@ class Backend:
     quotas: QuotaLedger
     history: HistoryStore
     kind: str
+    # Prepended to every Redis key and channel name ("" on the memory backend).
+    prefix: str = ""
 
 
 @asynccontextmanager
@@ -38,11 +40,14 @@ async def open_backend(
     history_points: int = 3000,
     history_ttl: float = 21600.0,
     redis_options: Mapping[str, Any] | None = None,
+    prefix: str | None = None,
 ) -> AsyncIterator[Backend]:
     """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster.
 
     `history_points` caps each symbol's chart history (entries); `history_ttl` (seconds) is how
-    long a symbol's history outlives its last append."""
+    long a symbol's history outlives its last append. `prefix` goes before every Redis key and
+    channel name; None derives it from the URL's DB number ("" for DB 0, `db{n}:` for DB n), so
+    deployments on two DBs of one server never hear each other (pub/sub ignores DB numbers)."""
     if url.startswith("memory://"):
         from app.pubsub.memory import (
             MemoryBus,
@@ -68,20 +73,27 @@ async def open_backend(
             RedisSnapshotStore,
             connect,
         )
+        from app.pubsub.redis_names import RedisNames, default_prefix, selected_db
         from app.pubsub.redis_quota import RedisQuotaLedger
 
         client = connect(url, client_name, **(redis_options or {}))
+        names = RedisNames(default_prefix(selected_db(client)) if prefix is None else prefix)
         try:
             yield Backend(
-                RedisBus(client),
-                RedisSnapshotStore(client),
-                RedisRegistry(client, registry_ttl),
+                RedisBus(client, names),
+                RedisSnapshotStore(client, names),
+                RedisRegistry(client, names, registry_ttl),
                 RedisLease(
-                    client, lease_ttl, history_points=history_points, history_ttl=history_ttl
+                    client,
+                    names,
+                    lease_ttl,
+                    history_points=history_points,
+                    history_ttl=history_ttl,
                 ),
-                RedisQuotaLedger(client),
-                RedisHistoryStore(client),
+                RedisQuotaLedger(client, names),
+                RedisHistoryStore(client, names),
                 "redis",
+                names.prefix,
             )
         finally:
             await client.aclose()

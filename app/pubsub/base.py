@@ -102,6 +102,14 @@ class HistoryStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    """Who holds the fetcher lease: `holder` as it acquired it, in the term numbered `token`."""
+
+    holder: str
+    token: int
+
+
 class FetcherLease(Protocol):
     """Leader election for the fetcher: one holder at a time, with a fencing token.
 
@@ -117,6 +125,11 @@ class FetcherLease(Protocol):
 
     async def release(self, holder: str, token: int) -> None:
         """Give the lease up at once (clean shutdown), if `holder` still has it."""
+        ...
+
+    async def peek(self) -> LeaseHolder | None:
+        """Who holds the lease now, without touching it: None when it is free. For operators
+        and readiness reasons only (a holder may be alive or not). Raises BusUnavailable."""
         ...
 
     async def publish(

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
-from app.pubsub.base import Message, QuotaUsage, StateCallback, quota_windows
+from app.pubsub.base import LeaseHolder, Message, QuotaUsage, StateCallback, quota_windows
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ class MemoryLease:
     async def release(self, holder: str, token: int) -> None:
         if (self._holder, self._token) == (holder, token):
             self._holder = None
+
+    async def peek(self) -> LeaseHolder | None:
+        return None if self._holder is None else LeaseHolder(self._holder, self._token)
 
     async def publish(
         self,

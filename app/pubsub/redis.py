@@ -1,7 +1,8 @@
 """Redis adapters: pub/sub channels, a hash of last quotes, leased subscription counts, the
 fetcher lease, the providers' quota counts and the chart's recent prices.
 
-Keys (see "Redis layout" in the README):
+Keys (see "Redis layout" in the README), each under the deployment's prefix
+(`app.pubsub.redis_names`, the one place that names them):
 - `market-data:*` channels (pub/sub).
 - `quotes:last` hash: symbol -> encoded quote.
 - `history:{symbol}` list: the chart's recent points of that symbol, oldest first, appended by the
@@ -28,7 +29,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,24 +38,42 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.pubsub.base import BusUnavailable, Message, StateCallback
+from app.pubsub.base import BusUnavailable, LeaseHolder, Message, StateCallback
+from app.pubsub.redis_names import RedisNames
 
 log = logging.getLogger(__name__)
-
-LAST_QUOTES_KEY = "quotes:last"
-HISTORY_PREFIX = "history:"
-ACTIVE_KEY = "subscriptions:active"
-COUNT_PREFIX = "subscriptions:count:"
-REPLICA_PREFIX = "subscriptions:replica:"
-REPLICAS_KEY = "subscriptions:replicas"
-LEASE_KEY = "fetcher:lease"
-TERM_KEY = "fetcher:term"
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 PING_TIMEOUT = 0.5
 # A page render waits at most this long for the chart's history before drawing without it.
 HISTORY_READ_TIMEOUT = 1.0
+
+
+def resume_cancellation() -> None:
+    """Raise the CancelledError that redis-py may have swallowed.
+
+    redis-py wraps every socket write in `asyncio.wait_for`, which on Python 3.11 returns the
+    result and drops a cancellation that lands just as the write completes (fixed in 3.12). The
+    task then runs on with `cancelling()` still set: a loop calling Redis outlived its
+    cancellation at shutdown, so a replica that could not bind its port never exited. Every
+    adapter call checks this on the way out, so no loop above depends on the interpreter.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """The adapter boundary: Redis and socket errors become `BusUnavailable("what: error")`,
+    and a cancellation redis-py swallowed is raised again (`resume_cancellation`)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        resume_cancellation()
+        raise BusUnavailable(f"{what}: {exc}") from exc
+    resume_cancellation()
 
 
 def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
@@ -73,14 +93,14 @@ def connect(url: str, client_name: str, **options: Any) -> aioredis.Redis:
 
 
 class RedisBus:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._names = names
 
     async def publish(self, channel: str, data: bytes) -> None:
-        try:
-            await self._client.publish(channel, data)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"publish to {channel} failed: {exc}") from exc
+        name = self._names.channel(channel)
+        with translated(f"publish to {name} failed"):
+            await self._client.publish(name, data)
 
     async def listen(
         self, channels: Sequence[str], on_state: StateCallback | None = None
@@ -90,59 +110,60 @@ class RedisBus:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             connected = False
             try:
-                await pubsub.subscribe(*channels)
+                await pubsub.subscribe(*(self._names.channel(c) for c in channels))
+                resume_cancellation()
                 connected = True
                 delay = BACKOFF_START
                 if on_state is not None:
                     on_state(True)
                 while True:
                     raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    resume_cancellation()
                     if raw is not None and raw["type"] == "message":
-                        yield Message(_text(raw["channel"]), bytes(raw["data"]))
+                        channel = self._names.logical(_text(raw["channel"]))
+                        yield Message(channel, bytes(raw["data"]))
             except (RedisError, OSError) as exc:
                 if connected and on_state is not None:
                     on_state(False)
                 log.warning("redis listener lost (%s); retrying in %.1fs", exc, delay)
             finally:
                 await _close_quietly(pubsub)
+            resume_cancellation()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, BACKOFF_CAP)
 
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(PING_TIMEOUT):
-                return bool(await self._client.ping())
+                answered = bool(await self._client.ping())
         except (RedisError, OSError, TimeoutError):
-            return False
+            answered = False
+        resume_cancellation()
+        return answered
 
 
 class RedisSnapshotStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._key = names.last_quotes
 
     async def put(self, items: Mapping[str, bytes]) -> None:
         if not items:
             return
-        try:
-            mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
-            await self._client.hset(LAST_QUOTES_KEY, mapping=mapping)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"storing snapshots failed: {exc}") from exc
+        mapping: dict[Any, Any] = dict(items)  # redis-py's stubs want a wider key type
+        with translated("storing snapshots failed"):
+            await self._client.hset(self._key, mapping=mapping)
 
     async def get(self, symbols: Sequence[str]) -> dict[str, bytes]:
         if not symbols:
             return {}
-        try:
-            values: list[Any] = await self._client.hmget(LAST_QUOTES_KEY, list(symbols))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
+        with translated("reading snapshots failed"):
+            values: list[Any] = await self._client.hmget(self._key, list(symbols))
         return {s: bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
 
     async def get_all(self) -> dict[str, bytes]:
-        try:
-            raw: dict[Any, Any] = await self._client.hgetall(LAST_QUOTES_KEY)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading snapshots failed: {exc}") from exc
+        with translated("reading snapshots failed"):
+            raw: dict[Any, Any] = await self._client.hgetall(self._key)
         return {_text(k): bytes(v) for k, v in raw.items()}
 
 
@@ -192,16 +213,19 @@ return 1
 
 
 class RedisHistoryStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._names = names
 
     async def read(self, symbol: str) -> list[bytes]:
         try:
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
-                values: list[Any] = await self._client.lrange(HISTORY_PREFIX + symbol, 0, -1)
+                values: list[Any] = await self._client.lrange(self._names.history(symbol), 0, -1)
         except (RedisError, OSError, TimeoutError) as exc:
+            resume_cancellation()
             why = str(exc) or "timed out"
             raise BusUnavailable(f"reading the price history failed: {why}") from exc
+        resume_cancellation()
         return [bytes(v) for v in values]
 
 
@@ -209,11 +233,14 @@ class RedisLease:
     def __init__(
         self,
         client: aioredis.Redis,
+        names: RedisNames,
         ttl: float,
         *,
         history_points: int = 3000,
         history_ttl: float = 21600.0,
     ) -> None:
+        self._client = client
+        self._names = names
         self._ttl_ms = int(ttl * 1000)
         self._history_points = history_points
         self._history_ttl_ms = max(int(history_ttl * 1000), 1)
@@ -222,19 +249,25 @@ class RedisLease:
         self._publish = client.register_script(_PUBLISH)
 
     async def acquire(self, holder: str) -> int | None:
-        try:
+        with translated("fetcher lease"):
             token = await self._acquire(
-                keys=[LEASE_KEY, TERM_KEY], args=[holder, self._ttl_ms, _now_ms()]
+                keys=[self._names.lease, self._names.term], args=[holder, self._ttl_ms, _now_ms()]
             )
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"fetcher lease: {exc}") from exc
         return None if token is None else int(token)
 
     async def release(self, holder: str, token: int) -> None:
+        with translated("releasing the fetcher lease"):
+            await self._release(keys=[self._names.lease], args=[holder, str(token)])
+
+    async def peek(self) -> LeaseHolder | None:
+        with translated("reading the fetcher lease"):
+            holder, token = await self._client.hmget(self._names.lease, ["holder", "token"])
+        if holder is None or token is None:
+            return None
         try:
-            await self._release(keys=[LEASE_KEY], args=[holder, str(token)])
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"releasing the fetcher lease: {exc}") from exc
+            return LeaseHolder(_text(holder), int(token))
+        except ValueError:  # not ours to judge: whoever wrote it holds it
+            return LeaseHolder(_text(holder), 0)
 
     async def publish(
         self,
@@ -244,20 +277,19 @@ class RedisLease:
         message: bytes,
         history: Mapping[str, bytes] | None = None,
     ) -> bool:
-        keys = [LEASE_KEY, LAST_QUOTES_KEY]
+        keys = [self._names.lease, self._names.last_quotes]
         args: list[Any] = [
-            str(token), channel, message, self._history_points, self._history_ttl_ms,
-            2 * len(snapshots),
+            str(token), self._names.channel(channel), message, self._history_points,
+            self._history_ttl_ms, 2 * len(snapshots),
         ]  # fmt: skip
         for symbol, data in snapshots.items():
             args += [symbol, data]
         for symbol, entry in (history or {}).items():
-            keys.append(HISTORY_PREFIX + symbol)
+            keys.append(self._names.history(symbol))
             args.append(entry)
-        try:
-            return bool(await self._publish(keys=keys, args=args))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"publishing quotes: {exc}") from exc
+        with translated("publishing quotes"):
+            done = await self._publish(keys=keys, args=args)
+        return bool(done)
 
 
 # Replace one replica's counts and renew its lease, timed by the Redis server's clock (replicas'
@@ -276,8 +308,9 @@ return 0
 
 
 class RedisRegistry:
-    def __init__(self, client: aioredis.Redis, ttl: float) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames, ttl: float) -> None:
         self._client = client
+        self._names = names
         self._ttl_ms = int(ttl * 1000)
         self._report = client.register_script(_REPORT)
 
@@ -286,41 +319,36 @@ class RedisRegistry:
         for symbol, n in counts.items():
             if n > 0:
                 args += [symbol, n]
-        try:
-            await self._report(keys=[REPLICA_PREFIX + replica_id, REPLICAS_KEY], args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reporting subscriptions failed: {exc}") from exc
+        with translated("reporting subscriptions failed"):
+            keys = [self._names.replica(replica_id), self._names.replicas]
+            await self._report(keys=keys, args=args)
 
     async def withdraw(self, replica_id: str) -> None:
-        try:
+        with translated("withdrawing subscriptions failed"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(REPLICA_PREFIX + replica_id)
-                pipe.zrem(REPLICAS_KEY, replica_id)
+                pipe.delete(self._names.replica(replica_id))
+                pipe.zrem(self._names.replicas, replica_id)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"withdrawing subscriptions failed: {exc}") from exc
 
     async def reconcile(self) -> dict[str, int]:
-        try:
+        with translated("reconciling subscriptions failed"):
             seconds, micros = await self._client.time()  # the server's clock, as in _REPORT
             now = int(seconds) * 1000 + int(micros) // 1000
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(REPLICAS_KEY, now, "+inf")
-                pipe.zremrangebyscore(REPLICAS_KEY, "-inf", f"({now}")
-                pipe.smembers(ACTIVE_KEY)
+                pipe.zrangebyscore(self._names.replicas, now, "+inf")
+                pipe.zremrangebyscore(self._names.replicas, "-inf", f"({now}")
+                pipe.smembers(self._names.active)
                 live_ids, _, active = await pipe.execute()
             totals: dict[str, int] = {}
             if live_ids:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for replica_id in live_ids:
-                        pipe.hgetall(REPLICA_PREFIX + _text(replica_id))
+                        pipe.hgetall(self._names.replica(_text(replica_id)))
                     for counts in await pipe.execute():
                         for symbol, n in counts.items():
                             name = _text(symbol)
                             totals[name] = totals.get(name, 0) + int(n)
             await self._rewrite_view(totals, {_text(s) for s in active})
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reconciling subscriptions failed: {exc}") from exc
         return totals
 
     async def _rewrite_view(self, totals: dict[str, int], previous: set[str]) -> None:
@@ -329,13 +357,13 @@ class RedisRegistry:
         gone = previous - totals.keys()
         async with self._client.pipeline(transaction=True) as pipe:
             if gone:
-                pipe.srem(ACTIVE_KEY, *gone)
-                pipe.delete(*(COUNT_PREFIX + s for s in gone))
+                pipe.srem(self._names.active, *gone)
+                pipe.delete(*(self._names.count(s) for s in gone))
             if totals:
-                pipe.sadd(ACTIVE_KEY, *totals)
-                pipe.pexpire(ACTIVE_KEY, view_ttl)
+                pipe.sadd(self._names.active, *totals)
+                pipe.pexpire(self._names.active, view_ttl)
                 for symbol, n in totals.items():
-                    pipe.set(COUNT_PREFIX + symbol, n, px=view_ttl)
+                    pipe.set(self._names.count(symbol), n, px=view_ttl)
             await pipe.execute()
 
 

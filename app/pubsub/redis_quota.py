@@ -3,8 +3,9 @@
 Keys (see "Redis layout" in the README): `quota:{provider}:minute:{n}` / `quota:{provider}:day:{n}`
 count the credits spent in wall-clock minute `n` / UTC day `n`, kept until a minute past the
 window's end; `quota:{provider}:paused` / `quota:{provider}:disabled` hold until when (epoch ms)
-the provider refused for its minute limit / its daily quota is gone, expiring then. Every change
-is one Lua script, so concurrent fetchers never overspend.
+the provider refused for its minute limit / its daily quota is gone, expiring then (all under the
+deployment's prefix, `app.pubsub.redis_names`). Every change is one Lua script, so concurrent
+fetchers never overspend.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from app.pubsub.base import DAY, MINUTE, BusUnavailable, QuotaUsage, quota_windows
+from app.pubsub.base import DAY, MINUTE, QuotaUsage, quota_windows
+from app.pubsub.redis import translated
+from app.pubsub.redis_names import RedisNames
 
-QUOTA_PREFIX = "quota:"
 # A quota count outlives its window by this much (seconds), for fetchers whose clocks lag.
 QUOTA_KEEP = 60.0
 
@@ -69,17 +70,19 @@ return 0
 
 
 class RedisQuotaLedger:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
+        self._names = names
         self._take = client.register_script(_QUOTA_TAKE)
         self._give_back = client.register_script(_QUOTA_GIVE_BACK)
         self._merge = client.register_script(_QUOTA_MERGE)
 
+    def _keys(self, provider: str, now: float) -> list[str]:
+        return _quota_keys(self._names.quota(provider), now)
+
     async def read(self, provider: str, now: float) -> QuotaUsage:
-        try:
-            values: list[Any] = await self._client.mget(_quota_keys(provider, now))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"reading the {provider} quota: {exc}") from exc
+        with translated(f"reading the {provider} quota"):
+            values: list[Any] = await self._client.mget(self._keys(provider, now))
         return _usage(*(int(v) if v is not None else 0 for v in values))
 
     async def take(
@@ -87,35 +90,28 @@ class RedisQuotaLedger:
     ) -> tuple[int, QuotaUsage]:
         minute_ttl, day_ttl = _count_ttls(now)
         args = [credits, per_minute, per_day, _ms(now), minute_ttl, day_ttl]
-        try:
-            reply: list[Any] = await self._take(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"charging the {provider} quota: {exc}") from exc
+        with translated(f"charging the {provider} quota"):
+            reply: list[Any] = await self._take(keys=self._keys(provider, now), args=args)
         spent, *record = (int(v) for v in reply)
         return spent, _usage(*record)
 
     async def give_back(self, provider: str, now: float, credits: int) -> None:
-        try:
-            await self._give_back(keys=_quota_keys(provider, now)[:2], args=[credits])
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"refunding the {provider} quota: {exc}") from exc
+        with translated(f"refunding the {provider} quota"):
+            await self._give_back(keys=self._keys(provider, now)[:2], args=[credits])
 
     async def merge(self, provider: str, now: float, usage: QuotaUsage) -> None:
         now_ms = _ms(now)
         paused, disabled = _ms(usage.paused_until), _ms(usage.disabled_until)
         args = [usage.used_minute, usage.used_day, paused, disabled,
                 *_count_ttls(now), paused - now_ms, disabled - now_ms]  # fmt: skip
-        try:
-            await self._merge(keys=_quota_keys(provider, now), args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"recording the {provider} quota: {exc}") from exc
+        with translated(f"recording the {provider} quota"):
+            await self._merge(keys=self._keys(provider, now), args=args)
 
 
-def _quota_keys(provider: str, now: float) -> list[str]:
+def _quota_keys(stem: str, now: float) -> list[str]:
     minute, day = quota_windows(now)
-    prefix = QUOTA_PREFIX + provider
-    return [f"{prefix}:minute:{minute}", f"{prefix}:day:{day}", f"{prefix}:paused",
-            f"{prefix}:disabled"]  # fmt: skip
+    return [f"{stem}:minute:{minute}", f"{stem}:day:{day}", f"{stem}:paused",
+            f"{stem}:disabled"]  # fmt: skip
 
 
 def _count_ttls(now: float) -> tuple[int, int]:

@@ -5,7 +5,9 @@ replica publishes its own heartbeat each `interval`; when ours has not come back
 while the bus is connected, the listener is declared deaf and `rebuild` is set (the hub replaces
 the listener, and readiness fails meanwhile). Heartbeats of other replicas keep `peers` (what
 `/ready` shows), and one with our replica id but another process's nonce is a misconfiguration
-that `twins` reports (app.identity).
+that `twins` reports (app.identity). While this process fetches, its heartbeat also says how its
+fetch loop is doing (`announce`); every replica hands what it hears of that to `on_fetcher`
+(app.ws.fetcher_watch).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import orjson
 
@@ -23,9 +25,22 @@ from app.pubsub.base import CONTROL_CHANNEL, Bus, BusUnavailable
 log = logging.getLogger(__name__)
 
 
+Announce = Callable[[], Mapping[str, object] | None]
+
+
 class ListenerHealth:
-    def __init__(self, replica_id: str, nonce: str | None, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        replica_id: str,
+        nonce: str | None,
+        interval: float = 1.0,
+        *,
+        announce: Announce | None = None,
+        on_fetcher: Callable[[object], None] | None = None,
+    ) -> None:
         self.replica_id = replica_id
+        self._announce = announce
+        self._on_fetcher = on_fetcher
         self.twins = TwinWatch(replica_id, nonce)  # tells our heartbeat from a twin's
         self.interval = interval
         self.deaf_after = 3.5 * interval  # deaf when our own heartbeat is gone this long
@@ -60,6 +75,8 @@ class ListenerHealth:
             return
         if kind != "heartbeat" or not isinstance(replica, str):
             return
+        if "fetcher" in event and self._on_fetcher is not None:
+            self._on_fetcher(event["fetcher"])  # ours too: the same truth for every replica
         now = time.monotonic()
         if replica == self.replica_id:
             if self.twins.is_own(event):
@@ -73,8 +90,10 @@ class ListenerHealth:
 
     async def run(self, bus: Bus, connected: Callable[[], bool]) -> None:
         """Publish our heartbeat every interval; set `rebuild` when it stops coming back."""
-        beat = self.twins.heartbeat()
+        plain = self.twins.heartbeat()
         while True:
+            fetching = self._announce() if self._announce is not None else None
+            beat = plain if fetching is None else self.twins.heartbeat(fetching)
             sent_at = time.monotonic()
             try:
                 await bus.publish(CONTROL_CHANNEL, beat)

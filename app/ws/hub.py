@@ -44,7 +44,8 @@ from app.pubsub.base import (
 from app.supervise import cancel_together, reraise_if_cancelling, wait_event
 from app.ws.admission import Admission
 from app.ws.fanout import Fanout
-from app.ws.heartbeat import ListenerHealth
+from app.ws.fetcher_watch import FetcherWatch
+from app.ws.heartbeat import Announce, ListenerHealth
 from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,19 @@ class Hub:
         poll_linger: float,
         heartbeat: float = 1.0,
         nonce: str | None = None,
+        fetchers: FetcherWatch | None = None,
+        announce: Announce | None = None,
         admission: Admission | None = None,
     ) -> None:
         self._backend = backend
+        # Is anybody fetching for our watchers? Fed by heartbeats and update messages.
+        self.fetchers = fetchers or FetcherWatch(2.0)
+        # `announce`: what our heartbeat says about our own fetching (the poller's view).
+        self.health = ListenerHealth(
+            replica_id, nonce, heartbeat, announce=announce, on_fetcher=self.fetchers.heard
+        )
         # Which never-priced symbols this replica may report (so the fetcher prices them).
         self.admission = admission or Admission(1, enabled=False)
-        self.health = ListenerHealth(replica_id, nonce, heartbeat)
         # The fetcher's effective per-symbol refresh interval, as its last message said.
         self.refresh: float | None = None
         self._replica_id = replica_id
@@ -306,6 +314,7 @@ class Hub:
         self.bus_connected = connected
         if connected:
             self.health.listening()
+            self.fetchers.listening()
         if connected and not was:
             self._resync.set()
         if connected != was:
@@ -356,6 +365,7 @@ class Hub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
+        self.fetchers.update_heard()
         self.received += self._deliver(quotes)
         for symbol, reason, source, retry_after in rejected:
             self.rejected.add(symbol, reason, retry_after)

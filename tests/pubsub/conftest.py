@@ -7,9 +7,18 @@ import pytest
 from app.pubsub import Backend, open_backend
 
 
-@pytest.fixture(params=["memory", "redis"])
+def backend_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """`memory`, `redis` (DB 0: no prefix) or `redis-db1` (DB 1: every name prefixed `db1:`)."""
+    if kind == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("redis_url")
+    return url.removesuffix("/0") + "/1" if kind == "redis-db1" else url
+
+
+@pytest.fixture(params=["memory", "redis", "redis-db1"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """Each backend in turn: the contract tests run against both (Redis for real)."""
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    """Each backend in turn: the contract tests run against all (Redis for real, with and
+    without a key prefix)."""
+    url = backend_url(request.param, request)
     async with open_backend(url, registry_ttl=1.0, client_name="contract") as b:
         yield b

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.pubsub import Backend, open_backend
-from app.pubsub.base import Message
+from app.pubsub.base import LeaseHolder, Message
+from tests.pubsub.conftest import backend_url
 
 CHANNELS = ["market-data:updates", "market-data:control"]
 
@@ -108,6 +109,22 @@ async def test_lease_is_exclusive_renewable_and_tokens_grow(backend: Backend) ->
     assert await lease.acquire("a") is None
 
 
+async def test_peek_names_the_holder_and_its_term_without_touching_the_lease(
+    backend: Backend,
+) -> None:
+    lease = backend.lease
+    assert await lease.peek() is None
+    token = await lease.acquire("a:1")
+    assert token is not None
+    assert await lease.peek() == LeaseHolder("a:1", token)
+    assert await lease.acquire("b:2") is None  # peeking took nothing from the holder
+    await lease.release("a:1", token)
+    assert await lease.peek() is None
+    second = await lease.acquire("b:2")
+    assert second is not None
+    assert await lease.peek() == LeaseHolder("b:2", second)
+
+
 async def test_lease_publish_is_fenced(backend: Backend) -> None:
     lease = backend.lease
     token = await lease.acquire("a")
@@ -130,10 +147,10 @@ HISTORY_POINTS = 3
 HISTORY_TTL = 0.5
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-db1"])
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """A backend whose history keeps 3 points per symbol for half a second after the last."""
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request.param, request)
     async with open_backend(
         url,
         registry_ttl=1.0,

@@ -8,8 +8,15 @@ import time
 
 import pytest
 
-from app.pubsub import open_backend
-from app.pubsub.base import BusUnavailable, QuotaUsage, quota_windows
+from app.pubsub import Backend, open_backend
+from app.pubsub.base import (
+    CONTROL_CHANNEL,
+    SUBSCRIPTIONS_CHANNEL,
+    UPDATES_CHANNEL,
+    BusUnavailable,
+    QuotaUsage,
+    quota_windows,
+)
 from tests.pubsub.test_contract import Listener
 from tests.support import RedisServer, eventually
 
@@ -143,3 +150,107 @@ async def test_history_reads_fail_as_bus_unavailable_when_redis_is_down(
         redis_server.stop()  # the redis_url fixture starts it again for the next test
         with pytest.raises(BusUnavailable):
             await backend.history.read("TCS")
+
+
+async def test_a_cancelled_adapter_call_always_ends_its_task(redis_url: str) -> None:
+    # redis-py wraps socket writes in asyncio.wait_for, which on Python 3.11 drops a cancellation
+    # that lands as the write completes; a loop of Redis calls then runs on after being cancelled
+    # (a replica that failed to bind its port never exited). Cancel at many points of the call.
+    async with open_backend(redis_url, registry_ttl=1.0, client_name="t") as backend:
+
+        async def chatty() -> None:
+            while True:  # as the heartbeat loop does, with no await of its own in between
+                try:
+                    await backend.bus.publish("market-data:control", b"beat")
+                    await backend.snapshots.get(["TCS"])
+                except BusUnavailable:
+                    pass
+
+        for attempt in range(200):
+            task = asyncio.create_task(chatty())
+            for _ in range(attempt % 12):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            if not done:
+                while not task.done():  # each cancel may be swallowed again
+                    task.cancel()
+                    await asyncio.wait([task], timeout=0.1)
+                raise AssertionError(f"attempt {attempt}: the cancelled task kept running")
+
+
+async def exercise(backend: Backend) -> None:
+    """Make every adapter write what it writes in production."""
+    now = time.time()
+    await backend.snapshots.put({"TCS": b"q"})
+    await backend.registry.report("r1", {"TCS": 1})
+    await backend.registry.reconcile()
+    token = await backend.lease.acquire("r1:n")
+    assert token is not None
+    assert await backend.lease.publish(
+        token, {"TCS": b"q2"}, UPDATES_CHANNEL, b"m", history={"TCS": b"1 10"}
+    )
+    await backend.quotas.take("twelvedata", now, 1, 8, 800)
+    stop = QuotaUsage(paused_until=now + 30, disabled_until=now + 60)
+    await backend.quotas.merge("twelvedata", now, stop)
+
+
+async def test_every_key_and_channel_carries_the_prefix(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    channels = [UPDATES_CHANNEL, CONTROL_CHANNEL, SUBSCRIPTIONS_CHANNEL]
+    async with open_backend(redis_url, registry_ttl=5, client_name="t", prefix="{s1}:") as backend:
+        async with Listener(backend, channels) as listener:
+            assert set(redis_server.cli("PUBSUB", "CHANNELS").split()) == {
+                "{s1}:" + c for c in channels
+            }
+            await exercise(backend)
+            for channel in channels:
+                await backend.bus.publish(channel, b"x")
+            # The ports keep speaking logical names: the prefix is the adapter's business.
+            got = [await listener.get() for _ in range(4)]
+            assert [m.channel for m in got] == [UPDATES_CHANNEL, *channels]
+            assert await backend.snapshots.get(["TCS"]) == {"TCS": b"q2"}
+            assert await backend.history.read("TCS") == [b"1 10"]
+    keys = set(redis_server.cli("--scan").split("\n")) - {""}
+    minute, day = quota_windows(time.time())
+    assert {k for k in keys if not k.startswith("quota:")} == {
+        "{s1}:" + k
+        for k in (
+            "quotes:last", "history:TCS", "subscriptions:replica:r1", "subscriptions:replicas",
+            "subscriptions:active", "subscriptions:count:TCS", "fetcher:lease", "fetcher:term",
+            f"quota:twelvedata:minute:{minute}", f"quota:twelvedata:day:{day}",
+            "quota:twelvedata:paused", "quota:twelvedata:disabled",
+        )
+    }  # fmt: skip
+
+
+async def test_two_dbs_on_one_server_never_hear_each_other(redis_url: str) -> None:
+    # Pub/sub ignores DB numbers: without the default prefix, DB 1's clients got DB 0's quotes.
+    db1 = redis_url.removesuffix("/0") + "/1"
+    db2 = redis_url.removesuffix("/0") + "?db=2"  # the other way to name a DB
+    async with (
+        open_backend(redis_url, registry_ttl=5, client_name="a") as a,
+        open_backend(db1, registry_ttl=5, client_name="b") as b,
+        open_backend(db2, registry_ttl=5, client_name="c") as c,
+    ):
+        assert (a.prefix, b.prefix, c.prefix) == ("", "db1:", "db2:")
+        channels = [UPDATES_CHANNEL, CONTROL_CHANNEL]
+        async with (
+            Listener(a, channels) as hear_a,
+            Listener(b, channels) as hear_b,
+            Listener(c, channels) as hear_c,
+        ):
+            for backend, name in ((a, b"a"), (b, b"b"), (c, b"c")):
+                await backend.bus.publish(UPDATES_CHANNEL, name)
+                token = await backend.lease.acquire(name.decode())
+                assert token is not None  # each DB has its own lease
+                assert await backend.lease.publish(token, {}, UPDATES_CHANNEL, name + b"!")
+                await backend.bus.publish(CONTROL_CHANNEL, name + b"?")
+            for listener, name in ((hear_a, b"a"), (hear_b, b"b"), (hear_c, b"c")):
+                got = [(await listener.get()).data for _ in range(3)]
+                assert got == [name, name + b"!", name + b"?"]
+            # Nothing else arrives: a marker published last is the next thing each one hears.
+            for backend, listener in ((a, hear_a), (b, hear_b), (c, hear_c)):
+                await backend.bus.publish(UPDATES_CHANNEL, b"end")
+                assert (await listener.get()).data == b"end"

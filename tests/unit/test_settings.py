@@ -51,6 +51,15 @@ def test_every_bad_value_is_reported_at_once() -> None:
     assert len(info.value.problems) == 6
 
 
+def test_redis_prefix_is_derived_unless_given_and_checked() -> None:
+    assert Settings.from_env({"REDIS_URL": "redis://h:6379/3"}).redis_prefix is None  # derived
+    s = Settings.from_env({"REDIS_URL": "redis://h/0", "REDIS_PREFIX": "{shop-1}.quotes:"})
+    assert s.redis_prefix == "{shop-1}.quotes:"
+    for bad in ("has space", "x" * 65, "a*", "ünï"):
+        with pytest.raises(SettingsError, match="REDIS_PREFIX"):
+            Settings.from_env({"REDIS_PREFIX": bad})
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
 def test_fetch_interval_must_be_a_sane_duration(value: str) -> None:
     with pytest.raises(SettingsError, match="FETCH_INTERVAL"):
