@@ -210,7 +210,12 @@ class _PerConnection(logging.Filter):
     connections that is noise, and a reconnect storm spends a tenth of its CPU formatting and
     writing them. Shown with LOG_LEVEL=debug; like the access log, off otherwise."""
 
-    MESSAGES = frozenset({"connection open", "connection closed", '%s - "WebSocket %s" [accepted]'})
+    MESSAGES = frozenset({
+        "connection open", "connection closed", '%s - "WebSocket %s" [accepted]',
+        # Refused upgrades (origin, format, access, draining): access-log lines, with the URL.
+        '%s - "WebSocket %s" 403', '%s - "WebSocket %s" %d', "connection rejected (%d %s)",
+        "HTTP response sent (%d %s)",
+    })  # fmt: skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO or record.msg not in self.MESSAGES

@@ -294,8 +294,11 @@ def raw_websocket(port: int, *, rcvbuf: int | None = None, path: str = "/ws") ->
     return sock
 
 
-def server_frames(sock: socket.socket, within: float = 10.0) -> list[tuple[int, bytes]]:
-    """Read (opcode, payload) frames until the server closes the connection or `within` passes."""
+def server_frames(
+    sock: socket.socket, within: float = 10.0, *, until_close_frame: bool = False
+) -> list[tuple[int, bytes]]:
+    """Read (opcode, payload) frames until the server closes the connection (or, with
+    `until_close_frame`, until its close frame has come) or `within` passes."""
     data = b""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -307,6 +310,12 @@ def server_frames(sock: socket.socket, within: float = 10.0) -> list[tuple[int, 
         if not chunk:
             break
         data += chunk
+        if until_close_frame and close_code(_frames(data)) is not None:
+            break
+    return _frames(data)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
     frames: list[tuple[int, bytes]] = []
     i = 0
     while i + 2 <= len(data):
@@ -316,6 +325,8 @@ def server_frames(sock: socket.socket, within: float = 10.0) -> list[tuple[int, 
             size, i = int.from_bytes(data[i : i + 2], "big"), i + 2
         elif size == 127:
             size, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        if i + size > len(data):
+            break  # not all of it has arrived
         frames.append((opcode, data[i : i + size]))
         i += size
     return frames

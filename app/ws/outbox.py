@@ -93,7 +93,7 @@ class Outbox:
 
     def offer(self, symbol: str, text: str, published_at: int) -> None:
         """Queue a live update for the writer task, replacing a pending one of that symbol."""
-        if symbol not in self.symbols:
+        if symbol not in self.symbols or self.overflowed:
             return
         pending = self._pending
         if symbol in pending:
@@ -103,15 +103,19 @@ class Outbox:
         pending[symbol] = text
         self._owed()
 
-    def offer_snapshot(self, quotes: Sequence[Quote]) -> None:
-        """Queue a snapshot frame of `quotes` (the newest known, so it supersedes pending ones)."""
+    def offer_snapshot(self, quotes: Sequence[Quote]) -> int:
+        """Queue a snapshot frame of `quotes` (the newest known, so it supersedes pending ones);
+        returns its size (characters)."""
         texts = []
         for quote in quotes:
             if quote.symbol in self.symbols:
                 self._pending.pop(quote.symbol, None)
                 texts.append(self.fmt.encode(quote))
-        if texts:
-            self.offer_control(self.fmt.frame("snapshot", texts))
+        if not texts:
+            return 0
+        frame = self.fmt.frame("snapshot", texts)
+        self.offer_control(frame)
+        return len(frame)
 
     def offer_control(self, text: str | None) -> None:
         if text is None or self.overflowed:

@@ -191,7 +191,11 @@ class Connection:
                 )
                 self._close_now(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
                 continue
-            if not self.bucket.take(cost_of(len(data))):
+            cost = cost_of(len(data))
+            if not self.bucket.take(cost):
+                # A dropped message is paid for too (as debt): sending over the budget only
+                # digs deeper, until the flood rule below closes the connection.
+                self.bucket.charge(cost)
                 self.dropped += 1
                 if self.dropped == 1:
                     self._send(
@@ -254,7 +258,11 @@ class Connection:
                     )
                     self._replied += len(row or "")
                     self.outbox.offer_control(row)
-        self.outbox.offer_snapshot([hub.latest[s] for s in review.accepted if s in hub.latest])
+        # The snapshot is part of the reply the client pays for (a subscribe and unsubscribe
+        # repeated would otherwise draw a snapshot each time for the price of a small message).
+        self._replied += self.outbox.offer_snapshot(
+            [hub.latest[s] for s in review.accepted if s in hub.latest]
+        )
 
     def _send(self, text: str) -> None:
         if self.json:
@@ -266,11 +274,12 @@ class Connection:
         if self._ended:
             return
         if self.outbox.overflowed:
-            client_noise.note(
-                "slow_consumer", "closed a client whose queue passed its bound (1013)"
-            )
-            self.svc.hub.slow_closes += 1
-            self._close_now(status.WS_1013_TRY_AGAIN_LATER, "too slow")
+            if not self._closing_now:
+                client_noise.note(
+                    "slow_consumer", "closed a client whose queue passed its bound (1013)"
+                )
+                self.svc.hub.slow_closes += 1
+                self._close_now(status.WS_1013_TRY_AGAIN_LATER, "too slow")
             return
         if self._writer is not None:
             return  # the running writer sends it before it ends
@@ -306,6 +315,8 @@ class Connection:
         if writer is not None:
             writer.cancel()
             await asyncio.wait([writer])
+        if self.outbox.overflowed:
+            self.outbox.clear()  # what was queued since the overflow is not sent either
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 for frame in self.outbox.drain():

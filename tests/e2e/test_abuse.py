@@ -6,6 +6,8 @@ says. Real `python -m app` on the Procfile's fast path, real and raw WebSocket c
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,7 +131,11 @@ async def test_a_client_that_never_reads_is_closed_once_its_queue_passes_the_byt
         await recv_json(honest)
         await honest.send(orjson.dumps({"action": "subscribe", "symbols": ["TCS"]}))
         before = rss_mb(server.proc.pid)
-        abusers = [raw_websocket(server.port, rcvbuf=4096) for _ in range(4)]
+        # Watching live symbols too: quotes keep arriving for them after they overflow.
+        abusers = [
+            raw_websocket(server.port, rcvbuf=4096, path="/ws?symbols=TCS,INFY,RELIANCE")
+            for _ in range(4)
+        ]
         sent = 0
         try:
             for sock in abusers:
@@ -161,4 +167,29 @@ async def test_a_client_that_never_reads_is_closed_once_its_queue_passes_the_byt
         while got < 3:  # the honest client never noticed
             got += len(quotes_in(await recv_json(honest)))
     assert sent > 4
+    # Each counted once, however many quotes came for it while it was being closed.
     assert "stocktracker_slow_client_closes_total 4.0" in server.metrics_text()
+
+
+def test_a_client_that_keeps_sending_after_the_close_frame_is_cut_off() -> None:
+    # A draining server closes with 1012 and then reads on, waiting for the client's close
+    # reply; a client that sends more than twice the largest message instead is disconnected
+    # at once rather than read until the close times out.
+    server = AppServer({"DRAIN_GRACE": "10", "MAX_MESSAGE_BYTES": "65536"})
+    server.start()
+    assert server.proc is not None
+    try:
+        sock = raw_websocket(server.port)
+        with sock:
+            server.proc.send_signal(signal.SIGTERM)
+            assert close_code(server_frames(sock, within=10, until_close_frame=True)) == 1012
+            junk = client_frame(TEXT, b"x" * 60_000)
+            sent, deadline = 0, time.monotonic() + 5
+            with pytest.raises(OSError):  # reset (or a broken pipe) by the server
+                while time.monotonic() < deadline:
+                    sock.sendall(junk)
+                    sent += 1
+            assert sent < 100, f"the server read {sent} frames after its close"
+            assert server.proc.poll() is None  # still draining: the cut was the rule's
+    finally:
+        server.stop()
