@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
 import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -248,3 +251,24 @@ def _head_too_large(limits: HttpLimits) -> Refused:
 
 def _body_too_large(limits: HttpLimits) -> Refused:
     return Refused(413, "body_too_large", f"the request body is over {limits.max_body_bytes} bytes")
+
+
+class QuietDisconnects:
+    """Pure ASGI middleware: a request whose client left (or was cut off by a limit above)
+    while the app read its body ends quietly. Otherwise Starlette's `ClientDisconnect` reaches
+    uvicorn, which logs it as an application error with a full traceback: a log line of ~50
+    lines that any client could cause at will."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)  # no frame kept for a WebSocket's whole life
+        return self._quietly(scope, receive, send)
+
+    async def _quietly(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            client_noise.note("client_disconnect", "client: left before its request was read")

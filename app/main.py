@@ -28,7 +28,7 @@ from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
 from app.gate import AccessGate
 from app.history import History
-from app.http_limits import HttpLimits
+from app.http_limits import HttpLimits, QuietDisconnects
 from app.identity import new_nonce
 from app.logbudget import ClientNoiseFilter, client_noise
 from app.login import Login
@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
         # refusal pages get the security headers.
         middleware=[
+            Middleware(QuietDisconnects),
             Middleware(AccessGate, access),
             Middleware(WebSocketShortcut),
             Middleware(SecurityHeaders),
