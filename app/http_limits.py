@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
+        head_began_before = self.reading is Reading.HEAD
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -118,9 +120,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 client_noise.note("bad_request", f"client: invalid HTTP request ({exc})")
                 self._respond(400, "bad_request", "invalid HTTP request")
             return
-        if self.reading is Reading.HEAD:
-            # Still inside a head after this chunk: count it, so a huge header is refused while
-            # it arrives instead of being buffered whole by the parser.
+        if self.reading is Reading.HEAD and head_began_before:
+            # Still inside a head that began before this chunk: all of it is head, counted so a
+            # huge header is refused while it arrives instead of being buffered whole. (A head
+            # that began inside this chunk, after pipelined requests, is counted exactly by the
+            # callbacks once its headers are whole: at most one read more.)
             self.head_bytes += len(data)
             if self.head_bytes > self.limits.max_head_bytes:
                 self._refuse(_head_too_large(self.limits))
@@ -220,7 +224,32 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, refusal: Refused) -> None:
         client_noise.note(refusal.code, f"refused a request: {refusal.message}")
+        if self._answers_owed_first():
+            return
         self._respond(refusal.status, refusal.code, refusal.message)
+
+    def _answers_owed_first(self) -> bool:
+        """With pipelined requests before the refused one still unanswered, a refusal written
+        now would overtake their answers: let those go out in order, then close (the refused
+        request gets no answer). True if that is so."""
+        if self.reading is Reading.BODY:
+            refused = self.cycle  # the request whose body broke a limit
+            if not any(c is refused for c, _ in self.pipeline):
+                return False  # it is the one being answered: its refusal comes in turn
+            self.pipeline = deque(item for item in self.pipeline if item[0] is not refused)
+            # Answered last: the newest still queued (uvicorn queues on the left); with none,
+            # the one running, after which the idle keep-alive timeout closes the connection.
+            last = self.pipeline[0][0] if self.pipeline else None
+        else:
+            last = self.cycle  # the newest request before the refused one
+            if last is None or last.response_complete:
+                return False
+        self._disarm()
+        self.reading = Reading.DONE
+        self.flow.pause_reading()
+        if last is not None:
+            last.keep_alive = False  # its answer closes the connection
+        return True
 
     def _respond(self, status: int, code: str, message: str) -> None:
         self._disarm()

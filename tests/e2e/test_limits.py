@@ -276,3 +276,22 @@ def test_running_out_of_descriptors_is_logged_once_and_survived() -> None:
         assert server.log().count("out of file descriptors") == 1
     finally:
         server.stop()
+
+
+def test_pipelined_requests_are_answered_in_order_and_not_counted_as_one_head(
+    app_server: AppServer,
+) -> None:
+    one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    many = one * 600  # ~20 KB, more than a head may be, in one stream of small requests
+    with socket.create_connection(("127.0.0.1", app_server.port), timeout=10) as sock:
+        sock.sendall(many[:-10])  # the last request split across two reads
+        sock.sendall(many[-10:] + b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200") == 601 and b"431" not in data
+    # A refusal behind requests still being answered does not overtake their answers.
+    big = b"GET /health HTTP/1.1\r\nX-Big: " + b"x" * 20_000 + b"\r\n\r\n"
+    answer = http_raw(app_server.port, one * 3 + big)
+    assert answer.count(b"HTTP/1.1 200") == 3
+    assert answer.index(b"HTTP/1.1 200") == 0 and b"HTTP/1.1 431" not in answer[:20]
