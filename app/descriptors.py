@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 # Descriptors kept out of the connection cap: Redis pools, HTTP clients, files, probes.
 RESERVED = 128
+DEFAULT_CAP = 32_768
 MIN_CAP = 16
 
 
@@ -37,7 +38,9 @@ def raise_limit() -> int:
 
 
 def connection_cap(configured: int, limit: int) -> int:
-    """`configured` (0: derived from the descriptor limit), never above what the limit allows."""
+    """`configured`, never above what the descriptor limit allows; 0: `DEFAULT_CAP` if that
+    fits (a hard limit of a million descriptors is common, and memory, ~20 KB a connection,
+    runs out long before)."""
     room = max(limit - RESERVED, MIN_CAP)
     if configured and configured > room:
         log.warning(
@@ -46,7 +49,7 @@ def connection_cap(configured: int, limit: int) -> int:
             limit,
             room,
         )
-    return min(configured, room) if configured else room
+    return min(configured or DEFAULT_CAP, room)
 
 
 class FdWatch:

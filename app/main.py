@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import api, descriptors, gctune, http_limits, metrics, pages, watchlist
 from app.access import AccessPolicy
+from app.clients import ClientBudget, ClientLimits
 from app.csrf import CrossSiteGuard
 from app.drain import Drainer
 from app.feeds import build_feed, needs_http, request_timeout
@@ -52,6 +53,8 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     access = AccessPolicy.from_settings(settings)
+    # Per-client limits; its connection cap is set at start, from the descriptor limit.
+    clients = ClientBudget(settings.max_connections_per_client, settings.client_http_rate)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -116,13 +119,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             supervisor.start("loop_lag", loop_lag.run)
             supervisor.start("client_noise", client_noise.run)
             fd_limit = descriptors.raise_limit()
+            cap = descriptors.connection_cap(settings.max_connections, fd_limit)
             limits = HttpLimits(
                 max_url_bytes=settings.max_url_bytes,
                 max_head_bytes=settings.max_head_bytes,
                 max_body_bytes=settings.max_body_bytes,
                 request_timeout=settings.request_timeout,
-                max_connections=descriptors.connection_cap(settings.max_connections, fd_limit),
+                max_connections=cap,
             )
+            clients.max_open = settings.max_connections_per_client or max(16, cap // 10)
             supervisor.start("descriptors", descriptors.FdWatch(fd_limit).run)
             drainer = Drainer(
                 hub,
@@ -143,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             svc = Services(
                 settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag,
-                access,
+                access, clients,
             )  # fmt: skip
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
@@ -183,6 +188,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # refusal pages get the security headers.
         middleware=[
             Middleware(QuietDisconnects),
+            Middleware(ClientLimits, clients),
             Middleware(AccessGate, access),
             Middleware(WebSocketShortcut),
             Middleware(SecurityHeaders),

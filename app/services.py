@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from app.access import AccessPolicy
+from app.clients import ClientBudget
 from app.feeds.base import Feed
 from app.history import History
 from app.poller import Poller
@@ -30,6 +31,7 @@ class Services:
     history: History
     loop_lag: LoopLag
     access: AccessPolicy
+    clients: ClientBudget
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -97,6 +97,10 @@ class Settings:
     request_timeout: float = 10.0
     # Open connections (HTTP and WebSocket); 0: derived from the descriptor limit.
     max_connections: int = 0
+    # Per client address (app.clients): connections and requests in progress at once (0: a
+    # tenth of the connection cap), and HTTP requests a second (burst twice that; 0: no limit).
+    max_connections_per_client: int = 0
+    client_http_rate: float = 30.0
     # How often the event loop's wake-up delay is sampled (seconds).
     loop_lag_interval: float = 0.25
     # Browser origins trusted besides the app's own: to open /ws and to post forms (`*`: /ws only).
@@ -218,6 +222,10 @@ class Settings:
             max_body_bytes=reader.get("MAX_BODY_BYTES", 64 * 1024, _int_in(1024, 1 << 30)),
             request_timeout=reader.get("REQUEST_TIMEOUT", 10.0, _seconds(0.1, 600)),
             max_connections=reader.get("MAX_CONNECTIONS", 0, _int_in(0, 10_000_000)),
+            max_connections_per_client=reader.get(
+                "MAX_CONNECTIONS_PER_CLIENT", 0, _int_in(0, 10_000_000)
+            ),
+            client_http_rate=reader.get("CLIENT_HTTP_RATE", 30.0, _rate(0, 1_000_000)),
             loop_lag_interval=reader.get("LOOP_LAG_INTERVAL", 0.25, _seconds(0.001, 60)),
             allowed_origins=reader.get("ALLOWED_ORIGINS", (), _origins),
             poll_timeout=reader.get("POLL_TIMEOUT", 25.0, _seconds(0.1, 120)),

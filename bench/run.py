@@ -90,7 +90,14 @@ def suite(scale: float) -> list[Workload]:
             target="tick, all on the same 10 symbols",
         ),  # fmt: skip
         Workload("stream", "ws", n(5_000), env=stream, target="p99<=250ms, 0 loss"),
-        Workload("long-poll", "poll", n(2_000), env=tick, target="p99<=500ms"),
+        # 2,000 pollers from 8 source addresses: each address stands for 250 clients.
+        Workload(
+            "long-poll",
+            "poll",
+            n(2_000),
+            env={**tick, "CLIENT_HTTP_RATE": "0"},
+            target="p99<=500ms",
+        ),  # fmt: skip
         Workload("idle", "idle", n(10_000), env=tick, duration=5, target="<=25KB/conn"),
         Workload(
             "slow-2%",

@@ -130,6 +130,9 @@ class AppServer:
             "SIM_SEED": "7",
             "LOG_LEVEL": "info",
             "DRAIN_GRACE": "0",  # tests stop servers often; the drain test sets its own
+            # Tests poll /ready and /metrics in tight loops, all from 127.0.0.1: the per-client
+            # request rate is tested on its own (test_limits).
+            "CLIENT_HTTP_RATE": "0",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -29,11 +29,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app.clients import client_of
 from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
 from app.ws import protocol
-from app.ws.admission import client_key
 from app.ws.fastpath import ABORT as FAST_ABORT
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
@@ -108,8 +108,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)
         return
     fmt = JSON_FORMAT if fmt_name == "json" else svc.renderer.html_format()
-    await ws.accept()
-    await Connection(ws, svc, fmt).serve()
+    client = client_of(ws.scope)
+    if not svc.clients.open(client):
+        client_noise.note("client_connections", f"client {client} at its connection cap (503)")
+        await _refuse(ws, 503)
+        return
+    try:
+        await ws.accept()
+        await Connection(ws, svc, fmt).serve()
+    finally:
+        svc.clients.close(client)
 
 
 class Connection:
@@ -121,7 +129,7 @@ class Connection:
         self.ws = ws
         self.svc = svc
         self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
-        self.outbox.client = client_key(ws.client.host if ws.client else None)
+        self.outbox.client = client_of(ws.scope)
         # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
         # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
         self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)

@@ -295,3 +295,44 @@ def test_pipelined_requests_are_answered_in_order_and_not_counted_as_one_head(
     answer = http_raw(app_server.port, one * 3 + big)
     assert answer.count(b"HTTP/1.1 200") == 3
     assert answer.index(b"HTTP/1.1 200") == 0 and b"HTTP/1.1 431" not in answer[:20]
+
+
+@pytest.fixture(scope="module")
+def budget_server() -> Iterator[AppServer]:
+    yield from serve({"CLIENT_HTTP_RATE": "5", "MAX_CONNECTIONS_PER_CLIENT": "2"})
+
+
+def client_from(address: str) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+def test_one_client_over_its_request_rate_does_not_slow_another(budget_server: AppServer) -> None:
+    url = f"{budget_server.base}/api/quotes?symbols=TCS"
+    with client_from("127.0.0.2") as greedy, client_from("127.0.0.3") as other:
+        codes = [greedy.get(url).status_code for _ in range(30)]  # burst 10, then 5 a second
+        assert codes[:10] == [200] * 10 and 429 in codes
+        refused = greedy.get(url)
+        if refused.status_code == 429:
+            assert refused.json()["error"]["code"] == "rate_limited"
+            assert int(refused.headers["retry-after"]) >= 1
+        assert other.get(url).status_code == 200
+        assert greedy.get(f"{budget_server.base}/health").status_code == 200  # never limited
+
+
+async def test_one_client_cannot_hold_every_connection(budget_server: AppServer) -> None:
+    def from_address(address: str) -> socket.socket:
+        sock = socket.socket()
+        sock.bind((address, 0))
+        sock.connect(("127.0.0.1", budget_server.port))
+        return sock
+
+    held = [await connect(budget_server.ws_url, sock=from_address("127.0.0.4")) for _ in range(2)]
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(budget_server.ws_url, sock=from_address("127.0.0.4"))
+        assert info.value.response.status_code == 503
+        async with connect(budget_server.ws_url, sock=from_address("127.0.0.5")) as other:
+            assert (await recv_json(other))["type"] == "welcome"
+    finally:
+        for ws in held:
+            await ws.close()
