@@ -104,7 +104,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 announce=poller.announcement,
                 # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
                 admission=Admission(
+                    settings.new_symbols_per_minute,
                     settings.symbols_per_client,
+                    linger=settings.poll_timeout + 5,
+                    always=settings.board_symbols,
                     enabled=not getattr(feed, "authoritative_symbols", False),
                 ),
             )

@@ -182,7 +182,7 @@ class AppCollector(Collector):
         )  # fmt: skip
         yield GaugeMetricFamily(
             f"{PREFIX}_event_loop_lag_max_seconds",
-            "Largest event-loop wake-up delay since the previous scrape",
+            "Largest event-loop wake-up delay since the previous scrape (of any scraper)",
             value=lag.take_worst(),
         )
         yield _histogram(

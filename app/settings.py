@@ -129,9 +129,9 @@ class Settings:
     log_level: str = "info"
     # Never-priced symbols a real provider is asked about per minute (burst: the same number).
     new_symbols_per_minute: float = 6.0
-    # ... of which one client address may have waiting at once and bring in per minute
-    # (app.ws.admission); 0: half of `new_symbols_per_minute`, so no one client can use it all.
-    new_symbols_per_client: float = 0.0
+    # ... of which one client address may have waiting for a first price at once
+    # (app.ws.admission); 0: half of `new_symbols_per_minute`.
+    new_symbols_per_client: int = 0
     # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too).
     web_concurrency: int = 1
     # TLS for rediss:// URLs, passed through to redis-py.
@@ -163,9 +163,9 @@ class Settings:
     forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 
     @property
-    def symbols_per_client(self) -> float:
-        """New symbols one client may bring in per minute (and have waiting at once)."""
-        return self.new_symbols_per_client or max(1.0, self.new_symbols_per_minute / 2)
+    def symbols_per_client(self) -> int:
+        """Never-priced symbols one client may have waiting for a first price at once."""
+        return self.new_symbols_per_client or max(1, int(self.new_symbols_per_minute // 2))
 
     def provider(self, name: str) -> ProviderConfig:
         for config in self.providers:
@@ -243,7 +243,7 @@ class Settings:
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
             web_concurrency=reader.get("WEB_CONCURRENCY", 1, _int_in(1, 64)),
             new_symbols_per_minute=reader.get("NEW_SYMBOLS_PER_MINUTE", 6.0, _rate(0.1, 100_000)),
-            new_symbols_per_client=reader.get("NEW_SYMBOLS_PER_CLIENT", 0.0, _rate(0, 100_000)),
+            new_symbols_per_client=reader.get("NEW_SYMBOLS_PER_CLIENT", 0, _int_in(0, 10_000)),
             redis_tls_ca_certs=reader.get("REDIS_TLS_CA_CERTS", "", _text),
             redis_tls_certfile=reader.get("REDIS_TLS_CERTFILE", "", _text),
             redis_tls_keyfile=reader.get("REDIS_TLS_KEYFILE", "", _text),

@@ -46,9 +46,10 @@ class SymbolList:
 
 
 def parse_symbol_list(raw: str, *, max_parts: int, skip_empty: bool = False) -> SymbolList:
-    """Comma-separated symbols, reading at most `max_parts` parts (empty ones count, unless
-    `skip_empty`); the rest is only counted. Linear in the text up to the cap and constant past
-    it, so a list of any length costs what `max_parts` of them do."""
+    """Comma-separated symbols, examining at most `max_parts` parts (empty ones included, even
+    with `skip_empty`, which only keeps them from being reported as problems); the rest is only
+    counted, by one scan in C. A list of any length costs what `max_parts` of them do, plus
+    that scan (the request limits bound the text anyway)."""
     parts = raw.split(",", max_parts)  # the last piece holds everything past the cap, unsplit
     unread = parts.pop().count(",") + 1 if len(parts) > max_parts else 0
     symbols: list[str] = []

@@ -88,7 +88,7 @@ class Hub:
             replica_id, nonce, heartbeat, announce=announce, on_fetcher=self.fetchers.heard
         )
         # Which never-priced symbols this replica may report (so the fetcher prices them).
-        self.admission = admission or Admission(1, enabled=False)
+        self.admission = admission or Admission(1, 1, enabled=False)
         # The fetcher's effective per-symbol refresh interval, as its last message said.
         self.refresh: float | None = None
         self._replica_id = replica_id
@@ -198,9 +198,16 @@ class Hub:
         admission = self.admission
         if not admission.enabled:
             return counts
+        admission.share(len(self.health.peers) + 1)
         admission.refill()
         latest = self.latest
-        return {s: n for s, n in counts.items() if s in latest or admission.admitted(s)}
+        # A never-priced symbol counts its clients, not their connections: opening more
+        # connections buys no place in the fetcher's order.
+        return {
+            s: n if s in latest else admission.demand(s)
+            for s, n in counts.items()
+            if s in latest or admission.admitted(s)
+        }
 
     def start_drain(self, spread: float) -> None:
         """Tell every client to reconnect elsewhere, each after its own random delay (up to
