@@ -1,11 +1,15 @@
-"""Abusive WebSocket clients for the `abuse` workload of `bench.run`.
+"""Abusive clients for the `abuse` workloads of `bench.run`.
 
-Each sends the largest request the server accepts (`max_bytes`, a `subscribe` naming thousands of
-symbols: one symbol over and over, or distinct made-up ones, by turns) as often as its message
-budget allows (`CLIENT_RATE` units a second, one unit per started 4 KiB), for `duration`
-seconds. Half of them read what comes back; the others never read (small socket buffers, and
-the client library stops reading once one message waits). A client that is closed reconnects
-and goes on. Input: one JSON object on the command line; output: one JSON line at the end.
+`big` clients (the `abuse` workload: all of them) send the largest request the server accepts
+(`max_bytes`, a `subscribe` naming thousands of symbols: one symbol over and over, or distinct
+made-up ones, by turns) as often as their message budget allows (`CLIENT_RATE` units a second,
+one unit per started 4 KiB), for `duration` seconds; half of them read what comes back, the
+others never read (small socket buffers, and the client library stops reading once one message
+waits). `abuse-mixed` adds `churn` clients, which subscribe to 50 real symbols and unsubscribe
+again and again (each subscribe draws a snapshot), and `pages` clients, which ask for `/` with a
+50-symbol watchlist cookie over one keep-alive connection as fast as the server answers. A client
+that is closed reconnects and goes on. Input: one JSON object on the command line; output: one
+JSON line at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote as urlquote
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,6 +38,9 @@ class Spec:
     duration: float = 20.0
     max_bytes: int = 65536
     rate: float = 20.0
+    # One kind per client, in turn: big (reading), big-silent, churn, pages.
+    kinds: tuple[str, ...] = ("big", "big-silent")
+    symbols: tuple[str, ...] = ()  # real symbols, for churn and pages
 
 
 def requests(max_bytes: int) -> list[bytes]:
@@ -105,11 +113,83 @@ def _address(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+async def churn(spec: Spec, index: int, stats: Counter[str]) -> None:
+    symbols = list(spec.symbols[:50])
+    subscribe = orjson.dumps({"action": "subscribe", "symbols": symbols})
+    unsubscribe = orjson.dumps({"action": "unsubscribe", "symbols": symbols})
+    deadline = time.monotonic() + spec.duration
+    while time.monotonic() < deadline:
+        sock = socket.socket()
+        sock.bind((f"127.0.0.{10 + index}", 0))
+        try:
+            sock.connect(_address(spec.url))
+            ws = await connect(spec.url, sock=sock, max_size=None)
+        except (OSError, InvalidHandshake):
+            stats["connect_errors"] += 1
+            await asyncio.sleep(0.5)
+            continue
+        stats["connections"] += 1
+        reader = asyncio.create_task(_read(ws, stats))
+        try:
+            while time.monotonic() < deadline:
+                await ws.send(subscribe)
+                await ws.send(unsubscribe)
+                stats["requests"] += 2
+                await asyncio.sleep(0.05)
+        except ConnectionClosed as exc:
+            stats[f"closed_{exc.rcvd.code if exc.rcvd else 1006}"] += 1
+        finally:
+            reader.cancel()
+            await _abandon(ws)
+        await asyncio.sleep(0.2)
+
+
+async def pages(spec: Spec, index: int, stats: Counter[str]) -> None:
+    host, port = _address(spec.url)
+    cookie = "watchlist=" + urlquote(",".join(spec.symbols[:50]), safe=",")
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n".encode()
+    deadline = time.monotonic() + spec.duration
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(
+                host, port, local_addr=(f"127.0.0.{10 + index}", 0)
+            )
+        except OSError:
+            stats["connect_errors"] += 1
+            await asyncio.sleep(0.5)
+            continue
+        stats["connections"] += 1
+        try:
+            while time.monotonic() < deadline:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                stats[f"http_{head[9:12].decode()}"] += 1
+                if b"connection: close" in head.lower():
+                    break
+        except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
+            stats["http_dropped"] += 1
+        finally:
+            writer.close()
+
+
 async def main(spec: Spec) -> dict[str, Any]:
     stats: Counter[str] = Counter()
-    await asyncio.gather(
-        *(abuse(spec, i, reads=i % 2 == 0, stats=stats) for i in range(spec.clients))
-    )
+    tasks = []
+    for i in range(spec.clients):
+        kind = spec.kinds[i % len(spec.kinds)]
+        if kind == "churn":
+            tasks.append(churn(spec, i, stats))
+        elif kind == "pages":
+            tasks.append(pages(spec, i, stats))
+        else:
+            tasks.append(abuse(spec, i, reads=kind == "big", stats=stats))
+    await asyncio.gather(*tasks)
     return {"event": "abusers", **stats}
 
 

@@ -67,6 +67,7 @@ class Workload:
     # Abusive clients (bench.abuser) beside the measured ones, during the measured window; the
     # measured clients then stay `linger` seconds, while the server's memory is watched.
     abusers: int = 0
+    abuse_kinds: tuple[str, ...] = ("big", "big-silent")
     linger: float = 0.0
     settle: float = ABUSE_SETTLE
 
@@ -123,6 +124,15 @@ def suite(scale: float) -> list[Workload]:
             env=stream,
             abusers=8,
             target="honest p99 <= 2x abuse-none; RSS back within 10% 60 s after",
+        ),  # fmt: skip
+        Workload(
+            "abuse-mixed",
+            "ws",
+            n(1_000),
+            env=stream,
+            abusers=8,
+            abuse_kinds=("big", "big-silent", "churn", "pages"),
+            target="as abuse, with subscribe churn and page floods among the abusers",
         ),  # fmt: skip
     ]
 
@@ -308,7 +318,8 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
     if w.abusers:
         spec = {"url": app.ws, "clients": w.abusers, "duration": w.duration,
                 "max_bytes": int(app.env.get("MAX_MESSAGE_BYTES", 65536)),
-                "rate": float(app.env.get("CLIENT_RATE", 20))}  # fmt: skip
+                "rate": float(app.env.get("CLIENT_RATE", 20)), "kinds": w.abuse_kinds,
+                "symbols": symbols}  # fmt: skip
         abusers = await asyncio.create_subprocess_exec(
             *pinned(1, [sys.executable, "-m", "bench.abuser", json.dumps(spec)]),
             cwd=ROOT,
@@ -508,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {w.name}: {w.clients} clients, load {load()}", file=sys.stderr, flush=True)
         row = run_workload(w, extra, log)
         row["label"] = args.label
-        if w.name == "abuse":
+        if w.abusers:
             compare_with_baseline(row, rows)
         rows.append(row)
         with out.open("a") as fh:
