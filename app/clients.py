@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.logbudget import client_noise
 from app.ws.admission import client_key
@@ -41,7 +42,12 @@ class _Client:
 
 class ClientBudget:
     def __init__(
-        self, max_open: int, rate: float, *, clock: Callable[[], float] = time.monotonic
+        self,
+        max_open: int,
+        rate: float,
+        *,
+        trusted_proxies: str = "127.0.0.1",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_open = max_open  # 0: no cap
         self.rate = rate  # 0: no rate limit
@@ -49,6 +55,22 @@ class ClientBudget:
         self._clock = clock
         self._clients: dict[str, _Client] = {}
         self._since_sweep = 0
+        # uvicorn's own reading of X-Forwarded-For (FORWARDED_ALLOW_IPS), for the HTTP protocol,
+        # which sees requests before uvicorn's proxy middleware rewrites the client address.
+        self._trusted = ProxyHeadersMiddleware(_nothing, trusted_proxies).trusted_hosts
+
+    def key_for(self, peer: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]) -> str:
+        """The client of a request from `peer` with `headers`, as uvicorn's proxy middleware
+        would name it (`client_of` gives the same once it has)."""
+        host = peer[0] if peer else None
+        if host is not None and host in self._trusted:
+            forwarded = [value for name, value in headers if name == b"x-forwarded-for"]
+            if forwarded:
+                claimed, _ = self._trusted.get_trusted_client_address(
+                    b", ".join(forwarded).decode("latin1")
+                )
+                host = claimed or host
+        return client_key(host)
 
     def open(self, key: str) -> bool:
         """Count a connection (or request in progress) of `key`; False, uncounted, at the cap."""
@@ -105,8 +127,10 @@ def client_of(scope: Scope) -> str:
 
 
 class ClientLimits:
-    """Pure ASGI middleware applying a `ClientBudget` to HTTP requests (WebSockets are counted
-    by their endpoint, which the shortcut past the middleware reaches directly)."""
+    """Pure ASGI middleware counting a client's HTTP requests in progress against its
+    `max_open` (WebSockets are counted by their endpoint, which the shortcut past the
+    middleware reaches directly; the request rate is checked by app.http_limits, before the
+    request costs a task)."""
 
     def __init__(self, app: ASGIApp, budget: ClientBudget) -> None:
         self.app = app
@@ -119,11 +143,6 @@ class ClientLimits:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget, key = self.budget, client_of(scope)
-        wait = budget.request(key)
-        if wait:
-            client_noise.note("http_rate", f"client {key} over its request rate (429)")
-            await _refuse(send, 429, "rate_limited", "too many requests; slow down", wait)
-            return
         if not budget.open(key):
             client_noise.note("client_connections", f"client {key} at its connection cap (503)")
             message = f"at most {budget.max_open} connections and requests at once per client"
@@ -147,3 +166,7 @@ async def _refuse(send: Send, status: int, code: str, message: str, retry_after:
         ],
     })  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+async def _nothing(scope: object, receive: object, send: object) -> None:
+    """The app of the proxy middleware used only for its trusted-hosts reading."""

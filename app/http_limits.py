@@ -33,10 +33,13 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.clients import ClientBudget
 from app.logbudget import client_noise
 
-# Where the lifespan state holds this process's limits (see app.main); defaults when absent.
+# Where the lifespan state holds this process's limits and per-client budgets (see app.main);
+# defaults (and no per-client budget) when absent.
 STATE_KEY = "http_limits"
+CLIENTS_KEY = "client_budget"
 ALWAYS_OPEN = frozenset({b"/health"})
 
 
@@ -61,9 +64,12 @@ class Reading(enum.Enum):
 class Refused(Exception):
     """A request past a limit: answered with `status` and a JSON error, then closed."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -76,6 +82,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits: HttpLimits = app_state.get(STATE_KEY) or HttpLimits()
+        self.clients: ClientBudget | None = app_state.get(CLIENTS_KEY)  # per-client budgets
         self.reading = Reading.IDLE
         self.head_bytes = 0  # bytes received while the current head was incomplete
         self.head_size = 0  # bytes of the headers parsed so far
@@ -153,10 +160,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         limits = self.limits
-        self.reading = Reading.BODY
         if limits.max_connections and len(self.connections) > limits.max_connections:
-            path = httptools.parse_url(self.url).path
-            if path not in ALWAYS_OPEN:
+            if self._path() not in ALWAYS_OPEN:
                 raise Refused(
                     503,
                     "too_many_connections",
@@ -166,7 +171,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         length = self._content_length()
         if length is not None and length > limits.max_body_bytes:
             raise _body_too_large(limits)
+        budget = self.clients
+        if budget is not None and budget.rate and not self.parser.should_upgrade():
+            # Here rather than in the app: a refusal must cost far less than the request it
+            # refuses (a client flooding `/` got ~5,000 429s a second through the middleware,
+            # a core's worth).
+            if self._path() not in ALWAYS_OPEN:
+                wait = budget.request(budget.key_for(self.client, self.headers))
+                if wait:
+                    raise Refused(429, "rate_limited", "too many requests; slow down", wait)
+        self.reading = Reading.BODY
         super().on_headers_complete()
+
+    def _path(self) -> bytes:
+        return bytes(httptools.parse_url(self.url).path)
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -226,7 +244,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         client_noise.note(refusal.code, f"refused a request: {refusal.message}")
         if self._answers_owed_first():
             return
-        self._respond(refusal.status, refusal.code, refusal.message)
+        retry_after = 5.0 if refusal.status == 503 else refusal.retry_after
+        self._respond(refusal.status, refusal.code, refusal.message, retry_after)
 
     def _answers_owed_first(self) -> bool:
         """With pipelined requests before the refused one still unanswered, a refusal written
@@ -251,7 +270,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             last.keep_alive = False  # its answer closes the connection
         return True
 
-    def _respond(self, status: int, code: str, message: str) -> None:
+    def _respond(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
         self._disarm()
         self.reading = Reading.DONE
         body = orjson.dumps({"error": {"code": code, "message": message}})
@@ -264,8 +285,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             str(len(body)).encode(),
             b"\r\nconnection: close\r\n",
         ]
-        if status == 503:
-            head.append(b"retry-after: 5\r\n")
+        if retry_after is not None:
+            head += [b"retry-after: ", str(max(1, round(retry_after))).encode(), b"\r\n"]
         self.transport.write(b"".join([*head, b"\r\n", body]))
         self.transport.close()
 

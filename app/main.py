@@ -54,7 +54,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     access = AccessPolicy.from_settings(settings)
     # Per-client limits; its connection cap is set at start, from the descriptor limit.
-    clients = ClientBudget(settings.max_connections_per_client, settings.client_http_rate)
+    clients = ClientBudget(
+        settings.max_connections_per_client,
+        settings.client_http_rate,
+        trusted_proxies=settings.forwarded_allow_ips,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -160,6 +164,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "services": svc,
                 "metrics": metrics.build_registry(svc),
                 http_limits.STATE_KEY: limits,  # read by each connection (app.http_limits)
+                http_limits.CLIENTS_KEY: clients,
             }
 
     login = Login(access)

@@ -40,3 +40,11 @@ def test_finished_clients_are_forgotten() -> None:
     budget.close("b")
     budget.sweep()
     assert budget.clients == 0
+
+
+def test_the_client_behind_a_trusted_proxy_is_the_forwarded_one() -> None:
+    budget = ClientBudget(0, 0, trusted_proxies="10.0.0.1")
+    headers = [(b"x-forwarded-for", b"203.0.113.9")]
+    assert budget.key_for(("10.0.0.1", 5000), headers) == "203.0.113.9"
+    assert budget.key_for(("198.51.100.7", 5000), headers) == "198.51.100.7"  # not trusted
+    assert budget.key_for(("10.0.0.1", 5000), []) == "10.0.0.1"
