@@ -120,8 +120,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError as exc:
             # A limit raised inside a parser callback arrives wrapped (as the error's context).
-            refusal = exc.__context__
+            refusal, exc.__context__ = exc.__context__, None
             if isinstance(refusal, Refused):
+                # Its traceback holds the callback's frame, whose caller is this frame, which
+                # holds it: a cycle per refusal, kept for ever once GC_TUNING froze it.
+                refusal.__traceback__ = None
                 self._refuse(refusal)
             else:
                 client_noise.note("bad_request", f"client: invalid HTTP request ({exc})")
