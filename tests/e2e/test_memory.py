@@ -104,7 +104,8 @@ def test_refused_http_requests_leave_no_cyclic_garbage() -> None:
         finally:
             gc.set_debug(0)
             gc.garbage.clear()
-        left = {k: n for k, n in kinds.items() if k in {"LimitedHttpProtocol", "Refused", "frame"}}
+        # (Frames alone are no evidence: other tests in this process leave some behind.)
+        left = {k: n for k, n in kinds.items() if k in {"LimitedHttpProtocol", "Refused"}}
         assert left == {}, f"refused requests left in cycles: {left}"
     finally:
         server.should_exit = True
