@@ -30,7 +30,11 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from app.clients import ClientBudget
@@ -59,6 +63,7 @@ class Reading(enum.Enum):
     HEAD = "head"  # request line and headers arriving
     BODY = "body"  # the body arriving (the app may already run)
     DONE = "done"  # the whole request is in; the app answers it
+    REFUSED = "refused"  # a request broke a limit: nothing more is read on this connection
 
 
 class Refused(Exception):
@@ -106,8 +111,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's, except that refusals get their own answers and client mistakes are not
         # logged one line each (see app.logbudget).
-        if self.transport.is_closing():
-            return
+        if self.transport.is_closing() or self.reading is Reading.REFUSED:
+            return  # (refused: the answers still owed go out, then the connection closes)
         self._unset_keepalive_if_required()
         head_began_before = self.reading is Reading.HEAD
         try:
@@ -120,15 +125,17 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError as exc:
             # A limit raised inside a parser callback arrives wrapped (as the error's context).
-            refusal, exc.__context__ = exc.__context__, None
-            if isinstance(refusal, Refused):
-                # Its traceback holds the callback's frame, whose caller is this frame, which
-                # holds it: a cycle per refusal, kept for ever once GC_TUNING froze it.
-                refusal.__traceback__ = None
-                self._refuse(refusal)
+            # Its traceback holds the callback's frame, whose caller is this frame, which holds
+            # it: a cycle per refusal, kept for ever once GC_TUNING froze it. So it is cut.
+            cause, exc.__context__ = exc.__context__, None
+            if cause is not None:
+                cause.__traceback__ = None
+            if isinstance(cause, Refused):
+                self._refuse(cause)
             else:
                 client_noise.note("bad_request", f"client: invalid HTTP request ({exc})")
                 self._respond(400, "bad_request", "invalid HTTP request")
+            del cause
             return
         if self.reading is Reading.HEAD and head_began_before:
             # Still inside a head that began before this chunk: all of it is head, counted so a
@@ -175,10 +182,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if length is not None and length > limits.max_body_bytes:
             raise _body_too_large(limits)
         budget = self.clients
-        if budget is not None and budget.rate and not self.parser.should_upgrade():
+        if budget is not None and budget.rate:
             # Here rather than in the app: a refusal must cost far less than the request it
             # refuses (a client flooding `/` got ~5,000 429s a second through the middleware,
-            # a core's worth).
+            # a core's worth). WebSocket upgrades count too: a connection costs a handshake.
             if self._path() not in ALWAYS_OPEN:
                 wait = budget.request(budget.key_for(self.client, self.headers))
                 if wait:
@@ -192,12 +199,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
         if self.body_bytes > self.limits.max_body_bytes:
-            # A chunked body that grew past the limit: the app may be running already, so it
-            # is told the client left, and the client gets the 413.
-            if self.cycle is not None:
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
-            raise _body_too_large(self.limits)
+            raise _body_too_large(self.limits)  # a chunked body that grew past the limit
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -230,9 +232,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.reading in (Reading.HEAD, Reading.BODY):
-            if self.reading is Reading.BODY and self.cycle is not None:
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
             self._refuse(
                 Refused(
                     408,
@@ -257,17 +256,31 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.reading is Reading.BODY:
             refused = self.cycle  # the request whose body broke a limit
             if not any(c is refused for c, _ in self.pipeline):
-                return False  # it is the one being answered: its refusal comes in turn
-            self.pipeline = deque(item for item in self.pipeline if item[0] is not refused)
-            # Answered last: the newest still queued (uvicorn queues on the left); with none,
-            # the one running, after which the idle keep-alive timeout closes the connection.
-            last = self.pipeline[0][0] if self.pipeline else None
+                if refused is None or not refused.response_started:
+                    # It is the one being answered: the app (reading its body, maybe) is told
+                    # the client left, and the refusal is its answer.
+                    if refused is not None:
+                        refused.disconnected = True
+                        refused.message_event.set()
+                    return False
+                if refused.response_complete:  # answered already: nothing more to say
+                    self._disarm()
+                    self.reading = Reading.REFUSED
+                    self.transport.close()
+                    return True
+                last: RequestResponseCycle | None = refused  # the app is answering it
+            else:
+                self.pipeline = deque(item for item in self.pipeline if item[0] is not refused)
+                # Answered last: the newest still queued (uvicorn queues on the left); with
+                # none, the one running, after which the keep-alive timeout closes the
+                # connection.
+                last = self.pipeline[0][0] if self.pipeline else None
         else:
             last = self.cycle  # the newest request before the refused one
             if last is None or last.response_complete:
                 return False
         self._disarm()
-        self.reading = Reading.DONE
+        self.reading = Reading.REFUSED
         self.flow.pause_reading()
         if last is not None:
             last.keep_alive = False  # its answer closes the connection

@@ -239,6 +239,10 @@ class Hub:
         or `seconds` pass: (the quotes, whether time ran out). Watching is what makes the fetcher
         price a symbol; the watch is in place before the first read, so no update slips
         between."""
+        # What the shared store has priced already needs no admission (app.ws.admission):
+        # read it first, as a WebSocket subscribe does; the read after the watch catches what
+        # comes in between.
+        await self.snapshot(symbols)
         doorbell = Outbox(_DOORBELL)
         doorbell.client = client
         self.attach(doorbell)

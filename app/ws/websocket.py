@@ -376,6 +376,7 @@ class Connection:
                     "slow_consumer", f"closed a client that read nothing for {timeout:g}s (1013)"
                 )
                 hub.slow_closes += 1
+                self._closing_now = True  # an overflow meanwhile must not count or close it again
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return False
             except (WebSocketDisconnect, OSError, RuntimeError):

@@ -19,12 +19,14 @@ __all__ = ["fake", "fake_server"]
 INTERVAL = 1.0
 # A new symbol a minute more than the junk can take: one every 2 s.
 NEW_PER_MINUTE = 30
-JUNK = [f"{i:04d}" for i in range(200)]
+ADDRESSES = ("127.0.0.2", "127.0.0.4", "127.0.0.5")
+# Each junk client its own 200 made-up symbols: 0000..0199, 1000..1199, 2000..2199.
+JUNK = {a: [f"{n}{i:03d}" for i in range(200)] for n, a in enumerate(ADDRESSES)}
 
 
 @pytest.fixture
 def app(fake: FakeProviders) -> Iterator[AppServer]:
-    fake.state.unknown.update(JUNK)
+    fake.state.unknown.update(s for symbols in JUNK.values() for s in symbols)
     server = AppServer({
         "FEEDS": "twelvedata", "FETCH_INTERVAL": str(INTERVAL),
         "TWELVEDATA_API_KEY": KEYS["td"], "TWELVEDATA_BASE_URL": fake.url("td"),
@@ -48,13 +50,13 @@ async def test_junk_clients_do_not_starve_another_clients_new_symbol(
     fake: FakeProviders, app: AppServer
 ) -> None:
     # Three junk clients (three addresses, two connections each), 200 made-up symbols apiece.
-    socks = [from_address(a, app.port) for a in ("127.0.0.2", "127.0.0.4", "127.0.0.5") * 2]
-    junk = [await connect(app.ws_url, sock=sock) for sock in socks]
+    addresses = ADDRESSES * 2
+    junk = [await connect(app.ws_url, sock=from_address(a, app.port)) for a in addresses]
     try:
         started = time.monotonic()
-        for ws in junk:
+        for ws, address in zip(junk, addresses, strict=True):
             await recv_json(ws)
-            await ws.send(orjson.dumps({"action": "subscribe", "symbols": JUNK}))
+            await ws.send(orjson.dumps({"action": "subscribe", "symbols": JUNK[address]}))
         # The provider has been asked about (and refused) some of the junk: the fetcher's
         # budget for new symbols is being spent on it.
         await recv_until(junk[0], lambda m: m["type"] == "rejected", 10 * INTERVAL)
@@ -71,7 +73,7 @@ async def test_junk_clients_do_not_starve_another_clients_new_symbol(
             )
             assert [q["source"] for q in quotes_in(message)] == ["twelvedata"]
             assert time.monotonic() - asked < 10
-        asked_junk = sum(fake.state.symbols_asked[s] for s in JUNK)
+        asked_junk = sum(fake.state.symbols_asked[s] for j in JUNK.values() for s in j)
         minutes = (time.monotonic() - started) / 60
     finally:
         for ws in junk:  # they read nothing lately: no closing handshake, just go

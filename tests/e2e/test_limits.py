@@ -342,3 +342,34 @@ async def test_one_client_cannot_hold_every_connection(budget_server: AppServer)
     finally:
         for ws in held:
             await ws.close()
+
+
+def test_a_refusal_never_adds_a_second_answer_or_loses_owed_ones(app_server: AppServer) -> None:
+    # The app answered (405) before the chunked body grew too large: no 413 after it.
+    chunk = b"%x\r\n%s\r\n" % (32768, b"a" * 32768)
+    with socket.create_connection(("127.0.0.1", app_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(chunk)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 405")
+        try:
+            sock.sendall(chunk * 3)
+            while more := sock.recv(65536):
+                answer += more
+        except ConnectionResetError:
+            pass
+    assert answer.count(b"HTTP/1.1 ") == 1, answer[:400]
+    # Long-polls still being answered when a pipelined request is refused, and the client
+    # sending more meanwhile: both polls are answered, then the connection closes.
+    cursor = httpx.get(f"{app_server.base}/api/poll?symbols=TCS", timeout=10).json()["cursor"]
+    poll = f"GET /api/poll?symbols=TCS&cursor={cursor} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    big = b"GET /health HTTP/1.1\r\nX-Big: " + b"x" * 20_000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", app_server.port), timeout=10) as sock:
+        sock.sendall(poll + poll + big)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # more, while they wait
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200") == 2 and b"HTTP/1.1 400" not in data, data[:300]
