@@ -61,13 +61,15 @@ def requests(max_bytes: int) -> list[bytes]:
 
 async def abuse(spec: Spec, index: int, reads: bool, stats: Counter[str]) -> None:
     frames = requests(spec.max_bytes)
-    interval = (1 + spec.max_bytes // COST_UNIT) / spec.rate  # what the budget allows
+    # What the budget allows: a request costs one unit per started 4 KiB of itself or of its
+    # reply; the made-up symbols draw a reply up to twice the request's size.
+    costs = [1 + len(frames[0]) // COST_UNIT, 1 + 2 * len(frames[1]) // COST_UNIT]
     deadline = time.monotonic() + spec.duration
     n = 0
     while time.monotonic() < deadline:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.bind((f"127.0.0.{10 + index}", 0))  # each its own client, as the server sees it
+        sock.bind((f"127.0.1.{10 + index}", 0))  # each its own client, as the server sees it
         try:
             sock.connect(_address(spec.url))
             ws = await connect(spec.url, sock=sock, max_size=None, max_queue=None if reads else 1)
@@ -83,7 +85,7 @@ async def abuse(spec: Spec, index: int, reads: bool, stats: Counter[str]) -> Non
                     await ws.send(frames[n % 2])
                 n += 1
                 stats["requests"] += 1
-                await asyncio.sleep(interval)
+                await asyncio.sleep(costs[(n - 1) % 2] / spec.rate)
         except ConnectionClosed as exc:
             stats[f"closed_{exc.rcvd.code if exc.rcvd else 1006}"] += 1
         except (TimeoutError, OSError):
@@ -120,7 +122,7 @@ async def churn(spec: Spec, index: int, stats: Counter[str]) -> None:
     deadline = time.monotonic() + spec.duration
     while time.monotonic() < deadline:
         sock = socket.socket()
-        sock.bind((f"127.0.0.{10 + index}", 0))
+        sock.bind((f"127.0.1.{10 + index}", 0))
         try:
             sock.connect(_address(spec.url))
             ws = await connect(spec.url, sock=sock, max_size=None)
@@ -135,7 +137,9 @@ async def churn(spec: Spec, index: int, stats: Counter[str]) -> None:
                 await ws.send(subscribe)
                 await ws.send(unsubscribe)
                 stats["requests"] += 2
-                await asyncio.sleep(0.05)
+                # What the budget allows: the subscribe's acknowledgement and 50-quote snapshot
+                # cost about 6 units, the unsubscribe 1.
+                await asyncio.sleep(7 / spec.rate)
         except ConnectionClosed as exc:
             stats[f"closed_{exc.rcvd.code if exc.rcvd else 1006}"] += 1
         finally:
@@ -152,7 +156,7 @@ async def pages(spec: Spec, index: int, stats: Counter[str]) -> None:
     while time.monotonic() < deadline:
         try:
             reader, writer = await asyncio.open_connection(
-                host, port, local_addr=(f"127.0.0.{10 + index}", 0)
+                host, port, local_addr=(f"127.0.1.{10 + index}", 0)
             )
         except OSError:
             stats["connect_errors"] += 1
