@@ -315,12 +315,11 @@ def client_from(address: str) -> httpx.Client:
 def test_one_client_over_its_request_rate_does_not_slow_another(budget_server: AppServer) -> None:
     url = f"{budget_server.base}/api/quotes?symbols=TCS"
     with client_from("127.0.0.2") as greedy, client_from("127.0.0.3") as other:
-        codes = [greedy.get(url).status_code for _ in range(30)]  # burst 10, then 5 a second
-        assert codes[:10] == [200] * 10 and 429 in codes
-        refused = greedy.get(url)
-        if refused.status_code == 429:
-            assert refused.json()["error"]["code"] == "rate_limited"
-            assert int(refused.headers["retry-after"]) >= 1
+        answers = [greedy.get(url) for _ in range(30)]  # burst 10, then 5 a second
+        assert [a.status_code for a in answers[:10]] == [200] * 10
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
         assert other.get(url).status_code == 200
         assert greedy.get(f"{budget_server.base}/health").status_code == 200  # never limited
 
@@ -337,6 +336,13 @@ async def test_one_client_cannot_hold_every_connection(budget_server: AppServer)
         with pytest.raises(InvalidStatus) as info:
             await connect(budget_server.ws_url, sock=from_address("127.0.0.4"))
         assert info.value.response.status_code == 503
+        # Its HTTP requests count against the same cap.
+        async with httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(local_address="127.0.0.4")
+        ) as http:
+            busy = await http.get(f"{budget_server.base}/api/quotes?symbols=TCS", timeout=10)
+            assert busy.status_code == 503
+            assert busy.json()["error"]["code"] == "too_many_connections"
         async with connect(budget_server.ws_url, sock=from_address("127.0.0.5")) as other:
             assert (await recv_json(other))["type"] == "welcome"
     finally:
