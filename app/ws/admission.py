@@ -34,6 +34,7 @@ subscribe time and need none at all (`enabled` off).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import time
@@ -46,6 +47,7 @@ REMEMBER = 3600.0
 NEVER = float("-inf")
 
 
+@functools.lru_cache(maxsize=4096)  # every connection asks; the same few addresses, mostly
 def client_key(host: str | None) -> str:
     """The client a connection or request comes from: its address, an IPv6 one as its /64."""
     if not host:

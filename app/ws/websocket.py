@@ -115,7 +115,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     try:
         await ws.accept()
-        await Connection(ws, svc, fmt).serve()
+        await Connection(ws, svc, fmt, client).serve()
     finally:
         svc.clients.close(client)
 
@@ -125,11 +125,11 @@ class Connection:
     fast path, and only a write that must wait (no fast path, a paused socket, a close) starts a
     writer task, which ends when nothing is owed. An idle connection is one task."""
 
-    def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat) -> None:
+    def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat, client: str) -> None:
         self.ws = ws
         self.svc = svc
         self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
-        self.outbox.client = client_of(ws.scope)
+        self.outbox.client = client
         # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
         # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
         self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
