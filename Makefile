@@ -17,8 +17,8 @@ pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench tools
+	$(BIN)/ruff format --check app tests bench tools
 	$(BIN)/mypy
 
 $(BIN)/python:

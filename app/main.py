@@ -10,6 +10,7 @@ then, and a bad setting stops the process with one clear message instead of a tr
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -21,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, descriptors, gctune, http_limits, metrics, pages, watchlist
+from app import api, descriptors, gctune, http_limits, launch, metrics, pages, watchlist
 from app.access import AccessPolicy
 from app.clients import ClientBudget, ClientLimits
 from app.csrf import CrossSiteGuard
@@ -30,15 +31,17 @@ from app.feeds import build_feed, needs_http, request_timeout
 from app.gate import AccessGate
 from app.history import History
 from app.http_limits import HttpLimits, QuietDisconnects
+from app.httpstats import RequestMetrics, RequestStats
 from app.identity import new_nonce
 from app.logbudget import ClientNoiseFilter, client_noise
+from app.logformat import JsonFormatter, RequestIds
 from app.login import Login
 from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
 from app.security import SecurityHeaders
 from app.services import Services
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingsError, warn_unknown_variables
 from app.stats import LoopLag
 from app.supervise import Supervisor
 from app.ws.admission import Admission
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.client_http_rate,
         trusted_proxies=settings.forwarded_allow_ips,
     )
+    requests = RequestStats()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -162,7 +166,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 supervisor.start("gc_thaw", gctune.Thaw(lambda: hub.connections).run)
             yield {
                 "services": svc,
-                "metrics": metrics.build_registry(svc),
+                "metrics": metrics.build_registry(svc, requests),
                 http_limits.STATE_KEY: limits,  # read by each connection (app.http_limits)
                 http_limits.CLIENTS_KEY: clients,
             }
@@ -173,8 +177,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/login", login.submit, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),
     ]
-    return Starlette(
-        routes=[
+    routes = [
             *(sign_in if access.enabled else []),
             Route("/", watchlist.dashboard),
             Route("/watchlist", watchlist.add, methods=["POST"]),
@@ -190,11 +193,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics.metrics),
             WebSocketRoute("/ws", websocket_endpoint),  # reached via WebSocketShortcut
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        ],
+    ]  # fmt: skip
+    # Request ids for JSON log lines only (an idle WebSocket should not carry one for nothing).
+    request_ids = [Middleware(RequestIds)] if settings.log_format == "json" else []
+    return Starlette(
+        routes=routes,
         exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
         # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
         # refusal pages get the security headers.
         middleware=[
+            *request_ids,
+            Middleware(RequestMetrics, requests, routes),
             Middleware(QuietDisconnects),
             Middleware(ClientLimits, clients),
             Middleware(AccessGate, access),
@@ -206,9 +215,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, fmt: str = "text", replica: str = "") -> None:
+    """Log lines at `level`, as text or (`json`) one JSON object per line (app.logformat); in
+    JSON, uvicorn's own loggers are routed to the same handler."""
     root = logging.getLogger()
-    if not root.handlers:
+    if fmt == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter(replica))
+        root.handlers = [handler]
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            uvicorn_log = logging.getLogger(name)
+            # The access log is on only if it had a handler (uvicorn drops it when it is off).
+            uvicorn_log.propagate = name != "uvicorn.access" or bool(uvicorn_log.handlers)
+            uvicorn_log.handlers = []
+    elif not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(level.upper())
     server_log = logging.getLogger("uvicorn.error")
@@ -257,12 +277,20 @@ class _HiddenCredentials(logging.Filter):
 
 
 def _app_from_env() -> Starlette:
+    """The app for `uvicorn app.main:app` (and each worker of `python -m app`)."""
     try:
         settings = Settings.from_env()
+        launch.check_worker_process(settings)
     except SettingsError as exc:
         print(f"stocktracker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    except launch.Refused as exc:
+        # uvicorn's (and gunicorn's) supervisor stops on this status instead of respawning.
+        print(f"stocktracker: {exc}", file=sys.stderr)
+        raise SystemExit(launch.STARTUP_FAILURE) from None
+    configure_logging(settings.log_level, settings.log_format, settings.replica_id)
+    if multiprocessing.parent_process() is None:  # once, not once per worker
+        warn_unknown_variables()
     return create_app(settings)
 
 

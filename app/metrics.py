@@ -1,10 +1,16 @@
-"""`GET /metrics`: Prometheus text format, built at scrape time from the app's plain counters.
+"""`GET /metrics`: Prometheus exposition, built at scrape time from the app's plain counters.
 
 A custom collector reads the hub, poller, feed and loop monitor when Prometheus scrapes, so the
 hot path never calls prometheus_client. Each app has its own registry (no process-wide globals),
 so tests may build several apps in one process. Labels carry only transport, provider, outcome,
-breaker state and symbol names (the watched symbols of this process: bounded by the feed's
-universe); never API keys or anything a user sent besides a valid, known symbol.
+breaker state, symbol names (the watched symbols of this process: bounded by the feed's
+universe), route templates and status codes; never API keys or anything a user sent besides a
+valid, known symbol.
+
+Every series carries `replica` (this process's REPLICA_ID): with several workers behind one port,
+consecutive scrapes reach different processes, and without it their counters and gauges would
+interleave into one nonsensical series (`fetcher_leader` 0, 1, 0, 0, 1). The exposition format
+follows the scraper's `Accept` header: OpenMetrics when it asks for it, else text 0.0.4.
 """
 
 from __future__ import annotations
@@ -14,19 +20,21 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from app.access import CHALLENGE
+from app.httpstats import RequestStats
 from app.services import Services, services
 from app.stats import Histogram
 
@@ -39,11 +47,13 @@ def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
 
 
 class AppCollector(Collector):
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, requests: RequestStats | None = None) -> None:
         self.svc = svc
+        self.requests = requests
 
     def collect(self) -> Iterator[Metric]:
         yield from self._connections()
+        yield from self._http()
         yield from self._fanout()
         yield from self._fetcher()
         yield from self._providers()
@@ -79,6 +89,16 @@ class AppCollector(Collector):
             if quote is not None and quote.published_at:
                 age.add_metric([symbol], max(0.0, now - quote.published_at / 1000))
         yield age
+
+    def _http(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP requests the app answered, by route template and status, and their durations",
+            labels=["route", "status"],
+        )
+        for (route, status), hist in sorted((self.requests or RequestStats()).by_route.items()):
+            family.add_metric([route, status], hist.cumulative(), hist.total)
+        yield family
 
     def _fanout(self) -> Iterator[Metric]:
         hub = self.svc.hub
@@ -209,10 +229,32 @@ def _quota(family: GaugeMetricFamily, provider: str, info: dict[str, Any]) -> No
         family.add_metric([provider, "day"], max(0, per_day - info["used_today"]))
 
 
-def build_registry(svc: Services) -> CollectorRegistry:
+class Labelled(Collector):
+    """Other collectors' metrics with one more label on every sample."""
+
+    def __init__(self, label: str, value: str, *collectors: Collector) -> None:
+        self.label, self.value = label, value
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            for family in collector.collect():
+                labelled = Metric(family.name, family.documentation, family.type, family.unit)
+                labelled.samples = [
+                    Sample(s.name, {**s.labels, self.label: self.value}, s.value, s.timestamp,
+                           s.exemplar)
+                    for s in family.samples
+                ]  # fmt: skip
+                yield labelled
+
+
+def build_registry(svc: Services, requests: RequestStats | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AppCollector(svc))
-    ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU, open fds
+    # process_resident_memory_bytes, CPU, open fds
+    process = ProcessCollector(registry=None)
+    registry.register(
+        Labelled("replica", svc.settings.replica_id, AppCollector(svc, requests), process)
+    )
     return registry
 
 
@@ -226,4 +268,5 @@ async def metrics(request: Request) -> Response:
             headers=CHALLENGE,
         )
     registry: CollectorRegistry = request.state.metrics
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(registry), headers={"Content-Type": content_type})

@@ -13,21 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import jinja2
 
+from app import resources
 from app.feeds.base import FeedStatus
 from app.models import Quote, encode_quote
 from app.symbols import dom_id
 from app.ws import protocol
 from app.ws.outbox import FrameKind, WireFormat
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+TEMPLATES_DIR = resources.directory("templates")
+STATIC_DIR = resources.directory("static")
 
 _CURRENCY_SIGNS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _EXCHANGE_ZONES = {

@@ -7,7 +7,9 @@ expected. The README's configuration table lists the same names and defaults.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from app import credentials
+from app import credentials, resources
 from app.credentials import AccessToken, Secret
 from app.symbols import parse_symbol_list
 
@@ -31,6 +33,12 @@ DEFAULT_BOARD = DEFAULT_WATCHLIST + (
 REAL_PROVIDERS = ("twelvedata", "finnhub", "alphavantage")
 KNOWN_FEEDS = ("simulated", "replay", *REAL_PROVIDERS)
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # uvicorn's own default
+# uvicorn's graceful-shutdown timeout (app.launch passes it): the drain on SIGTERM comes first and
+# DRAIN_TIMEOUT must fit inside it, so the whole stop fits a 30 s platform grace period.
+GRACEFUL_SHUTDOWN = 25
+LOG_FORMATS = ("text", "json")
+# Environment variables that are not settings but look like them: set by platforms or add-ons.
+NOT_SETTINGS = frozenset({"REDIS_TLS_URL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +135,15 @@ class Settings:
     drain_grace: float = 3.0
     replica_id: str = field(default_factory=lambda: _default_replica_id())
     log_level: str = "info"
+    # `text` (human lines) or `json` (one object per line, for log pipelines).
+    log_format: str = "text"
     # Never-priced symbols a real provider is asked about per minute (burst: the same number).
     new_symbols_per_minute: float = 6.0
     # ... of which one client address may have waiting for a first price at once
     # (app.ws.admission); 0: half of `new_symbols_per_minute`.
     new_symbols_per_client: int = 0
-    # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too).
+    # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too);
+    # without REDIS_URL the app runs one process whatever it says (app.launch).
     web_concurrency: int = 1
     # TLS for rediss:// URLs, passed through to redis-py.
     redis_tls_ca_certs: str = ""
@@ -241,6 +252,7 @@ class Settings:
             drain_grace=reader.get("DRAIN_GRACE", 3.0, _seconds(0, 600)),
             replica_id=reader.get("REPLICA_ID", _default_replica_id(), _text),
             log_level=reader.get("LOG_LEVEL", "info", _log_level),
+            log_format=reader.get("LOG_FORMAT", "text", _log_format),
             web_concurrency=reader.get("WEB_CONCURRENCY", 1, _int_in(1, 64)),
             new_symbols_per_minute=reader.get("NEW_SYMBOLS_PER_MINUTE", 6.0, _rate(0.1, 100_000)),
             new_symbols_per_client=reader.get("NEW_SYMBOLS_PER_CLIENT", 0, _int_in(0, 10_000)),
@@ -249,7 +261,7 @@ class Settings:
             redis_tls_keyfile=reader.get("REDIS_TLS_KEYFILE", "", _text),
             redis_tls_verify=reader.get("REDIS_TLS_VERIFY", "required", _tls_verify),
             providers=tuple(_provider(reader, name) for name in REAL_PROVIDERS),
-            replay_file=reader.get("REPLAY_FILE", "", _text),
+            replay_file=reader.get("REPLAY_FILE", "", _replay_file),
             replay_speed=reader.get("REPLAY_SPEED", 1.0, _seconds(0.01, 10_000)),
             breaker_fail_max=reader.get("BREAKER_FAIL_MAX", 3, _int_in(1, 1000)),
             breaker_reset_timeout=reader.get("BREAKER_RESET_TIMEOUT", 30.0, _seconds(0.01, 3600)),
@@ -274,13 +286,19 @@ class Settings:
             reader.problems.append(
                 "OPERATOR_TOKEN is also in ACCESS_TOKENS: give operators a token of their own"
             )
-        if settings.web_concurrency > 1:
-            if not settings.redis_url:
-                reader.problems.append(
-                    "WEB_CONCURRENCY > 1 needs REDIS_URL: worker processes share nothing in memory"
-                )
-            if "REPLICA_ID" in env:  # each worker is a replica of its own
-                settings = replace(settings, replica_id=f"{settings.replica_id}-{os.getpid()}")
+        if settings.drain_timeout > GRACEFUL_SHUTDOWN:
+            reader.problems.append(
+                f"DRAIN_TIMEOUT={settings.drain_timeout:g} is longer than the graceful-shutdown "
+                f"timeout it must fit inside ({GRACEFUL_SHUTDOWN} s)"
+            )
+        if settings.drain_grace > settings.drain_timeout:
+            reader.problems.append(
+                f"DRAIN_GRACE={settings.drain_grace:g} is longer than "
+                f"DRAIN_TIMEOUT={settings.drain_timeout:g}, the longest drain"
+            )
+        if settings.web_concurrency > 1 and settings.redis_url and "REPLICA_ID" in env:
+            # Each worker is a replica of its own (without Redis there is one process).
+            settings = replace(settings, replica_id=f"{settings.replica_id}-{os.getpid()}")
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
@@ -325,20 +343,62 @@ def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+# Every variable name `Settings.from_env` reads (filled as it reads them).
+_NAMES: set[str] = set()
+
+
+def setting_names() -> frozenset[str]:
+    """The environment variables that are settings."""
+    if not _NAMES:
+        Settings.from_env({})
+    return frozenset(_NAMES)
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line per variable in `env` that is not a setting but looks like one (a typo)."""
+    names = sorted(setting_names())
+    lines = []
+    for name in sorted(env):
+        if name in _NAMES or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.85)
+        if close:
+            lines.append(f"{name} is not a setting (did you mean {close[0]}?); it is ignored")
+    return lines
+
+
+def warn_unknown_variables(env: Mapping[str, str] | None = None) -> None:
+    """Log `unknown_variables` once, at start (the caller's job to call it once)."""
+    for line in unknown_variables(os.environ if env is None else env):
+        logging.getLogger("app").warning("%s", line)
+
+
+_URL_PASSWORD = re.compile(r"(//[^/:@\s]*:)[^/@\s]*@")
+_QUERY_PASSWORD = re.compile(r"((?:password|passwd|pwd)=)[^&\s]*", re.IGNORECASE)
+
+
+def hide_url_secrets(text: str) -> str:
+    """`text` with passwords inside URLs masked (`//user:***@host`, `?password=***`)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
 
     def get(self, name: str, default: T, parse: Callable[[str], T], *, secret: bool = False) -> T:
-        """The parsed variable, or `default` when unset. A `secret` is never quoted in a problem."""
+        """The parsed variable, or `default` when unset. A `secret` is never quoted in a problem,
+        and neither is a password inside a URL."""
+        _NAMES.add(name)
         raw = self.env.get(name)
         if raw is None or raw.strip() == "":
             return default
         try:
             return parse(raw.strip())
         except ValueError as exc:
-            self.problems.append(f"{name}: {exc}" if secret else f"{name}={raw!r}: {exc}")
+            shown = hide_url_secrets(repr(raw))
+            self.problems.append(f"{name}: {exc}" if secret else f"{name}={shown}: {exc}")
             return default
 
 
@@ -463,6 +523,17 @@ def _tls_verify(raw: str) -> str:
     if raw.lower() not in ("required", "optional", "none"):
         raise ValueError("expected required, optional or none")
     return raw.lower()
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in LOG_FORMATS:
+        raise ValueError("expected text or json")
+    return raw.lower()
+
+
+def _replay_file(raw: str) -> str:
+    """A recording's path; `sample` names the one shipped with the app."""
+    return str(resources.sample_recording()) if raw == resources.SAMPLE_ALIAS else raw
 
 
 def _log_level(raw: str) -> str:

@@ -129,13 +129,16 @@ class GuardedProvider:
         except Exception:
             self._count("error")
             raise
+        if result is None:  # nothing was due: no call made, nothing to count
+            return FetchResult()
         self._count("ok")
         return result
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    async def _fetch(self, symbols: Sequence[str]) -> FetchResult:
+    async def _fetch(self, symbols: Sequence[str]) -> FetchResult | None:
+        """The provider's answer, or None when no symbol was due (no call made)."""
         try:
             await self.quota.sync()
         except BusUnavailable as exc:
@@ -152,7 +155,7 @@ class GuardedProvider:
             limit = min(limit, self.per_poll)
         picked = self.pacer.select(symbols, limit)
         if not picked:
-            return FetchResult()
+            return None
         # Counted before the call: a request the provider answers with an error may still cost.
         try:
             spent = await self.quota.take(len(picked))
@@ -163,7 +166,7 @@ class GuardedProvider:
             self.pacer.requeue(picked[spent:])
             picked = picked[:spent]
             if not picked:
-                return FetchResult()
+                return None
         try:
             with self.breaker.calling():
                 result = await self._call(picked)
