@@ -33,7 +33,7 @@ from app.history import History
 from app.http_limits import HttpLimits, QuietDisconnects
 from app.httpstats import RequestMetrics, RequestStats
 from app.identity import new_nonce
-from app.logbudget import ClientNoiseFilter, client_noise
+from app.logbudget import REPEATING_LOGGERS, ClientNoiseFilter, RepeatFilter, client_noise
 from app.logformat import JsonFormatter, RequestIds
 from app.login import Login
 from app.poller import Poller
@@ -238,6 +238,10 @@ def configure_logging(level: str, fmt: str = "text", replica: str = "") -> None:
         server_log.addFilter(ClientNoiseFilter(client_noise))
     if not any(isinstance(f, _HiddenCredentials) for f in server_log.filters):
         server_log.addFilter(_HiddenCredentials())
+    for name in REPEATING_LOGGERS:  # an outage's warnings: once a minute each, with a count
+        ours = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in ours.filters):
+            ours.addFilter(RepeatFilter(client_noise))
 
 
 class _PerConnection(logging.Filter):

@@ -93,11 +93,11 @@ def problems(lock: str) -> list[str]:
         elif not req.specifier.contains(pins[name], prereleases=True):
             found.append(f"requirements.txt pins {name}=={pins[name]}, outside pyproject's {req}")
     expected = read_lock(lock_text())
-    for name in sorted(set(pins) | set(expected)):
-        if pins.get(name) != expected.get(name):
+    for pinned in sorted(set(pins) | set(expected)):
+        if pins.get(pinned) != expected.get(pinned):
             found.append(
-                f"{name}: requirements.txt has {pins.get(name, 'nothing')}, "
-                f"the test venv has {expected.get(name, 'nothing (no longer needed)')}"
+                f"{pinned}: requirements.txt has {pins.get(pinned, 'nothing')}, "
+                f"the test venv has {expected.get(pinned, 'nothing (no longer needed)')}"
             )
     return found
 
