@@ -6,12 +6,13 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test lint pytest test-deps clean bench
+.PHONY: run test lint pytest test-deps clean bench lock check-lock test-lowest test-container
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m app
 
-test: $(VENV)/.dev test-deps lint pytest
+# The tests, then the end-to-end subset again on the lowest dependency versions pyproject allows.
+test: $(VENV)/.dev test-deps lint check-lock pytest test-lowest
 
 pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
@@ -24,13 +25,54 @@ lint: $(VENV)/.dev
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+# Runtime dependencies at the versions of requirements.txt (what deploys install, and what the
+# tests run with); `make lock` moves them to the newest versions pyproject.toml allows.
+$(VENV)/.runtime: pyproject.toml requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(VENV)/.dev: pyproject.toml requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt -e '.[dev]'
 	touch $@ $(VENV)/.runtime
+
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev]'
+	$(BIN)/python -m tools.deps lock
+	touch $(VENV)/.dev $(VENV)/.runtime
+
+# requirements.txt must pin every runtime dependency within pyproject's bounds, as installed.
+check-lock: $(VENV)/.dev
+	$(BIN)/python -m tools.deps check
+
+# The lowest versions pyproject.toml allows, in a venv of their own, and the end-to-end tests
+# that lean on those dependencies' behaviour (LOWEST_TESTS; about a minute); then uvicorn just
+# below its floor, where the WebSocket fast path must fall back to the plain path.
+LOWEST       ?= .venv-lowest
+LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_abuse.py tests/e2e/test_limits.py \
+                tests/e2e/test_http.py tests/e2e/test_pages.py tests/e2e/test_redis.py \
+                tests/e2e/test_metrics.py tests/e2e/test_startup.py tests/e2e/test_workers.py \
+                tests/e2e/test_operations.py
+test-lowest: $(LOWEST)/.installed test-deps
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check uvicorn==0.52.0
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_compat.py -m lowest
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+
+$(LOWEST)/.installed: pyproject.toml $(VENV)/.dev
+	rm -rf $(LOWEST) && $(PYTHON) -m venv $(LOWEST)
+	$(BIN)/python -m tools.deps lowest > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+	touch $@
+
+# Builds the Dockerfile's image with podman and runs it: health check, non-root, SIGTERM drain.
+# Not part of `make test` (a base image is built from Debian packages first, about 2 minutes on a
+# new machine); .ci/run calls it.
+test-container: $(VENV)/.dev test-deps
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "installing podman, runc and debootstrap (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq podman runc debootstrap >/dev/null; }
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m container tests/deploy/test_container.py
 
 # The benchmark (bench/run.py): a few minutes on 2 cores; never part of `make test`.
 # BENCH_ARGS="tick --clients 19000" runs one workload; results go to bench/results/*.jsonl.
@@ -53,4 +95,4 @@ test-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist

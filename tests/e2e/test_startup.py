@@ -44,13 +44,26 @@ def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 def procfile_command(port: int) -> list[str]:
-    """The Procfile's `web:` command line, run with this interpreter's uvicorn."""
+    """The Procfile's `web:` command line (`VAR=value ... python -m app`), run with this
+    interpreter; and, for a platform that wants a bare uvicorn line, the equivalent one that
+    `python -m app --print-uvicorn-command` prints (app/launch.py), with this interpreter's uvicorn.
+    """
     line = next(
         line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")
     )
-    args = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
-    assert args[0] == "uvicorn"
-    return [sys.executable, "-m", "uvicorn", *args[1:]]
+    args = shlex.split(line.removeprefix("web:"))
+    env = {**os.environ, "PORT": str(port)}
+    while "=" in args[0]:
+        name, _, value = args.pop(0).partition("=")
+        env[name] = value
+    assert args == ["python", "-m", "app"]
+    printed = subprocess.run(
+        [sys.executable, "-m", "app", "--print-uvicorn-command"], cwd=ROOT, env=env,
+        capture_output=True, text=True, check=True, timeout=DEADLINE,
+    ).stdout  # fmt: skip
+    uvicorn = shlex.split(printed)
+    assert uvicorn[0] == "uvicorn" and uvicorn[uvicorn.index("--host") + 1] == "0.0.0.0"
+    return [sys.executable, "-m", "uvicorn", *uvicorn[1:]]
 
 
 def assert_failed_clearly(code: int, out: str) -> None:
