@@ -51,6 +51,8 @@ class RequestMetrics:
     async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
+        # Routing rewrites these in place (a Mount moves the path to root_path).
+        where = {"path": scope["path"], "root_path": scope.get("root_path", "")}
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -61,15 +63,16 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.stats.observe(self._template(scope), status, time.perf_counter() - start)
+            self.stats.observe(self._template(scope, where), status, time.perf_counter() - start)
 
-    def _template(self, scope: Scope) -> str:
+    def _template(self, scope: Scope, where: dict[str, str]) -> str:
         route = scope.get("route")  # set by Starlette's router (recent releases)
         path = getattr(route, "path", None)
         if isinstance(path, str):
             return path or "/"
+        original = {**scope, **where}
         for candidate in self.routes:
-            match, _ = candidate.matches(scope)
+            match, _ = candidate.matches(original)
             if match is Match.FULL:
                 found = getattr(candidate, "path", None)
                 return found if isinstance(found, str) and found else UNMATCHED

@@ -28,6 +28,8 @@ from websockets.asyncio.client import ClientConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+_REPLICA_LAST = re.compile(r',replica="[^"]*"')
+_REPLICA_ONLY = re.compile(r'\{replica="[^"]*"\}')
 
 
 def free_port() -> int:
@@ -201,7 +203,10 @@ class AppServer:
         return details
 
     def metrics_text(self) -> str:
-        return httpx.get(f"{self.base}/metrics", timeout=5).text
+        """/metrics without the `replica` label every series carries (one process here), so
+        tests can look for `name{labels} value` lines as a single replica would write them."""
+        text = httpx.get(f"{self.base}/metrics", timeout=5).text
+        return _REPLICA_ONLY.sub("", _REPLICA_LAST.sub("", text))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -19,7 +19,9 @@ async def scrape(server: AppServer) -> Samples:
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = dict(sample.labels)
+            assert labels.pop("replica")  # every series names its process (test_operations.py)
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return samples
 
 
@@ -63,5 +65,6 @@ async def test_metrics_parse_and_move_when_quotes_flow(app_server: AppServer) ->
         assert value(after, "stocktracker_event_loop_lag_seconds") >= 0
         assert value(after, "process_resident_memory_bytes") > 0
     labels = {name for _, pairs in after for name, _ in pairs}
-    allowed = {"transport", "symbol", "outcome", "generation", "provider", "state", "le", "path"}
+    allowed = {"transport", "symbol", "outcome", "generation", "provider", "state", "le", "path",
+               "route", "status"}  # fmt: skip
     assert labels <= allowed
