@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -46,6 +47,8 @@ GEN_LAG_LIMIT_MS = 100.0
 # still times it right.
 STORM_GEN_LAG_LIMIT_MS = 250.0
 ON_REQUEST = {"dashboard"}  # run only when named: not in the default suite
+# Every series carries the process's replica label (app/metrics.py); one process here.
+_REPLICA = re.compile(r',?replica="[^"]*"')
 # After abusive clients leave, how long before the server's memory is compared with before.
 ABUSE_SETTLE = 60.0
 
@@ -212,7 +215,8 @@ class App:
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
         with contextlib.suppress(httpx.HTTPError):
-            for line in httpx.get(f"{self.base}/metrics", timeout=30).text.splitlines():
+            text = httpx.get(f"{self.base}/metrics", timeout=30).text
+            for line in _REPLICA.sub("", text).replace("{}", "").splitlines():
                 if line.startswith("stocktracker_"):
                     name, value = line.rsplit(" ", 1)
                     if name.startswith("stocktracker_fanout_lag_seconds_bucket"):

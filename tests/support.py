@@ -205,8 +205,7 @@ class AppServer:
     def metrics_text(self) -> str:
         """/metrics without the `replica` label every series carries (one process here), so
         tests can look for `name{labels} value` lines as a single replica would write them."""
-        text = httpx.get(f"{self.base}/metrics", timeout=5).text
-        return _REPLICA_ONLY.sub("", _REPLICA_LAST.sub("", text))
+        return without_replica(httpx.get(f"{self.base}/metrics", timeout=5).text)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -218,6 +217,11 @@ class AppServer:
             return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def without_replica(metrics: str) -> str:
+    """Prometheus text without the `replica` label (the app puts it last in every series)."""
+    return _REPLICA_ONLY.sub("", _REPLICA_LAST.sub("", metrics))
 
 
 async def recv_json(ws: ClientConnection, within: float = 10.0) -> dict[str, Any]:
