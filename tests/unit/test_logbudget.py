@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from app.logbudget import ClientNoise, ClientNoiseFilter
+from app.logbudget import ClientNoise, ClientNoiseFilter, RepeatFilter
 
 
 class Clock:
@@ -62,4 +62,34 @@ def test_uvicorn_client_lines_go_through_the_budget(caplog: pytest.LogCaptureFix
     assert [(r.name, r.getMessage(), r.exc_info) for r in caplog.records] == [
         ("test.noise", "client: Invalid UTF-8 sequence received from client.", None),
         ("test.uvicorn", "Application startup complete.", None),
+    ]
+
+
+def test_an_outage_warning_is_written_once_a_window_by_its_own_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    noise = ClientNoise(logging.getLogger("test.noise"), window=60, clock=clock)
+    poller = logging.getLogger("test.outage.poller")
+    budget = RepeatFilter(noise)
+    poller.addFilter(budget)
+    try:
+        with caplog.at_level(logging.INFO, logger="test.outage.poller"):
+            for n in range(300):  # one a second, as the fetch loop did with Redis down
+                poller.warning("fetch tick failed: %s", f"error {n}")
+                clock.now += 0.2
+            poller.info("bus listener connected")  # not a warning: never budgeted
+            poller.error("a loop crashed")  # nor an error
+            clock.now += 61
+            noise.flush()
+    finally:
+        poller.removeFilter(budget)
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("test.outage.poller", "fetch tick failed: error 0"),
+        ("test.outage.poller", "bus listener connected"),
+        ("test.outage.poller", "a loop crashed"),
+        (
+            "test.outage.poller",
+            "fetch tick failed: error 299 (and 299 more like it in the last 60 s)",
+        ),
     ]
