@@ -45,7 +45,7 @@ check-lock: $(VENV)/.dev
 	$(BIN)/python -m tools.deps check
 
 # The lowest versions pyproject.toml allows, in a venv of their own, and the end-to-end tests
-# that lean on those dependencies' behaviour (LOWEST_TESTS; about a minute); then uvicorn just
+# that lean on those dependencies' behaviour (LOWEST_TESTS; about two minutes); then uvicorn just
 # below its floor, where the WebSocket fast path must fall back to the plain path.
 LOWEST       ?= .venv-lowest
 LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_abuse.py tests/e2e/test_limits.py \
@@ -54,6 +54,7 @@ LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_abuse.py tests/e2e/te
                 tests/e2e/test_operations.py
 test-lowest: $(LOWEST)/.installed test-deps
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+	@echo "(pip may warn that uvicorn 0.52.0 is below the floor: that is the point)"
 	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check uvicorn==0.52.0
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_compat.py -m lowest
 	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
