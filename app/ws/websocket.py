@@ -179,6 +179,10 @@ class Connection:
             if writer is not None:
                 writer.cancel()
                 await asyncio.wait([writer])
+                # A writer cancelled before its first step never ran its `finally`: its
+                # CancelledError's traceback holds this connection, which must not hold it back
+                # (a cycle that GC_TUNING's freeze would keep for good).
+                self._writer = None
 
     async def _reader(self) -> None:
         limit = self.svc.settings.max_message_bytes
