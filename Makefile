@@ -48,7 +48,7 @@ check-lock: $(VENV)/.dev
 # that lean on those dependencies' behaviour (LOWEST_TESTS; about two minutes); then uvicorn just
 # below its floor, where the WebSocket fast path must fall back to the plain path.
 LOWEST       ?= .venv-lowest
-LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_abuse.py tests/e2e/test_limits.py \
+LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_limits.py \
                 tests/e2e/test_http.py tests/e2e/test_pages.py tests/e2e/test_redis.py \
                 tests/e2e/test_metrics.py tests/e2e/test_startup.py tests/e2e/test_workers.py \
                 tests/e2e/test_operations.py
@@ -57,12 +57,12 @@ test-lowest: $(LOWEST)/.installed test-deps
 	@echo "(pip may warn that uvicorn 0.52.0 is below the floor: that is the point)"
 	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check uvicorn==0.52.0
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_compat.py -m lowest
-	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[test]'
 
 $(LOWEST)/.installed: pyproject.toml $(VENV)/.dev
 	rm -rf $(LOWEST) && $(PYTHON) -m venv $(LOWEST)
 	$(BIN)/python -m tools.deps lowest > $(LOWEST)/constraints.txt
-	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[test]'
 	touch $@
 
 # Builds the Dockerfile's image with podman and runs it: health check, non-root, SIGTERM drain.
