@@ -46,22 +46,24 @@ def reply(ws: WebSocketTestSession, kind: str, within: float = 5.0) -> dict[str,
     """The next message of type `kind`, skipping live updates and snapshots (unless asked for);
     any other message fails."""
     deadline = time.monotonic() + within
-    while True:
-        got = receive(ws, max(deadline - time.monotonic(), 0.01))
+    while (left := deadline - time.monotonic()) > 0:
+        got = receive(ws, left)
         if got["type"] in UNASKED and got["type"] != kind:
             continue
         assert got["type"] == kind, got
         return got
+    raise AssertionError(f"no {kind} within {within} s")
 
 
 def close_code(ws: WebSocketTestSession, within: float = 5.0) -> int:
     """Read until the server's close frame; its code."""
     deadline = time.monotonic() + within
-    while True:
+    while (left := deadline - time.monotonic()) > 0:
         try:
-            message(ws, max(deadline - time.monotonic(), 0.01))
+            message(ws, left)
         except WebSocketDisconnect as closed:
             return closed.code
+    raise AssertionError(f"no close frame within {within} s")
 
 
 def wait_priced(client: TestClient, *symbols: str) -> None:

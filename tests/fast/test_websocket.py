@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -25,15 +26,26 @@ def welcomed(ws: WebSocketTestSession) -> dict[str, Any]:
     return welcome
 
 
-def live_quote(ws: WebSocketTestSession, symbol: str) -> dict[str, Any]:
-    """The next live quote of `symbol` (from a `quote` or a `batch`)."""
-    while True:
+def live_quotes(ws: WebSocketTestSession) -> list[dict[str, Any]]:
+    """The quotes of the next live update (`quote` or `batch`), skipping anything else."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
         got = receive(ws)
-        quotes = [got["quote"]] if got["type"] == "quote" else got.get("quotes", [])
-        if got["type"] in ("quote", "batch"):
-            for quote in quotes:
-                if quote["symbol"] == symbol:
-                    return dict(quote)
+        if got["type"] == "quote":
+            return [got["quote"]]
+        if got["type"] == "batch":
+            return list(got["quotes"])
+    raise AssertionError("no live update within 5 s")
+
+
+def live_quote(ws: WebSocketTestSession, symbol: str) -> dict[str, Any]:
+    """The next live quote of `symbol`."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for quote in live_quotes(ws):
+            if quote["symbol"] == symbol:
+                return quote
+    raise AssertionError(f"no live quote of {symbol} within 5 s")
 
 
 def test_welcome_states_the_protocol_and_limits(client: TestClient) -> None:
@@ -119,10 +131,10 @@ def test_after_unsubscribe_no_quote_of_that_symbol_arrives(client: TestClient) -
         reply(ws, "unsubscribed")
         # Three fresh INFY updates (several fetch intervals) and no TCS among what came with them.
         symbols: list[str] = []
-        while symbols.count("INFY") < 3:
-            got = receive(ws)
-            quotes = [got["quote"]] if got["type"] == "quote" else got.get("quotes", [])
-            symbols += [q["symbol"] for q in quotes]
+        deadline = time.monotonic() + 5
+        while symbols.count("INFY") < 3 and time.monotonic() < deadline:
+            symbols += [q["symbol"] for q in live_quotes(ws)]
+        assert symbols.count("INFY") >= 3, symbols
         assert "TCS" not in symbols
 
 
