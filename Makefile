@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test lint pytest test-deps clean bench lock check-lock test-lowest test-container
+.PHONY: run test test-fast lint pytest test-deps clean bench lock check-lock test-lowest test-container
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m app
@@ -16,6 +16,12 @@ test: $(VENV)/.dev test-deps lint check-lock pytest test-lowest
 
 pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
+
+# The fast tier while working: in-process tests (tests/fast: Starlette's TestClient for the
+# endpoints, httpx MockTransport for the feed adapters) and tests/unit. No server, no Redis, no
+# browser: about 15 s. `make test` runs them too, with everything else.
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/fast tests/unit
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check app tests bench tools
