@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.chart import geometry
+from app.feeds.universe import is_index
 from app.history import Point
 from app.models import Quote
 from app.rendering import Refusal
@@ -114,9 +115,10 @@ async def market(request: Request) -> Response:
     equities: list[tuple[str, Quote | None]] = []
     for symbol in symbols:
         q = found.get(symbol)
-        # Indices have no traded volume.
-        (indices if q is not None and q.volume is None else equities).append((symbol, q))
-    ranked = sorted(found.values(), key=lambda q: q.change_pct, reverse=True)
+        (indices if q is not None and is_index(symbol, q.volume) else equities).append((symbol, q))
+    # Movers rank like with like: equities against equities (indices have their own board).
+    listed = [q for _, q in equities if q is not None]
+    ranked = sorted(listed, key=lambda q: q.change_pct, reverse=True)
     return render(
         request,
         "market.html",

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import jinja2
 
-from app import resources
+from app import resources, sessions
 from app.feeds.base import FeedStatus
 from app.models import Quote, encode_quote
 from app.symbols import dom_id
@@ -29,10 +28,6 @@ TEMPLATES_DIR = resources.directory("templates")
 STATIC_DIR = resources.directory("static")
 
 _CURRENCY_SIGNS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-_EXCHANGE_ZONES = {
-    "NSE": "Asia/Kolkata", "BSE": "Asia/Kolkata",
-    "NASDAQ": "America/New_York", "NYSE": "America/New_York", "CBOE": "America/Chicago",
-}  # fmt: skip
 
 
 def price(value: Decimal | None, currency: str = "") -> str:
@@ -73,9 +68,21 @@ def market_state(quote: Quote) -> str:
 def exchange_time(quote: Quote) -> tuple[str, str]:
     """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
     moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
-    zone = _EXCHANGE_ZONES.get(quote.exchange)
-    local = moment.astimezone(ZoneInfo(zone)) if zone else moment
+    zone = sessions.zone(quote.exchange)
+    local = moment.astimezone(zone) if zone else moment
     return moment.isoformat(timespec="seconds"), local.strftime("%H:%M:%S %Z")
+
+
+def next_open(quote: Quote, now: datetime | None = None) -> str | None:
+    """When a closed market opens next, in its zone ("Mon 09:15 IST"), for the Closed tag; None
+    when the exchange has no calendar."""
+    at = now or datetime.now(UTC)
+    opens = sessions.next_open(quote.exchange, at)
+    if opens is None:
+        return None
+    if (opens - at).days >= 6:  # a week or more away: the date says more than the weekday
+        return opens.strftime("%a %d %b %H:%M %Z")
+    return opens.strftime("%a %H:%M %Z")
 
 
 def make_environment() -> jinja2.Environment:
@@ -88,7 +95,11 @@ def make_environment() -> jinja2.Environment:
     )
     env.filters.update(price=price, signed=signed, percent=percent, volume=volume)
     env.globals.update(
-        dom_id=dom_id, direction=direction, exchange_time=exchange_time, market_state=market_state
+        dom_id=dom_id,
+        direction=direction,
+        exchange_time=exchange_time,
+        market_state=market_state,
+        next_open=next_open,
     )
     return env
 

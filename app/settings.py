@@ -86,6 +86,10 @@ class Settings:
     sim_symbols: int = 0
     # Simulated quotes per fetch at most (round-robin), like a streaming provider; 0: all.
     sim_batch: int = 0
+    # `calendar`: simulated instruments trade only in their exchange's sessions (app/sessions.py)
+    # and say Closed, with the next open, outside them; `always`: every hour is a session (tests
+    # and benchmarks, which need moving prices whatever the time of day).
+    sim_sessions: str = "calendar"
     # Garbage-collector tuning for many connections: freeze start-up objects, rarer collections.
     gc_tuning: bool = True
     # `python -m app` serves /ws with app.ws.fastpath (frames written straight to the socket).
@@ -216,6 +220,7 @@ class Settings:
             sim_seed=reader.get("SIM_SEED", None, _optional_int),
             sim_symbols=reader.get("SIM_SYMBOLS", 0, _int_in(0, 10_000)),
             sim_batch=reader.get("SIM_BATCH", 0, _int_in(0, 10_000)),
+            sim_sessions=reader.get("SIM_SESSIONS", "calendar", _sim_sessions),
             gc_tuning=reader.get("GC_TUNING", True, _on_off),
             ws_fast_path=reader.get("WS_FAST_PATH", True, _on_off),
             fetch_interval=reader.get("FETCH_INTERVAL", 2.0, _seconds(0.05, 3600)),
@@ -522,6 +527,12 @@ def _trusted_proxies(raw: str) -> str:
 def _tls_verify(raw: str) -> str:
     if raw.lower() not in ("required", "optional", "none"):
         raise ValueError("expected required, optional or none")
+    return raw.lower()
+
+
+def _sim_sessions(raw: str) -> str:
+    if raw.lower() not in ("calendar", "always"):
+        raise ValueError("expected calendar or always")
     return raw.lower()
 
 

@@ -169,6 +169,7 @@ class App:
             "PORT": str(self.port),
             "LOG_LEVEL": "warning",
             "SIM_SEED": "1",
+            "SIM_SESSIONS": "always",  # moving prices whatever the hour of the run
             "MAX_SYMBOLS_PER_CONNECTION": "50",
             **env,
         }

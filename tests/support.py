@@ -130,6 +130,8 @@ class AppServer:
             "PORT": str(self.port),
             "FETCH_INTERVAL": "0.2",
             "SIM_SEED": "7",
+            # Prices move at any hour: the tests of sessions set `calendar` themselves.
+            "SIM_SESSIONS": "always",
             "LOG_LEVEL": "info",
             "DRAIN_GRACE": "0",  # tests stop servers often; the drain test sets its own
             # Tests poll /ready and /metrics in tight loops, all from 127.0.0.1: the per-client

@@ -51,6 +51,7 @@ def build_feed(
             step_seconds=settings.fetch_interval,
             symbols=settings.sim_symbols or None,
             batch=settings.sim_batch or None,
+            sessions=settings.sim_sessions == "calendar",
         )
     if name == "replay":
         from app.feeds.replay import ReplayFeed, load

@@ -7,6 +7,10 @@ chain never raises for a provider's failure, it reports it in `status()` (stale,
 so the fetch loop stays healthy while it truthfully tells clients the data is old.
 
 Only real providers are chained: settings refuse `simulated` or `replay` next to them.
+
+A provider that does not say whether the market is open (Finnhub's and Alpha Vantage's quotes
+carry no such flag) gets the answer from the exchange calendar (app/sessions.py), so an after-hours
+quote says Closed rather than looking delayed.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
+from app import sessions
 from app.feeds.base import (
     LIVE,
     FeedError,
@@ -25,6 +32,7 @@ from app.feeds.base import (
     FetchResult,
 )
 from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked, QuotaUnknown
+from app.models import Quote
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,14 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, FeedRejected):
         return "provider_refused"
     return "provider_down"
+
+
+def with_market_flag(quote: Quote, now: datetime) -> Quote:
+    """`quote`, its unknown market-open flag filled from its exchange's calendar at `now`."""
+    if quote.market_open is not None:
+        return quote
+    state = sessions.is_open(quote.exchange, now)
+    return quote if state is None else replace(quote, market_open=state)
 
 
 class FeedChain:
@@ -97,7 +113,8 @@ class FeedChain:
                 log.exception("%s raised an unexpected error", provider.name)
                 failures.append((provider.name, FeedError(f"{provider.name}: internal error")))
                 continue
-            result.quotes.extend(got.quotes)
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            result.quotes.extend(with_market_flag(q, now) for q in got.quotes)
             result.rejected.update(got.rejected)
             served_by.append(provider.name)
             if got.quotes:

@@ -5,6 +5,12 @@ whatever the wall clock did, so a given seed yields the same prices for a symbol
 number of fetches, whichever other symbols were fetched alongside. The walk is pulled gently back
 toward the previous close, so a long demo does not drift off to nonsense prices; open, high, low,
 previous close and a growing day volume stay consistent with the price.
+
+With `sessions` on (`SIM_SESSIONS=calendar`, the default) an instrument moves only while its
+exchange is in session (app/sessions.py); outside it the quote keeps its last price and says
+`market_open: false`. Each new session starts a new day: the last price becomes the previous
+close, and open, high, low and volume start again. Synthetic `SIM` instruments have no exchange
+calendar and trade at every hour.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from app import sessions as calendar
 from app.feeds.base import LIVE, FeedStatus, FetchResult
 from app.feeds.universe import Instrument, universe
 from app.models import Quote
@@ -27,6 +35,8 @@ _BASE_SIGMA = 0.0004
 _REVERSION = 0.002
 _TRADE_PROBABILITY = 0.8
 _TWO_PLACES = Decimal("0.01")
+# The one endless session of an instrument that trades at every hour (no day ever starts anew).
+_EVERY_DAY = date.min
 
 
 @dataclass(slots=True)
@@ -39,6 +49,8 @@ class _Walk:
     high: Decimal
     low: Decimal
     volume: int
+    # The exchange's date of the session the day's figures belong to (None: not in one yet).
+    day: date | None = None
 
 
 class SimulatedFeed:
@@ -46,7 +58,8 @@ class SimulatedFeed:
 
     `symbols` widens the market with synthetic instruments (see `universe`). `batch`, when set,
     prices at most that many of the requested symbols per fetch, round-robin, as a streaming
-    provider delivers a few quotes at a time (the benchmark's stream workload).
+    provider delivers a few quotes at a time (the benchmark's stream workload). `sessions`
+    makes instruments trade only in their exchange's sessions, judged at `clock`'s time.
     """
 
     name = "simulated"
@@ -60,6 +73,7 @@ class SimulatedFeed:
         clock: Callable[[], float] = time.time,
         symbols: int | None = None,
         batch: int | None = None,
+        sessions: bool = False,
     ) -> None:
         self._instruments = universe(symbols)
         self._batch = batch
@@ -68,6 +82,7 @@ class SimulatedFeed:
         self._scale = math.sqrt(max(step_seconds, 0.05) / 2.0)
         self._clock = clock
         self._walks: dict[str, _Walk] = {}
+        self._sessions = sessions
 
     def check_symbol(self, symbol: str) -> str | None:
         if symbol in self._instruments:
@@ -86,6 +101,7 @@ class SimulatedFeed:
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:
         result = FetchResult()
         now_ms = int(self._clock() * 1000)
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
         if self._batch is not None and len(symbols) > self._batch:
             start = self._turn % len(symbols)
             self._turn = start + self._batch
@@ -95,13 +111,35 @@ class SimulatedFeed:
             if reason is not None:
                 result.rejected[symbol] = reason
                 continue
+            inst = self._instruments[symbol]
+            day = self._session_day(inst, now)
             walk = self._walks.get(symbol)
             if walk is None:
-                walk = self._walks[symbol] = self._start(self._instruments[symbol])
-            else:
+                walk = self._walks[symbol] = self._start(inst)
+                walk.day = day
+            elif day is not None:
+                if walk.day is not None and walk.day != day:
+                    self._new_day(walk)
+                walk.day = day
                 self._step(walk)
-            result.quotes.append(self._quote(walk, now_ms))
+            result.quotes.append(self._quote(walk, now_ms, open_=day is not None))
         return result
+
+    def _session_day(self, inst: Instrument, now: datetime) -> date | None:
+        """The exchange's date while `inst` trades at `now`; None while its market is closed."""
+        zone = calendar.zone(inst.exchange)
+        if not self._sessions or zone is None:
+            return _EVERY_DAY
+        return now.astimezone(zone).date() if calendar.is_open(inst.exchange, now) else None
+
+    def _new_day(self, walk: _Walk) -> None:
+        """A new session: yesterday's last price is the previous close; the open gaps a little."""
+        walk.prev_close = walk.price
+        gap = walk.rng.gauss(0, 0.004 * walk.inst.vol)
+        walk.open = walk.price = walk.high = walk.low = _round(
+            walk.prev_close * _factor(gap), walk.inst.tick
+        )
+        walk.volume = 0
 
     def _start(self, inst: Instrument) -> _Walk:
         rng = random.Random(zlib.crc32(f"{self._seed}:{inst.symbol}".encode()))
@@ -125,7 +163,7 @@ class SimulatedFeed:
                 inst.daily_volume / 11_250 * self._scale**2 * rng.lognormvariate(0, 1)
             )
 
-    def _quote(self, walk: _Walk, now_ms: int) -> Quote:
+    def _quote(self, walk: _Walk, now_ms: int, *, open_: bool) -> Quote:
         inst = walk.inst
         change = walk.price - walk.prev_close
         pct = (change / walk.prev_close * 100).quantize(_TWO_PLACES, ROUND_HALF_EVEN)
@@ -144,7 +182,7 @@ class SimulatedFeed:
             name=inst.name,
             source=self.name,
             source_time=now_ms,
-            market_open=True,
+            market_open=open_,
         )
 
 

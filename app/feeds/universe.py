@@ -91,6 +91,13 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 BY_SYMBOL: dict[str, Instrument] = {i.symbol: i for i in INSTRUMENTS}
 
 
+def is_index(symbol: str, volume: int | None) -> bool:
+    """An index (no traded volume) rather than an equity: the reference data says, else a quote
+    without volume (providers send none for an index; Finnhub sends none at all, hence first)."""
+    inst = BY_SYMBOL.get(symbol)
+    return inst.daily_volume == 0 if inst is not None else volume is None
+
+
 def universe(size: int | None = None) -> dict[str, Instrument]:
     """The instruments a simulated market lists: the real ones above, then (when `size` asks for
     more) synthetic `SIM001`, `SIM002`, ... up to `size` in all, for benchmarks that need a wider

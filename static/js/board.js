@@ -83,11 +83,13 @@ function fill(table, rows, empty) {
   body.replaceChildren(...next);
 }
 
+// Movers rank like with like: the equities board's rows only (indices have their own board).
 export function rerankMovers(rows) {
   const gainers = document.getElementById("gainers");
   const losers = document.getElementById("losers");
   if (!gainers || !losers) return;
-  const priced = rows.filter((row) => numeric(row, "pct") !== null);
+  const equity = (row) => row.closest('table[data-board="equities"]') !== null;
+  const priced = rows.filter((row) => equity(row) && numeric(row, "pct") !== null);
   const ranked = priced.sort((a, b) => numeric(b, "pct") - numeric(a, "pct"));
   fill(gainers, ranked.filter((r) => numeric(r, "pct") > 0).slice(0, MOVERS), "No gainers");
   fill(losers, ranked.filter((r) => numeric(r, "pct") < 0).reverse().slice(0, MOVERS), "No losers");

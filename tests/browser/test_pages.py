@@ -154,10 +154,11 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
     expect(header).to_have_attribute("aria-sort", "ascending")
     pcts = equities.evaluate(order_js)
     assert pcts == sorted(pcts), pcts
-    # The movers follow the board: top gainer is the board's largest positive change.
+    # The movers follow the equities board (indices are not ranked among them): top gainer is
+    # its largest positive change.
     page.wait_for_function(
         """() => {
-        const rows = [...document.querySelectorAll('table[data-live] tr.quote[id]')];
+        const rows = [...document.querySelectorAll('table[data-board="equities"] tr.quote[id]')];
         const best = rows.reduce((a, b) => parseFloat(b.dataset.pct) > parseFloat(a.dataset.pct)
                                             ? b : a);
         const top = document.querySelector('#gainers tbody tr');
@@ -166,6 +167,26 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
     }"""
     )
     screenshot(page, "market")
+
+
+def test_movers_rank_equities_only(page: Page, server: AppServer) -> None:
+    # An index jumping 9 % must not top the equities' gainers; an equity doing so must.
+    page.goto(server.base + "/market")
+    expect(page.locator(BADGE)).to_have_text("Live")
+    jump = """symbol => {
+        const row = document.getElementById(symbol).cloneNode(true);
+        row.dataset.epoch = String(Number(row.dataset.epoch) + 1000);
+        row.dataset.pct = '9.00';
+        row.querySelector('[data-col="pct"]').textContent = '+9.00%';
+        window.stocktracker.ingest(row.outerHTML);
+        window.stocktracker.flush();
+    }"""
+    page.evaluate(jump, "q-NIFTY_2050")
+    expect(page.locator("#q-NIFTY_2050 [data-col='pct']")).to_have_text("+9.00%")
+    expect(page.locator("#gainers tr[data-symbol='NIFTY 50']")).to_have_count(0)
+    page.evaluate(jump, "q-TCS")
+    expect(page.locator("#gainers tbody tr").first).to_have_attribute("data-symbol", "TCS")
+    expect(page.locator("#gainers tr[data-symbol='NIFTY 50']")).to_have_count(0)
 
 
 def test_stock_chart_gains_points_and_404(page: Page, server: AppServer) -> None:

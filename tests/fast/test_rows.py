@@ -55,7 +55,10 @@ def test_a_closed_market_and_a_missing_volume_show_in_the_priced_row() -> None:
     attributes = opening(row)
     assert attributes["class"] == "quote down closed" and "hx-swap-oob" not in attributes
     assert (attributes["data-market"], attributes["data-volume"]) == ("closed", "")
-    assert cells(row)["volume"] == "—" and '<span class="tag tag-closed">Closed</span>' in row
+    assert cells(row)["volume"] == "—"
+    # The tag says when the market opens again (NSE: a weekday at 09:15 IST).
+    assert re.search(r'<span class="tag tag-closed" title="Market closed; opens [^"]+">', row)
+    assert re.search(r">Closed · opens \w{3} (\d\d \w{3} )?09:15 IST</span>", row)
 
 
 def test_a_refusal_wins_over_a_quote_and_actions_add_one_cell() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 from app.feeds.base import FetchResult
@@ -36,6 +37,9 @@ class Scripted:
         self.fail: Exception | None = None
         self.reject: set[str] = set()
         self.on_call: Callable[[], None] = lambda: None
+        # What its quotes say about their market (None: nothing, as Finnhub's).
+        self.exchange = "NASDAQ"
+        self.market_open: bool | None = None
 
     def check_symbol(self, symbol: str) -> str | None:
         return None if self.accepts(symbol) else f"{self.name} does not list {symbol}"
@@ -50,5 +54,8 @@ class Scripted:
             if s in self.reject:
                 result.rejected[s] = f"{self.name}: unknown symbol {s}"
             else:
-                result.quotes.append(quote(s, self.name))
+                priced = quote(s, self.name)
+                result.quotes.append(
+                    replace(priced, exchange=self.exchange, market_open=self.market_open)
+                )
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
@@ -154,3 +155,22 @@ async def test_a_hanging_provider_fails_over_within_the_poll() -> None:
     async with asyncio.timeout(5):
         result = await chain.fetch(["A"])
     assert [q.source for q in result.quotes] == ["fh"]
+
+
+async def test_an_unknown_market_flag_is_filled_from_the_exchange_calendar() -> None:
+    # Finnhub and Alpha Vantage say nothing about the market: the calendar does.
+    clock = Clock(datetime(2026, 12, 1, 22, 53, tzinfo=UTC).timestamp())  # 17:53 EST, Tuesday
+    adapter = Scripted("fh")
+    chain = FeedChain([guarded(adapter)], clock=clock)
+    after_hours = (await chain.fetch(["AAPL"])).quotes[0]
+    assert after_hours.market_open is False
+    clock.now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC).timestamp()  # 10:00 EST
+    assert (await chain.fetch(["AAPL"])).quotes[0].market_open is True
+    clock.now = datetime(2026, 11, 26, 15, 0, tzinfo=UTC).timestamp()  # Thanksgiving
+    assert (await chain.fetch(["AAPL"])).quotes[0].market_open is False
+    # A provider's own flag stands; an exchange without a calendar stays unknown.
+    adapter.market_open = True
+    assert (await chain.fetch(["AAPL"])).quotes[0].market_open is True
+    adapter.market_open = None
+    adapter.exchange = "SIM"
+    assert (await chain.fetch(["AAPL"])).quotes[0].market_open is None

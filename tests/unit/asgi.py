@@ -25,6 +25,8 @@ __all__ = ["TestClient", "app_client"]
 @contextmanager
 def app_client(env: dict[str, str] | None = None, **options: str) -> Iterator[TestClient]:
     """A client of a fresh app built from `env`; `options` go to TestClient (e.g. base_url)."""
-    settings = Settings.from_env({"GC_TUNING": "off", "FETCH_INTERVAL": "0.2", **(env or {})})
+    settings = Settings.from_env(
+        {"GC_TUNING": "off", "FETCH_INTERVAL": "0.2", "SIM_SESSIONS": "always", **(env or {})}
+    )
     with TestClient(create_app(settings), **options) as client:  # type: ignore[arg-type]
         yield client

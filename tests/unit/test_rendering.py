@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import orjson
 
-from app.rendering import JSON_FORMAT, Renderer
+from app.rendering import JSON_FORMAT, Renderer, exchange_time, next_open
 from tests.unit.test_models import make_quote
 
 CELLS = re.compile(r'data-col="([a-z]+)"')
@@ -56,3 +57,27 @@ def test_json_text_of_the_newest_quote_is_reused_and_a_newer_quote_re_encoded() 
     newer = make_quote(seq=2)
     assert orjson.loads(JSON_FORMAT.encode(newer))["seq"] == 2
     assert orjson.loads(JSON_FORMAT.encode(first))["seq"] == 1  # never a stale text
+
+
+def test_each_quote_shows_its_exchanges_time_zone() -> None:
+    # 15:00 UTC on 1 Dec 2026: 10:00 in New York for SPX (CBOE) as for AAPL, 20:30 in India.
+    at = int(datetime(2026, 12, 1, 15, 0, tzinfo=UTC).timestamp() * 1000)
+    shown = {
+        exchange: exchange_time(make_quote(exchange=exchange, source_time=at))[1]
+        for exchange in ("CBOE", "NASDAQ", "NYSE", "NSE", "BSE", "SIM")
+    }
+    assert shown == {
+        "CBOE": "10:00:00 EST", "NASDAQ": "10:00:00 EST", "NYSE": "10:00:00 EST",
+        "NSE": "20:30:00 IST", "BSE": "20:30:00 IST", "SIM": "15:00:00 UTC",
+    }  # fmt: skip
+
+
+def test_a_closed_market_names_its_next_open() -> None:
+    friday_evening = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
+    assert next_open(make_quote(exchange="NSE"), friday_evening) == "Mon 09:15 IST"
+    assert next_open(make_quote(exchange="NASDAQ"), friday_evening) == "Mon 09:30 EST"
+    # Christmas Day, then the weekend: NSE opens on Monday the 28th.
+    assert next_open(make_quote(exchange="NSE"), datetime(2026, 12, 24, 12, tzinfo=UTC)) == (
+        "Mon 09:15 IST"
+    )
+    assert next_open(make_quote(exchange="SIM"), friday_evening) is None
