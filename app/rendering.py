@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jinja2
 
 from app import resources, sessions
-from app.feeds.base import FeedStatus
+from app.feeds.base import END_OF_DAY_SOURCES, FeedStatus
 from app.models import Quote, encode_quote
 from app.symbols import dom_id
 from app.ws import protocol
@@ -65,6 +65,11 @@ def market_state(quote: Quote) -> str:
     return "open" if quote.market_open else "closed"
 
 
+def end_of_day(quote: Quote) -> bool:
+    """The price is a trading day's close from an end-of-day source, not a live price."""
+    return quote.source in END_OF_DAY_SOURCES
+
+
 def exchange_time(quote: Quote) -> tuple[str, str]:
     """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
     moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
@@ -100,6 +105,7 @@ def make_environment() -> jinja2.Environment:
         exchange_time=exchange_time,
         market_state=market_state,
         next_open=next_open,
+        end_of_day=end_of_day,
     )
     return env
 

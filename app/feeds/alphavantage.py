@@ -8,6 +8,11 @@ latest trading *day*, stamped at that day's close in the exchange's zone. A free
 end-of-day prices and 25 calls a day: a last-resort provider, never polled fast.
 
 Symbol syntax: `IBM` (US), `RELIANCE.BSE` or `RELIANCE:BSE` (BSE; NSE was dropped in 2020).
+The universe's NSE equities (`RELIANCE`, `TCS`, ...) are listed on BSE too under the same code, so
+they are asked for as `RELIANCE.BSE`: the quote keeps the symbol a trader asked for and says
+exchange `BSE`, where its price is from. Explicit NSE symbols (`TCS:NSE`) and indices are refused.
+Every price is end of day (GLOBAL_QUOTE on a free key, no `entitlement`): the source is listed in
+`app.feeds.base.END_OF_DAY_SOURCES`, so the pages label its prices "End of day".
 The key can only travel in the query string: `app.feeds.http` masks it in httpx's logs.
 """
 
@@ -32,6 +37,10 @@ _CLOSE = {
 
 
 def provider_symbol(symbol: str) -> str:
+    """Alpha Vantage's code: `X:BSE` -> `X.BSE`; a universe NSE equity -> its BSE listing."""
+    inst = BY_SYMBOL.get(symbol)
+    if inst is not None and inst.exchange == "NSE" and inst.daily_volume:
+        return f"{symbol}.BSE"
     return symbol.replace(":BSE", ".BSE")
 
 
@@ -52,10 +61,10 @@ class AlphaVantageFeed:
 
     def check_symbol(self, symbol: str) -> str | None:
         inst = BY_SYMBOL.get(symbol)
-        if symbol.endswith((":NSE", ".NSE")) or (inst is not None and inst.exchange == "NSE"):
-            return f"{symbol}: alphavantage has no NSE data (use SYMBOL:BSE)"
         if inst is not None and not inst.daily_volume:
             return f"{symbol}: alphavantage does not quote indices"
+        if symbol.endswith((":NSE", ".NSE")):
+            return f"{symbol}: alphavantage has no NSE data (use SYMBOL:BSE)"
         return None
 
     async def fetch(self, symbols: Sequence[str]) -> FetchResult:

@@ -15,6 +15,10 @@ from typing import Any, Protocol
 
 from app.models import Quote
 
+# Sources whose prices are a trading day's close, never live (Alpha Vantage's GLOBAL_QUOTE on a
+# free key): the pages label them "End of day" whatever the market is doing.
+END_OF_DAY_SOURCES = frozenset({"alphavantage"})
+
 
 class FeedError(Exception):
     """Base of every error a feed raises; the message is safe to show (no secrets)."""

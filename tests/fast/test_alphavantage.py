@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from app.feeds.alphavantage import AlphaVantageFeed
-from app.feeds.base import FeedRateLimited, FeedRejected, FeedUnavailable, FetchResult
+from app.feeds.base import (
+    END_OF_DAY_SOURCES,
+    FeedRateLimited,
+    FeedRejected,
+    FeedUnavailable,
+    FetchResult,
+)
 from tests.fast.mock_http import Handler, Provider, always, json_reply
 
 KEY = "av-secret-0123456789"
@@ -161,9 +167,22 @@ async def test_a_quote_without_a_price_or_a_date_is_not_invented() -> None:
     assert quote.source_time == 0  # unknown age, never "now"
 
 
-def test_check_symbol_refuses_nse_and_indices() -> None:
+def test_check_symbol_refuses_explicit_nse_and_indices() -> None:
     feed = AlphaVantageFeed(httpx.AsyncClient(), KEY)
     assert feed.check_symbol("IBM") is None and feed.check_symbol("RELIANCE:BSE") is None
-    for symbol in ("RELIANCE", "TCS:NSE", "INFY.NSE"):
+    # The universe's NSE equities are priced from their BSE listing.
+    assert feed.check_symbol("RELIANCE") is None and feed.check_symbol("M&M") is None
+    for symbol in ("TCS:NSE", "INFY.NSE"):
         assert "no NSE data" in (feed.check_symbol(symbol) or ""), symbol
-    assert "indices" in (feed.check_symbol("SPX") or "")
+    for symbol in ("SPX", "NIFTY 50", "SENSEX"):
+        assert "indices" in (feed.check_symbol(symbol) or ""), symbol
+
+
+async def test_the_universes_nse_equities_are_asked_for_as_their_bse_listing() -> None:
+    result, provider = await fetch(always(RELIANCE_BSE), ["RELIANCE"])
+    assert provider.requests[0].url.params["symbol"] == "RELIANCE.BSE"
+    [quote] = result.quotes
+    # The trader's symbol, the price's true exchange, and its end-of-day nature.
+    assert (quote.symbol, quote.exchange, quote.currency) == ("RELIANCE", "BSE", "INR")
+    assert quote.name == "Reliance Industries Ltd"
+    assert quote.source in END_OF_DAY_SOURCES

@@ -68,3 +68,10 @@ def test_a_refusal_wins_over_a_quote_and_actions_add_one_cell() -> None:
     html = row.render(symbol="TCS", q=make_quote(), oob=False, refusals=refused, actions=True)
     assert opening(html)["class"] == "quote rejected" and "not priced by the feed" in html
     assert html.count('<td class="actions">') == 1 and "Remove TCS" in html
+
+
+def test_an_end_of_day_price_says_so() -> None:
+    eod = Renderer().quote_row(make_quote(source="alphavantage", exchange="BSE"), oob=False)
+    assert '<span class="tag tag-eod"' in eod and ">End of day</span>" in eod
+    live = Renderer().quote_row(make_quote(source="twelvedata"), oob=False)
+    assert "tag-eod" not in live

@@ -104,7 +104,7 @@ async def test_alphavantage_notices_under_http_200(
         assert isinstance(info.value, FeedRateLimited) and info.value.scope == scope
 
 
-def test_alphavantage_refuses_nse_and_indices() -> None:
+def test_alphavantage_refuses_explicit_nse_and_indices() -> None:
     feed = AlphaVantageFeed(httpx.AsyncClient(), "k")
     assert feed.check_symbol("IBM") is None and feed.check_symbol("RELIANCE:BSE") is None
-    assert feed.check_symbol("RELIANCE") is not None and feed.check_symbol("SPX") is not None
+    assert feed.check_symbol("TCS:NSE") is not None and feed.check_symbol("SPX") is not None
