@@ -30,7 +30,9 @@ DEFAULT_BOARD = DEFAULT_WATCHLIST + (
     "ICICIBANK", "SBIN", "BHARTIARTL", "ITC", "LT", "SENSEX",
     "GOOGL", "AMZN", "NVDA", "TSLA", "META", "SPX",
 )  # fmt: skip
-REAL_PROVIDERS = ("twelvedata", "finnhub", "alphavantage")
+REAL_PROVIDERS = ("twelvedata", "finnhub", "alphavantage", "nse")
+# Real providers that take no key (NSE India's website: cookies from a first visit instead).
+KEYLESS_PROVIDERS = frozenset({"nse"})
 KNOWN_FEEDS = ("simulated", "replay", *REAL_PROVIDERS)
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # uvicorn's own default
 # uvicorn's graceful-shutdown timeout (app.launch passes it): the drain on SIGTERM comes first and
@@ -57,6 +59,8 @@ PROVIDER_DEFAULTS: dict[str, tuple[str, int, int]] = {
     "twelvedata": ("https://api.twelvedata.com", 8, 800),
     "finnhub": ("https://finnhub.io/api/v1", 60, 0),
     "alphavantage": ("https://www.alphavantage.co/query", 5, 25),
+    # No published limit; about 3 requests/s is the unofficial advice: one a second stays polite.
+    "nse": ("https://www.nseindia.com", 60, 0),
 }
 
 
@@ -314,7 +318,9 @@ def _provider(reader: _Reader, name: str) -> ProviderConfig:
     base, per_minute, per_day = PROVIDER_DEFAULTS[name]
     return ProviderConfig(
         name=name,
-        api_key=Secret(reader.get(f"{prefix}_API_KEY", "", _text)),
+        api_key=Secret(
+            "" if name in KEYLESS_PROVIDERS else reader.get(f"{prefix}_API_KEY", "", _text)
+        ),
         base_url=reader.get(f"{prefix}_BASE_URL", base, _http_url),
         calls_per_minute=reader.get(
             f"{prefix}_CALLS_PER_MINUTE", per_minute, _int_in(1, 1_000_000)
@@ -335,7 +341,8 @@ def _check_feeds(settings: Settings, problems: list[str]) -> None:
                 "(its prices must never stand in for real ones)"
             )
     for name in feeds:
-        if name in REAL_PROVIDERS and not settings.provider(name).api_key:
+        keyed = name in REAL_PROVIDERS and name not in KEYLESS_PROVIDERS
+        if keyed and not settings.provider(name).api_key:
             problems.append(f"FEEDS names {name} but {name.upper()}_API_KEY is not set")
     if "replay" in feeds:
         if not settings.replay_file:

@@ -106,4 +106,8 @@ def _adapter(
         from app.feeds.alphavantage import AlphaVantageFeed
 
         return AlphaVantageFeed(http, key, base_url, timeout)
+    if name == "nse":
+        from app.feeds.nse import NseFeed
+
+        return NseFeed(http, base_url, timeout)
     raise ValueError(f"unknown feed {name!r}")

@@ -11,6 +11,11 @@ switched per test into the failure scenarios of providers.md section 7.4 by sett
 - Alpha Vantage (all HTTP 200): ok, note (legacy per-minute Note), daily (Information, 25/day),
   sparingly (late-2025 Information), premium, badkey (Error Message), echo (a notice quoting the
   key back), html.
+- NSE India's website (under `/nse`): the home page sets the `nsit` and `nseappid` cookies, and
+  the API answers only calls carrying both and a browser User-Agent (else the 401 HTML page).
+  Modes: ok, legacy (the old quote-equity shape), akamai (403 Access Denied page on the API),
+  unauthorized (the 401 page on the API, as when cookies expire), homeblock (403 on the home
+  page), hang (the API answers after `delay` seconds, as for blocked cloud addresses).
 
 Prices move by a cent per call, so every answer is a changed quote. `unknown` symbols get each
 provider's not-found answer (per-symbol error, all-zero quote, empty Global Quote).
@@ -80,6 +85,11 @@ AV_BAD_KEY = (
     "the parameter apikey is invalid or missing. Please claim your free API key on "
     "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."
 )
+NSE_UNAUTHORIZED = (
+    "<html><body><h1>UnauthorizedError: No authorization token was found</h1></body></html>"
+)
+NSE_COOKIES = {"nsit": "nsit-abc123", "nseappid": "appid-xyz789"}
+NSE_UPDATED = "15-Jan-2025 15:30:00"
 HTML_BLOCK = (
     "<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD><BODY><H1>Access Denied</H1> You don't have "
     'permission to access "/quote?" on this server.<P>Reference errors.edgesuite.net</BODY></HTML>'
@@ -96,7 +106,9 @@ LAST_QUOTE_AT = 1736974740
 
 @dataclass
 class FakeState:
-    mode: dict[str, str] = field(default_factory=lambda: {"td": "ok", "fh": "ok", "av": "ok"})
+    mode: dict[str, str] = field(
+        default_factory=lambda: {"td": "ok", "fh": "ok", "av": "ok", "nse": "ok"}
+    )
     error_status: int = 200
     delay: float = 2.0
     unknown: set[str] = field(default_factory=lambda: {"NOTATICKER", "NOPE"})
@@ -121,6 +133,10 @@ class FakeProviders:
                 Route("/td/quote", self._twelvedata),
                 Route("/fh/quote", self._finnhub),
                 Route("/av/query", self._alphavantage),
+                Route("/nse/", self._nse_home),
+                Route("/nse/api/NextApi/apiClient/GetQuoteApi", self._nse_quote),
+                Route("/nse/api/quote-equity", self._nse_quote),
+                Route("/nse/api/allIndices", self._nse_indices),
             ]
         )
         config = uvicorn.Config(
@@ -271,6 +287,79 @@ class FakeProviders:
             "09. change": f"{price - prev:.4f}",
             "10. change percent": f"{(price - prev) / prev * 100:.4f}%",
         }})  # fmt: skip
+
+    # ---- NSE India's website -------------------------------------------------------------------
+
+    async def _nse_home(self, request: Request) -> Response:
+        self.state.calls["nse_home"] += 1
+        if self.state.mode["nse"] == "homeblock":
+            return Response(HTML_BLOCK, 403, media_type="text/html")
+        page = Response("<html><body>NSE</body></html>", media_type="text/html")
+        for name, value in NSE_COOKIES.items():
+            page.set_cookie(name, value, path="/", httponly=True)
+        return page
+
+    def _nse_refusal(self, request: Request, mode: str) -> Response | None:
+        if mode == "akamai":
+            return Response(HTML_BLOCK, 403, media_type="text/html")
+        cookies = request.cookies
+        browser = "Mozilla" in request.headers.get("user-agent", "")
+        signed_in = all(cookies.get(k) == v for k, v in NSE_COOKIES.items())
+        if mode == "unauthorized" or not (browser and signed_in):
+            return Response(NSE_UNAUTHORIZED, 401, media_type="text/html")
+        return None
+
+    async def _nse_quote(self, request: Request) -> Response:
+        mode = self._record("nse", request)
+        if mode == "hang":
+            await asyncio.sleep(self.state.delay)
+        refusal = self._nse_refusal(request, mode)
+        if refusal is not None:
+            return refusal
+        symbol = request.query_params.get("symbol", "")
+        self.state.symbols_asked[symbol] += 1
+        if symbol in self.state.unknown:
+            return JSONResponse({"equityResponse": []})
+        prev = Decimal(INSTRUMENTS.get(symbol, ("100.00",))[0])
+        price = self.state.price(symbol)
+        if mode == "legacy" or request.url.path.endswith("quote-equity"):
+            return JSONResponse({
+                "info": {"symbol": symbol, "companyName": f"{symbol} Limited"},
+                "metadata": {"series": "EQ", "symbol": symbol, "lastUpdateTime": NSE_UPDATED},
+                "priceInfo": {"lastPrice": float(price), "change": float(price - prev),
+                              "pChange": 0.85, "previousClose": float(prev), "open": float(prev),
+                              "intraDayHighLow": {"min": float(prev - 1), "max": float(price + 1),
+                                                  "value": float(price)}},
+            })  # fmt: skip
+        # Numbers as NSE sends them: JSON numbers, and numeric strings with Indian grouping.
+        return JSONResponse({"equityResponse": [{
+            "metaData": {"symbol": symbol, "companyName": f"{symbol} Limited", "series": "EQ",
+                         "open": float(prev + 1), "dayHigh": float(price + 1),
+                         "dayLow": float(prev - 1), "previousClose": float(prev),
+                         "change": f"{price - prev:.2f}", "pChange": "0.85"},
+            "tradeInfo": {"lastPrice": float(price), "totalTradedVolume": "98,76,543"},
+            "orderBook": {"lastPrice": float(price)},
+            "lastUpdateTime": NSE_UPDATED,
+        }]})  # fmt: skip
+
+    async def _nse_indices(self, request: Request) -> Response:
+        mode = self._record("nse", request)
+        if mode == "hang":
+            await asyncio.sleep(self.state.delay)
+        refusal = self._nse_refusal(request, mode)
+        if refusal is not None:
+            return refusal
+        return JSONResponse({
+            "timestamp": "15-Jan-2025 15:30", "advances": 30, "declines": 20, "unchanged": 0,
+            "data": [
+                {"index": "NIFTY 50", "indexSymbol": "NIFTY 50", "last": 23213.2,
+                 "variation": 36.15, "percentChange": 0.16, "open": 23190.1, "high": 23250.0,
+                 "low": 23150.5, "previousClose": 23177.05},
+                {"index": "NIFTY BANK", "indexSymbol": "NIFTY BANK", "last": "49,278.70",
+                 "variation": -120.3, "percentChange": -0.24, "open": 49400, "high": 49450.2,
+                 "low": 49200.1, "previousClose": 49399.0},
+            ],
+        })  # fmt: skip
 
 
 @pytest.fixture(scope="session")
