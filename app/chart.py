@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+
+from app import sessions
 
 WIDTH, HEIGHT, PAD = 800, 260, 12
 
@@ -14,6 +17,9 @@ class ChartGeometry:
     polyline: str  # the `points` attribute of the line
     dot: tuple[float, float]  # the last point
     prev_y: float  # where the previous close sits
+    # The scale's top and bottom prices, as its labels show them ("" without points).
+    top: str = ""
+    bottom: str = ""
 
 
 def geometry(points: Sequence[tuple[int, Decimal]], prev_close: Decimal | None) -> ChartGeometry:
@@ -36,4 +42,29 @@ def geometry(points: Sequence[tuple[int, Decimal]], prev_close: Decimal | None) 
 
     line = " ".join(f"{x(t):.1f},{y(p):.1f}" for (t, _), p in zip(points, prices, strict=True))
     prev_y = y(float(prev_close)) if prev_close is not None else HEIGHT / 2
-    return ChartGeometry(line, (round(x(t1), 1), round(y(prices[-1]), 1)), round(prev_y, 1))
+    dot = (round(x(t1), 1), round(y(prices[-1]), 1))
+    return ChartGeometry(line, dot, round(prev_y, 1), f"{high:,.2f}", f"{low:,.2f}")
+
+
+def zone_name(exchange: str) -> str:
+    """The IANA zone the chart's times are shown in (the exchange's; UTC when unknown)."""
+    zone = sessions.zone(exchange)
+    return zone.key if zone is not None else "UTC"
+
+
+def time_axis(points: Sequence[tuple[int, Decimal]], exchange: str) -> tuple[str, str, str]:
+    """The time axis's labels (first, middle and last point's time, HH:MM in the exchange's zone,
+    the last with the zone's name); empty without points."""
+    if not points:
+        return "", "", ""
+    zone = sessions.zone(exchange) or UTC
+    t0, t1 = points[0][0], points[-1][0]
+
+    def at(ms: float) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, zone)
+
+    return (
+        at(t0).strftime("%H:%M"),
+        at((t0 + t1) / 2).strftime("%H:%M"),
+        at(t1).strftime("%H:%M %Z"),
+    )

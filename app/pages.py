@@ -17,16 +17,31 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from app.chart import geometry
+from app.chart import geometry, time_axis, zone_name
 from app.feeds.universe import is_index
 from app.history import Point
 from app.models import Quote
 from app.rendering import Refusal
 from app.services import Services, services
-from app.symbols import InvalidSymbol, normalize_symbol
+from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 from app.ws.admission import client_key
 
 MOVERS = 5
+WATCHLIST_COOKIE = "watchlist"
+
+
+def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[str]:
+    """The visitor's symbols from the `watchlist` cookie (comma-separated), else the default.
+
+    A cookie that is present but empty is an emptied watchlist, not a new visitor.
+    """
+    raw = request.cookies.get(WATCHLIST_COOKIE)
+    if raw is None:
+        return list(default)
+    # Our own cookie holds at most `limit` parts; a longer (forged) one is cut there, unread.
+    return parse_symbol_list(raw, max_parts=limit, skip_empty=True).symbols
+
+
 # Points of history the stock page starts its chart with (the line then grows live).
 CHART_POINTS = 600
 
@@ -150,6 +165,10 @@ async def stock(request: Request) -> Response:
     if q is not None and (not points or points[-1][0] < q.source_time):
         points.append((q.source_time, q.price))
     points = _thin(points, CHART_POINTS)
+    settings = svc.settings
+    watched = symbol in watchlist(
+        request, settings.default_watchlist, settings.max_symbols_per_connection
+    )
     return render(
         request,
         "stock.html",
@@ -159,7 +178,10 @@ async def stock(request: Request) -> Response:
         age=_age(q),
         points=orjson.dumps([[t, str(p)] for t, p in points]).decode(),
         chart=geometry(points, q.prev_close if q else None),
+        chart_times=time_axis(points, q.exchange if q else ""),
+        zone=zone_name(q.exchange if q else ""),
         chart_count=len(points),
+        watched=watched,
         chart_note=line.note,
     )
 

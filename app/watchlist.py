@@ -12,25 +12,12 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.pages import client_of, priced, refusals, render
+from app.pages import WATCHLIST_COOKIE, client_of, priced, refusals, render, watchlist
 from app.services import services
-from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
+from app.symbols import InvalidSymbol, normalize_symbol
 
-WATCHLIST_COOKIE = "watchlist"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 MAX_FORM_BYTES = 4096
-
-
-def watchlist(request: Request, default: tuple[str, ...], limit: int) -> list[str]:
-    """The visitor's symbols from the `watchlist` cookie (comma-separated), else the default.
-
-    A cookie that is present but empty is an emptied watchlist, not a new visitor.
-    """
-    raw = request.cookies.get(WATCHLIST_COOKIE)
-    if raw is None:
-        return list(default)
-    # Our own cookie holds at most `limit` parts; a longer (forged) one is cut there, unread.
-    return parse_symbol_list(raw, max_parts=limit, skip_empty=True).symbols
 
 
 def _current(request: Request) -> list[str]:

@@ -13,6 +13,10 @@ export class Chart {
     this.svg = svg;
     this.symbol = svg.dataset.symbol;
     this.prev = parseFloat(svg.dataset.prev);
+    this.zone = svg.dataset.zone || "UTC";
+    // The zone's abbreviation as the server writes it (IST, EST): browsers name zones differently.
+    const end = document.getElementById("chart-end");
+    this.zoneLabel = end ? end.textContent.split(" ").slice(1).join(" ") : "";
     // The server renders the recent history it has; the line grows from there.
     this.points = JSON.parse(svg.dataset.points || "[]").map(([t, p]) => [t, parseFloat(p)]);
     // Draw in real pixels (viewBox = the element's width) so the dot stays round at any size.
@@ -67,6 +71,19 @@ export class Chart {
     const low = document.getElementById("chart-low");
     if (high) high.textContent = fmt(hi);
     if (low) low.textContent = fmt(lo);
+    this.timeAxis(t0, pts[pts.length - 1][0]);
     this.svg.setAttribute("aria-label", `${this.symbol} intraday price chart: ${pts.length} points, last ${fmt(lp)}`);
+  }
+
+  // The time axis: first, middle and last point's time in the exchange's zone (as the server
+  // renders it, app/chart.py).
+  timeAxis(t0, t1) {
+    const hhmm = (t) => new Date(t).toLocaleTimeString("en-GB", {
+      hour: "2-digit", minute: "2-digit", hour12: false, timeZone: this.zone,
+    });
+    const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+    set("chart-start", hhmm(t0));
+    set("chart-mid", hhmm((t0 + t1) / 2));
+    set("chart-end", this.zoneLabel ? `${hhmm(t1)} ${this.zoneLabel}` : hhmm(t1));
   }
 }

@@ -93,3 +93,40 @@ def test_static_files_are_served(client: TestClient) -> None:
     assert response.status_code == 200 and "javascript" in response.headers["content-type"]
     assert client.get("/static/vendor/htmx-2.0.11.min.js").status_code == 200
     assert client.get("/static/nope.js").status_code == 404
+
+
+def test_the_404_page_has_no_badge_and_no_live_script(client: TestClient) -> None:
+    response = client.get("/stock/NOPE")
+    assert response.status_code == 404
+    assert 'id="conn"' not in response.text and "app.js" not in response.text
+    stock = client.get("/stock/TCS").text  # a page with a quote keeps both
+    assert 'id="conn"' in stock and "app.js" in stock
+
+
+def test_the_stock_page_offers_to_add_it_to_the_watchlist(client: TestClient) -> None:
+    wait_priced(client, "NVDA")
+    client.cookies.set("watchlist", "TCS")  # room for one more (this client allows 5)
+    page = client.get("/stock/NVDA").text
+    form = re.search(r'<form class="watch-add" method="post" action="/watchlist">(.*?)</form>',
+                     page, re.S)  # fmt: skip
+    assert form is not None and 'name="symbol" value="NVDA"' in form.group(1)
+    # What the form posts, as a browser would (the client keeps the cookie the answer sets).
+    added = client.post(
+        "/watchlist", content="symbol=NVDA", follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert (added.status_code, added.headers["location"]) == (303, "/")
+    page = client.get("/stock/NVDA").text
+    assert 'class="watch-add"' not in page and "On your watchlist" in page
+
+
+def test_the_chart_has_a_time_axis_in_the_exchanges_zone(client: TestClient) -> None:
+    wait_priced(client, "TCS")
+    page = client.get("/stock/TCS").text
+    axis = re.search(
+        r'<span id="chart-start">(\d\d:\d\d)</span><span id="chart-mid">(\d\d:\d\d)</span>'
+        r'<span id="chart-end">(\d\d:\d\d) IST</span>',
+        page,
+    )
+    assert axis is not None, page[page.find("chart-scale") :][:400]
+    assert 'data-zone="Asia/Kolkata"' in page
