@@ -26,8 +26,8 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.core.admission import client_key
 from app.logbudget import client_noise
-from app.ws.admission import client_key
 
 OPEN_PATHS = frozenset({"/health"})
 SWEEP_EVERY = 1024  # requests between sweeps of finished entries

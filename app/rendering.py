@@ -18,12 +18,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from app import resources
+from app import protocol, resources
+from app.core.outbox import FrameKind, WireFormat
 from app.feeds.base import FeedStatus
 from app.models import Quote, encode_quote
 from app.symbols import dom_id
-from app.ws import protocol
-from app.ws.outbox import FrameKind, WireFormat
 
 TEMPLATES_DIR = resources.directory("templates")
 STATIC_DIR = resources.directory("static")

@@ -77,7 +77,7 @@ def build_feed(
                     config.calls_per_day,
                     ledger=quotas,
                     provider=provider,
-                    # A view is current while the fetcher polls (same bound as Poller.alive).
+                    # A view is current while the fetcher polls (same bound as Fetcher.alive).
                     fresh_for=max(3 * settings.fetch_interval, 10.0),
                 ),
                 make_breaker(provider, settings.breaker_fail_max, settings.breaker_reset_timeout),

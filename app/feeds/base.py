@@ -1,8 +1,8 @@
 """The Feed port: where quotes come from.
 
 A feed answers "what are these symbols worth now?" in one call. It knows nothing of the bus, of
-seq numbers or of clients; the poller stamps what it returns. Adapters translate every foreign
-failure into the small hierarchy below, so the poller (and later the circuit breaker) can tell a
+seq numbers or of clients; the fetcher stamps what it returns. Adapters translate every foreign
+failure into the small hierarchy below, so the fetcher (and later the circuit breaker) can tell a
 rate limit from an outage from a bad symbol without knowing any provider.
 """
 

@@ -1,7 +1,7 @@
 """Server-side WebSocket framing (RFC 6455 section 5.2), for frames written straight to a socket.
 
 Server frames are not masked: a 2-10 byte header, then the payload. The fan-out frames one batch
-once and writes the same bytes to every client that shares it (see `app.ws.fanout`).
+once and writes the same bytes to every client that shares it (see `app.core.fanout`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
+from app.fetcher import encode_update
 from app.models import decode_quote, encode_quote
-from app.poller import encode_update
 from tests.support import (
     AppServer,
     RedisServer,

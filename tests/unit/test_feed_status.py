@@ -9,13 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
+from app.core.hub import Hub
+from app.core.outbox import Outbox
 from app.feeds.base import LIVE, FeedStatus, FetchResult
-from app.poller import Poller
+from app.fetcher import Fetcher
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import UPDATES_CHANNEL
 from app.rendering import JSON_FORMAT, Renderer
-from app.ws.hub import Hub
-from app.ws.outbox import Outbox
 from tests.feeds.scripted import quote
 
 
@@ -57,7 +57,7 @@ async def backend() -> AsyncIterator[Backend]:
         yield b
 
 
-async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
+async def messages(backend: Backend, fetcher: Fetcher) -> list[dict[str, Any]]:
     """Everything one tick publishes."""
     seen: list[dict[str, Any]] = []
     ready, done = asyncio.Event(), asyncio.Event()
@@ -70,7 +70,7 @@ async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
 
     task = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 5)
-    await poller.tick()
+    await fetcher.tick()
     await backend.bus.publish(UPDATES_CHANNEL, b'{"epoch":0,"quotes":[],"end":1}')
     await asyncio.wait_for(done.wait(), 5)
     task.cancel()
@@ -79,29 +79,29 @@ async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
 
 async def test_status_rides_the_bus_and_is_repeated_while_not_live(backend: Backend) -> None:
     feed = Switchable()
-    poller = Poller(feed, backend, interval=2.0, board=["AAPL", "MSFT"])
-    [first] = await messages(backend, poller)
+    fetcher = Fetcher(feed, backend, interval=2.0, board=["AAPL", "MSFT"])
+    [first] = await messages(backend, fetcher)
     assert first["status"]["state"] == "live" and len(first["quotes"]) == 2
-    assert poller.refresh == 15.0  # two symbols at 7.5 s each
+    assert fetcher.refresh == 15.0  # two symbols at 7.5 s each
     feed.current = FeedStatus("stale", "rate_limited", "twelvedata", 1, 30.0, "minute")
     for _ in range(2):
-        [message] = await messages(backend, poller)
+        [message] = await messages(backend, fetcher)
         assert message["quotes"] == [] and message["status"]["reason"] == "rate_limited"
     feed.current = LIVE
-    [back] = await messages(backend, poller)
+    [back] = await messages(backend, fetcher)
     assert back["status"]["state"] == "live"
 
 
 async def test_rejected_symbols_are_announced_and_not_asked_again(backend: Backend) -> None:
     feed = Switchable()
     feed.rejects = {"NOPE": "**symbol** not found"}
-    poller = Poller(feed, backend, interval=2.0, board=["AAPL", "NOPE"])
-    [message] = await messages(backend, poller)
+    fetcher = Fetcher(feed, backend, interval=2.0, board=["AAPL", "NOPE"])
+    [message] = await messages(backend, fetcher)
     assert message["rejected"] == [
         {"symbol": "NOPE", "reason": "**symbol** not found", "source": "twelvedata",
          "retry_after": 900}
     ]  # fmt: skip
-    await messages(backend, poller)
+    await messages(backend, fetcher)
     assert feed.asked == [["AAPL", "NOPE"], ["AAPL"]]
 
 

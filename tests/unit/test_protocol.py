@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.ws.protocol import (
+from app.protocol import (
     REPLY_FLOOR_BYTES,
     ProtocolError,
     max_request_items,

@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
-from app import gctune
 from app.feeds.simulated import SimulatedFeed
 from app.feeds.universe import INSTRUMENTS, universe
 from app.main import configure_logging
 from app.settings import Settings
 from app.stats import Histogram
+from app.ws import gctune
 
 
 def test_histogram_is_cumulative_with_inf_last() -> None:

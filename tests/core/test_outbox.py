@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import orjson
 
+from app.core.outbox import Outbox
 from app.rendering import JSON_FORMAT
-from app.ws.outbox import Outbox
 from tests.unit.test_models import make_quote
 
 

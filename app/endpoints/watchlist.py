@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.pages import client_of, priced, refusals, render
+from app.endpoints.pages import client_of, priced, refusals, render
 from app.services import services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
+from app.core.hub import Hub
+from app.core.outbox import Outbox, WireFormat
+from app.fetcher import encode_update
 from app.models import Quote, encode_quote
-from app.poller import encode_update
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL
 from app.pubsub.memory import MemoryBus
 from app.rendering import JSON_FORMAT
-from app.ws.hub import Hub
-from app.ws.outbox import Outbox, WireFormat
 from tests.support import eventually
 from tests.unit.test_models import make_quote
 
@@ -221,7 +221,7 @@ async def test_a_quote_first_read_from_the_store_reaches_the_watchers_already_th
 
 
 async def test_never_priced_symbols_are_reported_only_once_admitted(backend: Backend) -> None:
-    from app.ws.admission import Admission
+    from app.core.admission import Admission
 
     clock = [100.0]
     admission = Admission(6, 2, clock=lambda: clock[0])

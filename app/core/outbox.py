@@ -1,6 +1,6 @@
 """A connection's outbox: what the server owes one client, bounded and conflated.
 
-Live quotes normally never stop here: the fan-out (`app.ws.fanout`) writes one shared frame
+Live quotes normally never stop here: the fan-out (`app.core.fanout`) writes one shared frame
 straight to each client's socket through `send_now`. They are queued only when that cannot be
 done at once (no fast path, a socket paused by flow control, a writer busy with an awaited send,
 control messages waiting ahead of them), and then kept as the latest text per symbol, so a client
@@ -8,7 +8,7 @@ that falls behind gets the newest price, never a backlog. Control messages (acks
 snapshots, status) keep their order; a client that lets more than `max_control` of them, or
 more than `max_bytes` of text, pile up is flagged `overflowed`: what it was owed is dropped at
 once (it is not going to read it) and its writer closes it with 1013. The connection
-(app.ws.websocket) hears of anything owed through `kick`: it writes it at once with
+(app.endpoints.websocket) hears of anything owed through `kick`: it writes it at once with
 `write_owed_now`, or starts a writer task that sends what `drain()` returns with awaited sends.
 
 Ordering between quotes is the hub's job: it hands the fan-out only quotes newer than any it
@@ -27,7 +27,7 @@ from app.ws.framing import text_frame
 from app.ws.lean import Flag
 
 if TYPE_CHECKING:
-    from app.ws.fanout import Cohort
+    from app.core.fanout import Cohort
 
 FrameKind = Literal["snapshot", "batch"]
 # Writes one complete WebSocket frame now; False (nothing written) if it must not write now.

@@ -2,7 +2,7 @@
 
 One listener per process reads `market-data:updates`, decodes each quote once, keeps those newer
 than any it has seen (so no client ever gets an older price after a newer one) and hands them to
-the fan-out (`app.ws.fanout`), which builds each frame once per group of clients watching the same
+the fan-out (`app.core.fanout`), which builds each frame once per group of clients watching the same
 symbols and writes it without awaiting anyone.
 
 The hub also reports this replica's per-symbol counts to the subscription registry (on change and
@@ -12,7 +12,7 @@ the fetcher prices them at once.
 When the bus connection drops, clients are told the data is delayed; when it comes back, every
 watched symbol's snapshot is re-read and newer ones are pushed, since pub/sub lost what was
 published meanwhile. A listener can also go deaf without an error (a killed subscriber connection
-that looks open): `app.ws.heartbeat` notices when our own heartbeat stops coming back, and the hub
+that looks open): `app.core.heartbeat` notices when our own heartbeat stops coming back, and the hub
 then rebuilds the listener (readiness fails meanwhile). No Starlette here: the hub is tested on
 the in-memory backend alone.
 
@@ -31,6 +31,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import orjson
 
 from app.cooldown import Cooldowns
+from app.core.admission import Admission
+from app.core.fanout import Fanout
+from app.core.fetcher_watch import FetcherWatch
+from app.core.heartbeat import Announce, ListenerHealth
+from app.core.outbox import Outbox, WireFormat
 from app.feeds.base import LIVE, FeedStatus
 from app.logbudget import client_noise
 from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
@@ -42,11 +47,6 @@ from app.pubsub.base import (
     BusUnavailable,
 )
 from app.supervise import cancel_together, reraise_if_cancelling, wait_event
-from app.ws.admission import Admission
-from app.ws.fanout import Fanout
-from app.ws.fetcher_watch import FetcherWatch
-from app.ws.heartbeat import Announce, ListenerHealth
-from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Hub:
         self._backend = backend
         # Is anybody fetching for our watchers? Fed by heartbeats and update messages.
         self.fetchers = fetchers or FetcherWatch(2.0)
-        # `announce`: what our heartbeat says about our own fetching (the poller's view).
+        # `announce`: what our heartbeat says about our own fetching (the fetcher's view).
         self.health = ListenerHealth(
             replica_id, nonce, heartbeat, announce=announce, on_fetcher=self.fetchers.heard
         )
@@ -186,7 +186,7 @@ class Hub:
     def counts(self) -> dict[str, int]:
         """Subscribers per symbol on this replica, as reported to the registry: a recently
         polled symbol counts at least once, and a symbol nobody has priced yet is left out until
-        one of its clients is given room for it (app.ws.admission)."""
+        one of its clients is given room for it (app.core.admission)."""
         counts = self.fanout.counts()
         now = time.monotonic()
         for symbol, until in list(self._recent_polls.items()):
@@ -239,7 +239,7 @@ class Hub:
         or `seconds` pass: (the quotes, whether time ran out). Watching is what makes the fetcher
         price a symbol; the watch is in place before the first read, so no update slips
         between."""
-        # What the shared store has priced already needs no admission (app.ws.admission):
+        # What the shared store has priced already needs no admission (app.core.admission):
         # read it first, as a WebSocket subscribe does; the read after the watch catches what
         # comes in between.
         await self.snapshot(symbols)

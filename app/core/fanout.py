@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 
+from app.core.outbox import Outbox, WireFormat
 from app.models import Quote
 from app.stats import Histogram
 from app.ws.framing import frame_header
-from app.ws.outbox import Outbox, WireFormat
 
 
 class Cohort:

@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 
+from app.core.fanout import Fanout
+from app.core.outbox import Outbox, WireFormat
 from app.rendering import JSON_FORMAT
-from app.ws.fanout import Fanout
 from app.ws.framing import text_frame
-from app.ws.outbox import Outbox, WireFormat
 from tests.unit.test_models import make_quote
 
 

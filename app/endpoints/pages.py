@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.chart import geometry
+from app.core.admission import client_key
 from app.history import Point
 from app.models import Quote
 from app.rendering import Refusal
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
-from app.ws.admission import client_key
 
 MOVERS = 5
 # Points of history the stock page starts its chart with (the line then grows live).
@@ -38,7 +38,7 @@ def render(
     html = svc.renderer.env.get_template(template).render(
         page=page,
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
-        interval=f"{svc.hub.refresh or svc.poller.refresh:.3g}",
+        interval=f"{svc.hub.refresh or svc.fetcher.refresh:.3g}",
         source=svc.feed.name,
         static=_static,
         sign_out=svc.access.enabled,
@@ -61,7 +61,7 @@ def plain(
 
 
 def client_of(request: Request) -> str:
-    """Who is asking, for fair admission of new symbols (app.ws.admission)."""
+    """Who is asking, for fair admission of new symbols (app.core.admission)."""
     return client_key(request.client.host if request.client else None)
 
 
@@ -72,7 +72,7 @@ def _static(path: str) -> str:
 async def priced(svc: Services, symbols: Sequence[str], client: str) -> dict[str, Quote]:
     """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones
     (not for symbols the provider is known to reject, nor for those that wait for admission,
-    app.ws.admission: nothing will come in time)."""
+    app.core.admission: nothing will come in time)."""
     hub = svc.hub
     found = {q.symbol: q for q in await hub.snapshot(symbols)}
     missing = [s for s in symbols if s not in found and hub.check_symbol(s) is None]

@@ -29,15 +29,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app import protocol
 from app.clients import client_of
+from app.core.outbox import Outbox, WireFormat
 from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
-from app.ws import protocol
 from app.ws.fastpath import ABORT as FAST_ABORT
 from app.ws.fastpath import EXTENSION as FAST_WRITE
 from app.ws.framing import text_frame
-from app.ws.outbox import Outbox, WireFormat
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def encode_update(
     return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]{extra}}}'.encode()
 
 
-class Poller:
+class Fetcher:
     def __init__(
         self,
         feed: Feed,
@@ -142,7 +142,7 @@ class Poller:
         return time.monotonic() - self.last_success < max(3 * self.interval, 10.0)
 
     def announcement(self) -> dict[str, Any] | None:
-        """What this process's heartbeat says while it holds the lease (app.ws.fetcher_watch):
+        """What this process's heartbeat says while it holds the lease (app.core.fetcher_watch):
         its holder, term, and the seconds since its fetch loop last completed a tick. None as a
         follower, and before the first completed tick: holding the lease is not fetching."""
         if self.term is None or self.last_success is None:

@@ -20,10 +20,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import ApiError, parse_symbols
+from app.core.admission import client_key
+from app.endpoints.api import ApiError, parse_symbols
 from app.models import Quote, encode_quote
 from app.services import Services, services
-from app.ws.admission import client_key
 
 MAX_CURSOR_LENGTH = 16 * 1024
 Cursor = dict[str, tuple[int, int]]
