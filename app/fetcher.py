@@ -31,41 +31,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from app.cooldown import Cooldowns
-from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
+from app.feeds.base import Feed, FeedError, FetchResult
 from app.history import encode_point
 from app.identity import lease_holder, new_nonce
-from app.models import Quote, decode_quote, encode_quote, is_newer
+from app.models import (
+    LIVE,
+    FeedStatus,
+    Quote,
+    Rejection,
+    SubscriptionChange,
+    decode_quote,
+    encode_quote,
+    encode_update,
+    is_newer,
+)
 from app.pubsub import Backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
 from app.stats import Histogram
 from app.supervise import reraise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
-
-
-def encode_update(
-    epoch: int,
-    quotes: Sequence[str],
-    status: FeedStatus | None = None,
-    rejected: Sequence[dict[str, Any]] = (),
-    refresh: float | None = None,
-) -> bytes:
-    """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded.
-
-    Optional members: `status` (a FeedStatus object) and `rejected`
-    (`[{"symbol", "reason", "source", "retry_after"}]`, symbols the feed says it cannot price and
-    will not be asked for again for `retry_after` seconds), and `refresh` (seconds between two
-    fetches of one symbol under the provider's quota, so every replica can show it).
-    """
-    extra = "" if refresh is None else f',"refresh":{refresh:.3f}'
-    if status is not None:
-        extra += ',"status":' + orjson.dumps(status.to_dict()).decode()
-    if rejected:
-        extra += ',"rejected":' + orjson.dumps(list(rejected)).decode()
-    return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]{extra}}}'.encode()
 
 
 class Fetcher:
@@ -291,11 +277,9 @@ class Fetcher:
     def _cooling(self, symbol: str) -> bool:
         return self.rejected.reason(symbol) is not None
 
-    def _rejection(self, symbol: str) -> dict[str, Any]:
-        return {
-            "symbol": symbol, "reason": self.rejected.reason(symbol), "source": self.feed.name,
-            "retry_after": round(self.rejected.remaining(symbol)),
-        }  # fmt: skip
+    def _rejection(self, symbol: str) -> Rejection:
+        reason = self.rejected.reason(symbol) or ""
+        return Rejection(symbol, reason, self.feed.name, round(self.rejected.remaining(symbol)))
 
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
         # The term these quotes are stamped in; the lease keeper may move on meanwhile.
@@ -358,12 +342,10 @@ class Fetcher:
         term: int,
         quotes: list[Quote],
         status: FeedStatus | None = None,
-        rejected: Sequence[dict[str, Any]] = (),
+        rejected: Sequence[Rejection] = (),
     ) -> None:
         encoded = {q.symbol: encode_quote(q) for q in quotes}
-        message = encode_update(
-            self.epoch, [b.decode() for b in encoded.values()], status, rejected, self.refresh
-        )
+        message = encode_update(self.epoch, list(encoded.values()), status, rejected, self.refresh)
         # Snapshots, chart points and message go together, fenced by our term (see
         # FetcherLease.publish): every replica's chart is the line this fetcher published.
         points = {q.symbol: encode_point(q) for q in quotes}
@@ -383,9 +365,8 @@ class Fetcher:
     async def _listen_for_new_symbols(self) -> None:
         async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):
             try:
-                event = orjson.loads(message.data)
-                added = [s for s in event.get("added", ()) if isinstance(s, str)]
-            except (orjson.JSONDecodeError, AttributeError):
+                added = SubscriptionChange.parse(message.data).added
+            except ValueError:
                 log.warning("ignoring malformed subscription event")
                 continue
             if added:

@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import jinja2
 
 from app import protocol, resources
 from app.core.outbox import FrameKind, WireFormat
-from app.feeds.base import FeedStatus
-from app.models import Quote, encode_quote
+from app.models import FeedStatus, Quote, Refusal, encode_quote
 from app.symbols import dom_id
 
 TEMPLATES_DIR = resources.directory("templates")
@@ -90,13 +88,6 @@ def make_environment() -> jinja2.Environment:
         dom_id=dom_id, direction=direction, exchange_time=exchange_time, market_state=market_state
     )
     return env
-
-
-class Refusal(NamedTuple):
-    """Why a symbol has no price: the provider's own `reason`, and the `source` that said so."""
-
-    reason: str
-    source: str | None
 
 
 class Renderer:

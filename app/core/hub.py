@@ -28,17 +28,24 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-import orjson
-
 from app.cooldown import Cooldowns
 from app.core.admission import Admission
 from app.core.fanout import Fanout
 from app.core.fetcher_watch import FetcherWatch
 from app.core.heartbeat import Announce, ListenerHealth
 from app.core.outbox import Outbox, WireFormat
-from app.feeds.base import LIVE, FeedStatus
 from app.logbudget import client_noise
-from app.models import Quote, QuoteDecodeError, decode_quote, is_newer, quote_from_dict
+from app.models import (
+    LIVE,
+    FeedStatus,
+    Quote,
+    QuoteDecodeError,
+    SubscriptionChange,
+    UpdateDecodeError,
+    decode_quote,
+    is_newer,
+    parse_update,
+)
 from app.pubsub import Backend
 from app.pubsub.base import (
     CONTROL_CHANNEL,
@@ -358,29 +365,18 @@ class Hub:
     def dispatch(self, data: bytes) -> None:
         """Fan one `market-data:updates` message out to the outboxes. Never awaits."""
         try:
-            message = orjson.loads(data)
-            quotes = [quote_from_dict(item) for item in message["quotes"]]
-            status = FeedStatus.from_dict(message["status"]) if "status" in message else None
-            refresh = message.get("refresh")
-            if isinstance(refresh, int | float) and refresh > 0:
-                self.refresh = float(refresh)
-            rejected = [
-                (
-                    str(r["symbol"]),
-                    str(r["reason"]),
-                    r.get("source"),
-                    float(r.get("retry_after", 0)),
-                )
-                for r in message.get("rejected", ())
-            ]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            update = parse_update(data)
+        except UpdateDecodeError as exc:
             log.warning("ignoring malformed update message: %s", exc)
             return
+        if update.refresh is not None:
+            self.refresh = update.refresh
         self.fetchers.update_heard()
-        self.received += self._deliver(quotes)
-        for symbol, reason, source, retry_after in rejected:
-            self.rejected.add(symbol, reason, retry_after)
-            self._reject(symbol, reason, source if isinstance(source, str) else None)
+        self.received += self._deliver(update.quotes)
+        for rejection in update.rejected:
+            self.rejected.add(rejection.symbol, rejection.reason, rejection.retry_after)
+            self._reject(rejection.symbol, rejection.reason, rejection.source)
+        status = update.status
         if status is not None and status != self.feed_status:
             self.feed_status = status
             if self.bus_connected:
@@ -446,10 +442,10 @@ class Hub:
 
     async def _report(self, counts: Mapping[str, int]) -> None:
         await self._backend.registry.report(self._replica_id, counts)
-        added = sorted(counts.keys() - self._reported)
-        removed = sorted(self._reported - counts.keys())
+        added = tuple(sorted(counts.keys() - self._reported))
+        removed = tuple(sorted(self._reported - counts.keys()))
         if added or removed:
-            event = {"replica": self._replica_id, "added": added, "removed": removed}
-            await self._backend.bus.publish(SUBSCRIPTIONS_CHANNEL, orjson.dumps(event))
+            change = SubscriptionChange(self._replica_id, added, removed)
+            await self._backend.bus.publish(SUBSCRIPTIONS_CHANNEL, change.encode())
         self._reported = set(counts)
         self.last_report = time.monotonic()

@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from app.feeds.base import FeedStatus
-from app.models import Quote
+from app.models import FeedStatus, Quote
 from app.ws.framing import text_frame
 from app.ws.lean import Flag
 

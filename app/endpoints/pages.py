@@ -20,8 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.chart import geometry
 from app.core.admission import client_key
 from app.history import Point
-from app.models import Quote
-from app.rendering import Refusal
+from app.models import Quote, Refusal
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol
 

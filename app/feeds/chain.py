@@ -16,15 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.feeds.base import (
-    LIVE,
-    FeedError,
-    FeedRateLimited,
-    FeedRejected,
-    FeedStatus,
-    FetchResult,
-)
+from app.feeds.base import FeedError, FeedRateLimited, FeedRejected, FetchResult
 from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked, QuotaUnknown
+from app.models import LIVE, FeedStatus
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ import pytest
 
 from app.core.hub import Hub
 from app.core.outbox import Outbox, WireFormat
-from app.fetcher import encode_update
-from app.models import Quote, encode_quote
+from app.models import Quote, encode_quote, encode_update
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL
 from app.pubsub.memory import MemoryBus
@@ -41,9 +40,7 @@ async def _true(value: bool) -> bool:
 
 
 async def publish(backend: Backend, *quotes: Quote) -> None:
-    await backend.bus.publish(
-        UPDATES_CHANNEL, encode_update(1, [encode_quote(q).decode() for q in quotes])
-    )
+    await backend.bus.publish(UPDATES_CHANNEL, encode_update(1, [encode_quote(q) for q in quotes]))
 
 
 class CountingFormat:
@@ -234,7 +231,7 @@ async def test_never_priced_symbols_are_reported_only_once_admitted(backend: Bac
     hub.watch(junk, [f"{i:04d}" for i in range(200)])
     hub.watch(honest, ["ORCL"])
     assert hub.counts() == {"0000": 1, "0001": 1, "ORCL": 1}  # 2 waiting at most per client
-    hub.dispatch(encode_update(1, [encode_quote(make_quote(symbol="0000", seq=1)).decode()]))
+    hub.dispatch(encode_update(1, [encode_quote(make_quote(symbol="0000", seq=1))]))
     counts = hub.counts()
     assert "0000" in counts  # priced now: always reported, no room needed
     assert set(counts) == {"0000", "0001", "0002", "ORCL"}  # room for the next of its junk

@@ -11,8 +11,9 @@ import pytest
 
 from app.core.hub import Hub
 from app.core.outbox import Outbox
-from app.feeds.base import LIVE, FeedStatus, FetchResult
+from app.feeds.base import FetchResult
 from app.fetcher import Fetcher
+from app.models import LIVE, FeedStatus
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import UPDATES_CHANNEL
 from app.rendering import JSON_FORMAT, Renderer

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 import orjson
 import pytest
 
-from app.feeds.base import LIVE, FeedStatus, FetchResult
+from app.feeds.base import FetchResult
 from app.feeds.simulated import SimulatedFeed
 from app.fetcher import Fetcher
-from app.models import decode_quote
+from app.models import LIVE, FeedStatus, decode_quote
 from app.pubsub import Backend, open_backend
 from app.pubsub.base import UPDATES_CHANNEL, Message
 
