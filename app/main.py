@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from app import descriptors, http_limits, launch, metrics
 from app.access import AccessPolicy
 from app.clients import ClientBudget, ClientLimits
+from app.core.acceptance import Acceptance
 from app.core.admission import Admission
 from app.core.fetcher_watch import FetcherWatch
 from app.core.hub import Hub
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 nonce=nonce,
                 fetchers=FetcherWatch(settings.fetch_interval),
                 announce=fetcher.announcement,
+                acceptance=Acceptance(feed.check_symbol, feed.name),
                 # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
                 admission=Admission(
                     settings.new_symbols_per_minute,

@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from app.cooldown import Cooldowns
+from app.core.acceptance import Acceptance
 from app.core.admission import Admission
 from app.core.fanout import Fanout
 from app.core.fetcher_watch import FetcherWatch
@@ -86,6 +86,7 @@ class Hub:
         fetchers: FetcherWatch | None = None,
         announce: Announce | None = None,
         admission: Admission | None = None,
+        acceptance: Acceptance | None = None,
     ) -> None:
         self._backend = backend
         # Is anybody fetching for our watchers? Fed by heartbeats and update messages.
@@ -107,8 +108,8 @@ class Hub:
         self.latest: dict[str, Quote] = {}
         self.bus_connected = False
         self.feed_status: FeedStatus = LIVE
-        # Symbols the fetcher's provider called unknown, until they may be tried again.
-        self.rejected = Cooldowns()
+        # Which symbols may be subscribed (the feed's check, the provider's recent rejections).
+        self.acceptance = acceptance or Acceptance()
         self._resync = asyncio.Event()
         self._reads: dict[str, asyncio.Future[None]] = {}  # snapshot reads in flight
         self._dirty = asyncio.Event()
@@ -161,7 +162,7 @@ class Hub:
         symbols = [s for s in symbols if s not in outbox.symbols]
         outbox.symbols.update(symbols)
         self.fanout.regroup(outbox)
-        unpriced = [s for s in symbols if s not in self.latest and not self.rejected.reason(s)]
+        unpriced = [s for s in symbols if s not in self.latest and not self.acceptance.refused(s)]
         if unpriced:
             self.admission.want(outbox.client, unpriced)
         self._dirty.set()
@@ -374,17 +375,13 @@ class Hub:
         self.fetchers.update_heard()
         self.received += self._deliver(update.quotes)
         for rejection in update.rejected:
-            self.rejected.add(rejection.symbol, rejection.reason, rejection.retry_after)
+            self.acceptance.reject(rejection)
             self._reject(rejection.symbol, rejection.reason, rejection.source)
         status = update.status
         if status is not None and status != self.feed_status:
             self.feed_status = status
             if self.bus_connected:
                 self._broadcast_status()
-
-    def check_symbol(self, symbol: str) -> str | None:
-        """The provider's reason while `symbol` is known to be unpriceable, else None."""
-        return self.rejected.reason(symbol)
 
     def _reject(self, symbol: str, reason: str, source: str | None) -> None:
         """The feed cannot price `symbol`: tell its watchers and end their subscriptions to it."""

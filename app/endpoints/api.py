@@ -63,7 +63,7 @@ def parse_symbols(
     rejected: list[dict[str, str]] = []
     known: list[str] = []
     for symbol in symbols:
-        reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
+        reason = svc.hub.acceptance.reason(symbol)
         if reason is None:
             known.append(symbol)
         else:

@@ -250,7 +250,7 @@ class Connection:
         hub, settings = self.svc.hub, self.svc.settings
         review = protocol.review_subscribe(
             raw, self.outbox.symbols, settings.max_symbols_per_connection,
-            lambda s: self.svc.feed.check_symbol(s) or hub.check_symbol(s),
+            hub.acceptance.reason,
         )  # fmt: skip
         # Warm the hub's cache from the shared store; from here on nothing awaits, so no update
         # can slip between the snapshot and the subscription.

@@ -132,7 +132,7 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
          "since": 1700000000000, "retry_after": None, "detail": "HTTP 502"},
     ]  # fmt: skip
     assert client.symbols == {"AAPL"} and hub.state == "stale"
-    assert hub.check_symbol("NOPE") == "not found" and hub.check_symbol("AAPL") is None
+    assert hub.acceptance.refused("NOPE") == "not found" and hub.acceptance.refused("AAPL") is None
     rejected, html = page.drain()
     # The page's row of the symbol, swapped out of band into its rejected state.
     assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in rejected
