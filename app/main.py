@@ -33,6 +33,7 @@ from app.csrf import CrossSiteGuard
 from app.drain import Drainer
 from app.endpoints import api, pages, watchlist
 from app.endpoints.longpoll import poll
+from app.endpoints.query import ApiError
 from app.endpoints.websocket import WebSocketShortcut, websocket_endpoint
 from app.feeds import build_feed, needs_http, request_timeout
 from app.fetcher import Fetcher
@@ -202,7 +203,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     request_ids = [Middleware(RequestIds)] if settings.log_format == "json" else []
     return Starlette(
         routes=routes,
-        exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
+        exception_handlers={ApiError: api.api_error_handler, 404: pages.not_found},
         # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
         # refusal pages get the security headers.
         middleware=[

@@ -10,65 +10,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.core.fetcher_watch import Stall
+from app.endpoints.query import ApiError, parse_symbols
 from app.models import encode_quote
 from app.pubsub.base import BusUnavailable
 from app.services import Services, services
-from app.symbols import parse_symbol_list
 
 _STARTED = time.monotonic()
-# An error lists the first few bad symbols, so its size never grows with the request.
-MAX_PROBLEMS_SHOWN = 5
-
-
-class ApiError(Exception):
-    """A client mistake on the HTTP API; rendered as 400 `{"error": {"code", "message"}}`."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, exc.status)
-
-
-def parse_symbols(
-    request: Request, svc: Services, default: tuple[str, ...] | None = None
-) -> tuple[list[str], list[dict[str, str]]]:
-    """The `symbols` query parameter: (valid known symbols, [{symbol, code, reason}] unknown).
-
-    Syntax errors and too many symbols are the caller's mistake (400); a well-formed symbol the
-    feed does not know is reported back, like on the WebSocket.
-    """
-    raw = request.query_params.get("symbols")
-    if raw is None or not raw.strip():
-        if default is None:
-            raise ApiError(
-                "missing_symbols", "query parameter 'symbols' is required, e.g. ?symbols=TCS,INFY"
-            )
-        return list(default), []
-    limit = svc.settings.max_symbols_per_connection
-    parsed = parse_symbol_list(raw, max_parts=limit)
-    if parsed.unread:
-        given = limit + parsed.unread
-        raise ApiError("too_many_symbols", f"at most {limit} symbols per request ({given} given)")
-    if parsed.problems:
-        shown = parsed.problems[:MAX_PROBLEMS_SHOWN]
-        more = len(parsed.problems) - len(shown)
-        raise ApiError("invalid_symbol", "; ".join(shown) + (f"; and {more} more" if more else ""))
-    symbols = parsed.symbols
-    rejected: list[dict[str, str]] = []
-    known: list[str] = []
-    for symbol in symbols:
-        reason = svc.hub.acceptance.reason(symbol)
-        if reason is None:
-            known.append(symbol)
-        else:
-            rejected.append({"symbol": symbol, "code": "unknown_symbol", "reason": reason})
-    return known, rejected
 
 
 async def quotes(request: Request) -> Response:

@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from app import protocol
 from app.clients import client_of
 from app.core.outbox import Outbox, WireFormat
+from app.endpoints.query import wire_format_name
 from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
 from app.services import Services, services
@@ -103,8 +104,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if svc.hub.draining:
         await _refuse(ws, 503)
         return
-    fmt_name = ws.query_params.get("format", "json")
-    if fmt_name not in ("json", "html"):
+    fmt_name = wire_format_name(ws)
+    if fmt_name is None:
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)
         return
     fmt = JSON_FORMAT if fmt_name == "json" else svc.renderer.html_format()
