@@ -46,8 +46,7 @@ from app.models import (
     encode_update,
     is_newer,
 )
-from app.pubsub import Backend
-from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, Backend, BusUnavailable
 from app.stats import Histogram
 from app.supervise import reraise_if_cancelling, wait_event
 

@@ -61,14 +61,14 @@ class AppCollector(Collector):
 
     def _connections(self) -> Iterator[Metric]:
         hub = self.svc.hub
-        polls = hub.polls_in_flight
         conns = GaugeMetricFamily(
             f"{PREFIX}_connections", "Open client connections by transport", labels=["transport"]
         )
-        conns.add_metric(["websocket"], hub.connections - polls)
-        conns.add_metric(["longpoll"], polls)
+        # Page renders that wait for a price are neither: waits are not connections.
+        conns.add_metric(["websocket"], hub.connections)
+        conns.add_metric(["longpoll"], hub.polls_in_flight)
         yield conns
-        watchers = hub.watchers()
+        watchers = hub.subscriptions.local_counts()
         yield GaugeMetricFamily(
             f"{PREFIX}_subscriptions",
             "Symbol subscriptions in this process (a client watching 10 symbols counts 10)",

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from app import protocol, resources
-from app.core.outbox import FrameKind, WireFormat
+from app.core.wire import FrameKind, WireFormat
 from app.models import FeedStatus, Quote, Refusal, encode_quote
 from app.symbols import dom_id
 

@@ -12,7 +12,7 @@ from app.core.hub import Hub
 from app.feeds.base import Feed
 from app.fetcher import Fetcher
 from app.history import History
-from app.pubsub import Backend
+from app.pubsub.base import Backend
 from app.rendering import Renderer
 from app.settings import Settings
 from app.stats import LoopLag

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 
-from app.core.outbox import Outbox, WireFormat
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
 from app.models import Quote
 from app.stats import Histogram
 from app.ws.framing import frame_header
@@ -121,7 +122,7 @@ class Fanout:
             if not cohorts:
                 del self._by_symbol[symbol]
 
-    def watchers(self, symbol: str) -> Iterator[Outbox]:
+    def members_watching(self, symbol: str) -> Iterator[Outbox]:
         for cohort in self._by_symbol.get(symbol, ()):
             yield from cohort.members
 

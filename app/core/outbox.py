@@ -18,34 +18,18 @@ handed out before, and snapshots come from that same newest-known table.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from app.models import FeedStatus, Quote
+from app.core.wire import WireFormat
+from app.models import Quote
 from app.ws.framing import text_frame
 from app.ws.lean import Flag
 
 if TYPE_CHECKING:
     from app.core.fanout import Cohort
 
-FrameKind = Literal["snapshot", "batch"]
 # Writes one complete WebSocket frame now; False (nothing written) if it must not write now.
 WriteFrame = Callable[[bytes], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class WireFormat:
-    """How quotes look on one kind of connection (JSON for API clients, HTML for htmx pages)."""
-
-    name: str
-    encode: Callable[[Quote], str]
-    frame: Callable[[FrameKind, Sequence[str]], str]
-    # A control message telling the client the data state; None if this format has no such message.
-    status: Callable[[FeedStatus], str | None]
-    # (symbol, reason, source): the feed cannot price a subscribed symbol; None: not told.
-    rejected: Callable[[str, str, str | None], str | None] = lambda symbol, reason, source: None
-    # The drain notice ("reconnect after this many ms"); None if this format has none.
-    reconnect: Callable[[int], str | None] = lambda delay_ms: None
 
 
 class Outbox:

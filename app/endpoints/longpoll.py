@@ -43,7 +43,7 @@ async def poll(request: Request) -> Response:
         raise ApiError("bad_format", "format must be json or html")
     cursor = decode_cursor(request.query_params.get("cursor", ""))
     hub = svc.hub
-    hub.note_poll(symbols)
+    hub.subscriptions.note_poll(symbols)
     hub.polls_in_flight += 1
     try:
         # A draining server answers at once; the client's next poll goes elsewhere.
@@ -59,7 +59,7 @@ async def poll(request: Request) -> Response:
         )
     finally:
         hub.polls_in_flight -= 1
-        hub.note_poll(symbols)
+        hub.subscriptions.note_poll(symbols)
     fresh = _newer(quotes, cursor)
     for quote in fresh:
         cursor[quote.symbol] = (quote.epoch, quote.seq)

@@ -31,7 +31,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app import protocol
 from app.clients import client_of
-from app.core.outbox import Outbox, WireFormat
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
 from app.endpoints.query import wire_format_name
 from app.logbudget import client_noise
 from app.rendering import JSON_FORMAT
@@ -238,7 +239,7 @@ class Connection:
         else:
             limit = self.svc.settings.max_symbols_per_connection
             review = protocol.review_unsubscribe(request.symbols, self.outbox.symbols, limit)
-            self.svc.hub.unwatch(self.outbox, review.accepted)
+            self.svc.hub.subscriptions.unwatch(self.outbox, review.accepted)
             self._send(
                 protocol.reviewed(
                     "unsubscribed", review, self.outbox.symbols, request.request_id, len(data)
@@ -256,7 +257,7 @@ class Connection:
         # Warm the hub's cache from the shared store; from here on nothing awaits, so no update
         # can slip between the snapshot and the subscription.
         await hub.snapshot(review.accepted)
-        hub.watch(self.outbox, review.accepted)
+        hub.subscriptions.watch(self.outbox, review.accepted)
         self._send(
             protocol.reviewed("subscribed", review, self.outbox.symbols, request_id, request_bytes)
         )
@@ -273,9 +274,7 @@ class Connection:
                     self.outbox.offer_control(row)
         # The snapshot is part of the reply the client pays for (a subscribe and unsubscribe
         # repeated would otherwise draw a snapshot each time for the price of a small message).
-        self._replied += self.outbox.offer_snapshot(
-            [hub.latest[s] for s in review.accepted if s in hub.latest]
-        )
+        self._replied += hub.offer_snapshot(self.outbox, review.accepted)
 
     def _send(self, text: str) -> None:
         if self.json:

@@ -4,30 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from app.pubsub.base import (
-    Bus,
-    FetcherLease,
-    HistoryStore,
-    QuotaLedger,
-    SnapshotStore,
-    SubscriptionRegistry,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    bus: Bus
-    snapshots: SnapshotStore
-    registry: SubscriptionRegistry
-    lease: FetcherLease
-    quotas: QuotaLedger
-    history: HistoryStore
-    kind: str
-    # Prepended to every Redis key and channel name ("" on the memory backend).
-    prefix: str = ""
+from app.pubsub.base import Backend
 
 
 @asynccontextmanager

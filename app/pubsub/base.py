@@ -202,3 +202,18 @@ class QuotaLedger(Protocol):
         """Raise the record of the windows of `now` to at least `usage`: counts to at least its
         counts, each stop to at least its time (stops already over at `now` are ignored)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """Every shared-state port of one backend (memory or Redis), as `open_backend` built it."""
+
+    bus: Bus
+    snapshots: SnapshotStore
+    registry: SubscriptionRegistry
+    lease: FetcherLease
+    quotas: QuotaLedger
+    history: HistoryStore
+    kind: str
+    # Prepended to every Redis key and channel name ("" on the memory backend).
+    prefix: str = ""

@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 
 from app.core.fanout import Fanout
-from app.core.outbox import Outbox, WireFormat
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
 from app.rendering import JSON_FORMAT
 from app.ws.framing import text_frame
 from tests.unit.test_models import make_quote
@@ -101,7 +102,9 @@ def test_groups_follow_subscription_changes_and_count_watchers() -> None:
     b.symbols.discard("INFY")
     fanout.regroup(b)
     assert fanout.cohorts == 3 and fanout.counts() == {"TCS": 3, "INFY": 2}
-    assert b not in set(fanout.watchers("INFY")) and a in set(fanout.watchers("INFY"))
+    assert b not in set(fanout.members_watching("INFY")) and a in set(
+        fanout.members_watching("INFY")
+    )
     fanout.publish([make_quote(symbol="INFY", seq=1)])
     assert b_sock.frames == []
     a.symbols.clear()

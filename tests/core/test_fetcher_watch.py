@@ -124,7 +124,7 @@ async def test_a_follower_in_a_quiet_market_stays_ready_and_notices_the_fetcher_
         try:
             outbox = Outbox(JSON_FORMAT)
             hub.attach(outbox)
-            hub.watch(outbox, ["TCS"])
+            hub.subscriptions.watch(outbox, ["TCS"])
             await eventually(lambda: _true(watch.updated_at is not None), 5, "the first quote")
 
             # An hour passes with no price change; the fetcher keeps ticking and announcing.

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from app.pubsub import Backend, open_backend
+from app.pubsub import open_backend
 from app.pubsub.base import (
     CONTROL_CHANNEL,
     SUBSCRIPTIONS_CHANNEL,
     UPDATES_CHANNEL,
+    Backend,
     BusUnavailable,
     QuotaUsage,
     quota_windows,
@@ -78,7 +79,7 @@ async def _has(states: list[bool], expected: list[bool]) -> bool:
 
 
 async def _watch(backend: object, states: list[bool]) -> None:
-    from app.pubsub import Backend
+    from app.pubsub.base import Backend
 
     assert isinstance(backend, Backend)
     async for _ in backend.bus.listen(["market-data:nothing"], states.append):

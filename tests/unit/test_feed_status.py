@@ -14,8 +14,8 @@ from app.core.outbox import Outbox
 from app.feeds.base import FetchResult
 from app.fetcher import Fetcher
 from app.models import LIVE, FeedStatus
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import UPDATES_CHANNEL
+from app.pubsub import open_backend
+from app.pubsub.base import UPDATES_CHANNEL, Backend
 from app.rendering import JSON_FORMAT, Renderer
 from tests.feeds.scripted import quote
 
@@ -112,7 +112,7 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
     client, page = Outbox(JSON_FORMAT), Outbox(Renderer().html_format())
     for outbox in (client, page):
         hub.attach(outbox)
-        hub.watch(outbox, ["AAPL", "NOPE"])
+        hub.subscriptions.watch(outbox, ["AAPL", "NOPE"])
     stale = FeedStatus("stale", "provider_down", "finnhub", 1700000000000, None, "HTTP 502")
     update = {
         "epoch": 1,

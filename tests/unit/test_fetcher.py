@@ -12,8 +12,8 @@ from app.feeds.base import FetchResult
 from app.feeds.simulated import SimulatedFeed
 from app.fetcher import Fetcher
 from app.models import LIVE, FeedStatus, decode_quote
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import UPDATES_CHANNEL, Message
+from app.pubsub import open_backend
+from app.pubsub.base import UPDATES_CHANNEL, Backend, Message
 
 
 @pytest.fixture
