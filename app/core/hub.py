@@ -160,8 +160,9 @@ class Hub:
     def offer_snapshot(self, outbox: Outbox, symbols: Sequence[str]) -> int:
         """Queue to `outbox` a snapshot of the newest quotes held of `symbols` (read them first
         with `snapshot`); returns its size."""
-        latest = self.latest
-        return outbox.offer_snapshot([q for s in symbols if (q := latest.get(s)) is not None])
+        latest, fmt = self.latest, outbox.fmt
+        quotes = [q for s in symbols if (q := latest.get(s)) is not None]
+        return outbox.offer_snapshot({q.symbol: latest.encoded(fmt, q) for q in quotes})
 
     async def await_quotes(
         self,
@@ -276,7 +277,7 @@ class Hub:
 
     def _broadcast_status(self) -> None:
         status = self.current_status()
-        texts: dict[str, str | None] = {}
+        texts: dict[str, bytes | None] = {}
         for outbox in self._outboxes:
             name = outbox.fmt.name
             if name not in texts:

@@ -64,7 +64,7 @@ class LatestQuotes:
         cached = self._texts.get(key)
         if cached is not None and cached[0] is quote:
             return cached[1]
-        text = fmt.encode(quote).encode()
+        text = fmt.encode(quote)
         if self._quotes.get(quote.symbol) is quote:
             self._texts[key] = (quote, text)
         return text

@@ -54,7 +54,7 @@ class Subscriptions:
         self.admission = admission
         self._acceptance = acceptance
         self._replicas = replicas  # live replicas, for this one's share of admissions
-        self.fanout = Fanout()
+        self.fanout = Fanout(latest.encoded)
         self.waiters = Waiters()
         self._recent_polls: dict[str, float] = {}
         self._dirty = asyncio.Event()

@@ -20,26 +20,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import protocol
 from app.clients import client_of
 from app.core.outbox import Outbox
 from app.core.wire import WireFormat
 from app.endpoints.query import wire_format_name
+from app.formats import JSON_FORMAT, HtmlFormat
 from app.logbudget import client_noise
-from app.rendering import JSON_FORMAT
 from app.services import Services, services
-from app.ws.fastpath import ABORT as FAST_ABORT
-from app.ws.fastpath import EXTENSION as FAST_WRITE
-from app.ws.framing import text_frame
+from app.ws.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +106,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if fmt_name is None:
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)
         return
-    fmt = JSON_FORMAT if fmt_name == "json" else svc.renderer.html_format()
+    fmt: WireFormat = JSON_FORMAT if fmt_name == "json" else HtmlFormat(svc.renderer)
     client = client_of(ws.scope)
     if not svc.clients.open(client):
         client_noise.note("client_connections", f"client {client} at its connection cap (503)")
@@ -130,11 +127,13 @@ class Connection:
     def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat, client: str) -> None:
         self.ws = ws
         self.svc = svc
+        # The one way out (app.ws.transport): written at once when the socket takes it (the
+        # fast path; then it is also the outbox's sink), else through the awaited send.
+        self.transport = Transport(ws)
         self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
         self.outbox.client = client
-        # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
-        # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
-        self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
+        if self.transport.fast:
+            self.outbox.sink = self.transport
         self.json = fmt.name == "json"
         rate = svc.settings.client_rate
         self.bucket = TokenBucket(rate, 2 * rate)
@@ -148,7 +147,7 @@ class Connection:
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
         self._task = asyncio.current_task()
-        self.outbox.kick = self._pump
+        self.outbox.on_owed = self._pump
         hub.attach(self.outbox)
         if hub.draining:  # the drain began while this upgrade was being accepted
             self.outbox.offer_control(self.outbox.fmt.reconnect(0))
@@ -174,9 +173,11 @@ class Connection:
                 raise
         finally:
             self._ended = True  # from here on, nothing cancels this task on our behalf
-            self.outbox.kick = None
+            self.outbox.on_owed = None
             hub.detach(self.outbox)
             self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
+            self.outbox.sink = None
+            self.transport.release()
             writer = self._writer
             if writer is not None:
                 writer.cancel()
@@ -276,10 +277,10 @@ class Connection:
         # repeated would otherwise draw a snapshot each time for the price of a small message).
         self._replied += hub.offer_snapshot(self.outbox, review.accepted)
 
-    def _send(self, text: str) -> None:
+    def _send(self, message: bytes) -> None:
         if self.json:
-            self._replied += len(text)
-            self.outbox.offer_control(text)
+            self._replied += len(message)
+            self.outbox.offer_control(message)
 
     def _pump(self) -> None:
         """Something is owed: write it now if the socket takes it, else start the writer."""
@@ -331,8 +332,8 @@ class Connection:
             self.outbox.clear()  # what was queued since the overflow is not sent either
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                for frame in self.outbox.drain():
-                    await self.ws.send_text(frame)
+                for message in self.outbox.drain():
+                    await self.transport.send(message)
         except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
             pass  # it was not reading: the close below gives up on it too
         assert self.outbox.closing is not None
@@ -362,19 +363,19 @@ class Connection:
             if self._writer is asyncio.current_task():
                 self._writer = None
 
-    async def _transmit(self, frames: list[str]) -> bool:
-        """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
+    async def _transmit(self, messages: list[bytes]) -> bool:
+        """Send `messages`; False when the connection is done (peer gone, or closed as too
+        slow)."""
         timeout = self.svc.settings.send_timeout
-        outbox, hub = self.outbox, self.svc.hub
-        fast = outbox.direct
-        for frame in frames:
-            if fast is not None and fast(text_frame(frame)):
+        outbox, hub, transport = self.outbox, self.svc.hub, self.transport
+        for message in messages:
+            if transport.write_now(message):
                 hub.frames_fast += 1
                 continue
-            outbox.busy = True
+            outbox.sending = True
             try:
                 async with asyncio.timeout(timeout):
-                    await self.ws.send_text(frame)
+                    await transport.send(message)
             except TimeoutError:
                 client_noise.note(
                     "slow_consumer", f"closed a client that read nothing for {timeout:g}s (1013)"
@@ -386,7 +387,7 @@ class Connection:
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return False  # the peer is gone; the reader sees the disconnect
             finally:
-                outbox.busy = False
+                outbox.sending = False
             hub.frames_sent += 1
         return True
 
@@ -394,13 +395,11 @@ class Connection:
         """Close with `code`, then stop reading (not waiting for the peer's close reply). A peer
         that reads nothing cannot even take the close frame: its connection is aborted."""
         try:
-            if self.ws.application_state == WebSocketState.CONNECTED:
+            if self.transport.connected:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await self.ws.close(code=code, reason=reason)
+                    await self.transport.close(code, reason)
         except TimeoutError:
-            abort: Callable[[], None] | None = self.ws.scope["extensions"].get(FAST_ABORT)
-            if abort is not None:
-                abort()
+            self.transport.abort()
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass
         self._end()

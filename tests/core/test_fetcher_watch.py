@@ -16,8 +16,8 @@ from app.core.hub import Hub
 from app.core.outbox import Outbox
 from app.feeds.simulated import SimulatedFeed
 from app.fetcher import Fetcher
+from app.formats import JSON_FORMAT
 from app.pubsub import open_backend
-from app.rendering import JSON_FORMAT
 from tests.support import eventually
 
 HOLDER = {"holder": "web-1:abc", "term": 5}

@@ -10,12 +10,11 @@ import pytest
 
 from app.core.hub import Hub
 from app.core.outbox import Outbox
-from app.core.wire import WireFormat
+from app.formats import JSON_FORMAT, JsonFormat
 from app.models import Quote, encode_quote, encode_update
 from app.pubsub import open_backend
 from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, Backend
 from app.pubsub.memory import MemoryBus
-from app.rendering import JSON_FORMAT
 from tests.support import eventually
 from tests.unit.test_models import make_quote
 
@@ -44,21 +43,18 @@ async def publish(backend: Backend, *quotes: Quote) -> None:
     await backend.bus.publish(UPDATES_CHANNEL, encode_update(1, [encode_quote(q) for q in quotes]))
 
 
-class CountingFormat:
+class CountingFormat(JsonFormat):
     def __init__(self) -> None:
         self.calls = 0
 
-    def encode(self, quote: Quote) -> str:
+    def encode(self, quote: Quote) -> bytes:
         self.calls += 1
-        return JSON_FORMAT.encode(quote)
-
-    def fmt(self) -> WireFormat:
-        return WireFormat("json", self.encode, JSON_FORMAT.frame, JSON_FORMAT.status)
+        return super().encode(quote)
 
 
 async def test_each_quote_is_encoded_once_for_all_watchers(hub: Hub, backend: Backend) -> None:
     counter = CountingFormat()
-    fmt = counter.fmt()
+    fmt = counter
     boxes = [Outbox(fmt) for _ in range(100)]
     for box in boxes:
         hub.attach(box)

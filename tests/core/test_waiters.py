@@ -13,9 +13,9 @@ from prometheus_client.core import Metric
 from app.core.hub import Hub
 from app.core.outbox import Outbox
 from app.core.waiters import Waiters
+from app.formats import JSON_FORMAT
 from app.metrics import AppCollector
 from app.pubsub import open_backend
-from app.rendering import JSON_FORMAT
 from app.services import Services
 from tests.support import eventually
 

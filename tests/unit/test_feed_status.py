@@ -13,10 +13,11 @@ from app.core.hub import Hub
 from app.core.outbox import Outbox
 from app.feeds.base import FetchResult
 from app.fetcher import Fetcher
+from app.formats import JSON_FORMAT, HtmlFormat
 from app.models import LIVE, FeedStatus
 from app.pubsub import open_backend
 from app.pubsub.base import UPDATES_CHANNEL, Backend
-from app.rendering import JSON_FORMAT, Renderer
+from app.rendering import Renderer
 from tests.feeds.scripted import quote
 
 
@@ -109,7 +110,7 @@ async def test_rejected_symbols_are_announced_and_not_asked_again(backend: Backe
 async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) -> None:
     hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0)
     hub.bus_connected = True
-    client, page = Outbox(JSON_FORMAT), Outbox(Renderer().html_format())
+    client, page = Outbox(JSON_FORMAT), Outbox(HtmlFormat(Renderer()))
     for outbox in (client, page):
         hub.attach(outbox)
         hub.subscriptions.watch(outbox, ["AAPL", "NOPE"])
@@ -133,7 +134,7 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
     ]  # fmt: skip
     assert client.symbols == {"AAPL"} and hub.state == "stale"
     assert hub.acceptance.refused("NOPE") == "not found" and hub.acceptance.refused("AAPL") is None
-    rejected, html = page.drain()
+    rejected, html = (message.decode() for message in page.drain())
     # The page's row of the symbol, swapped out of band into its rejected state.
     assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in rejected
     assert "Unknown symbol" in rejected and "not priced by twelvedata" in rejected

@@ -12,4 +12,4 @@ from app.ws.framing import text_frame
 def test_text_frame_is_websockets_own_unmasked_text_frame(size: int) -> None:
     text = ("é" * size)[: size // 2] + "x" * (size - size // 2)
     expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
-    assert text_frame(text) == expected
+    assert text_frame(text.encode()) == expected
