@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
+from typing import cast
 
 from app.core.outbox import Outbox
 from app.core.wire import WireFormat
@@ -90,7 +91,7 @@ class Fanout:
     def regroup(self, outbox: Outbox) -> None:
         """Put `outbox` in the cohort of its current symbol set (none when it watches nothing)."""
         key = (outbox.fmt.name, tuple(sorted(outbox.symbols)))
-        old = outbox.cohort
+        old = cast("Cohort | None", outbox.cohort)
         if old is not None:
             if (old.fmt.name, old.symbols) == key:
                 return

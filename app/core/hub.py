@@ -136,10 +136,6 @@ class Hub:
         """Until no connection or wait is left (used by the drain)."""
         await self._empty.wait()
 
-    def counts(self) -> dict[str, int]:
-        """Subscribers per symbol on this replica, as reported to the registry."""
-        return self.subscriptions.reported_counts()
-
     def start_drain(self, spread: float) -> None:
         """Tell every client to reconnect elsewhere, each after its own random delay (up to
         `spread` seconds, so they do not all land on the other replicas at once), then close

@@ -20,12 +20,9 @@ newest-known table (app.core.latest).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from app.core.wire import WireFormat
-
-if TYPE_CHECKING:
-    from app.core.fanout import Cohort
 
 
 class Sink(Protocol):
@@ -56,7 +53,9 @@ class Outbox:
         self.fmt = fmt
         # The symbols watched: changed by app.core.subscriptions alone.
         self.symbols: set[str] = set()
-        self.cohort: Cohort | None = None  # the fan-out's group of outboxes sharing our frames
+        # The fan-out's group of outboxes sharing our frames (an app.core.fanout.Cohort, kept
+        # here for speed; typed loosely so that the outbox does not import the fan-out).
+        self.cohort: object = None
         self.overflowed = False
         # Set by `close_after`: the writer sends what is queued, then closes with this code.
         self.closing: tuple[int, str] | None = None

@@ -85,7 +85,7 @@ async def ready(request: Request) -> Response:
     if not svc.fetcher.alive():
         detail = f" ({svc.fetcher.last_error})" if svc.fetcher.last_error else ""
         reasons.append(f"fetch loop has not completed a recent tick{detail}")
-    stall = svc.hub.fetchers.stalled(len(svc.hub.counts()))
+    stall = svc.hub.fetchers.stalled(len(svc.hub.subscriptions.reported_counts()))
     if stall is not None:
         reasons.append(await _no_live_fetcher(svc, stall))
     code = 200 if not reasons else 503

@@ -132,7 +132,7 @@ async def test_a_follower_in_a_quiet_market_stays_ready_and_notices_the_fetcher_
             jumped = clock()
             await eventually(lambda: _true((watch.ticked_at or 0) > jumped - 1), 5, "a tick")
             assert clock() - (watch.updated_at or 0) >= 3600  # not one update in that hour
-            assert watch.stalled(len(hub.counts())) is None
+            assert watch.stalled(len(hub.subscriptions.reported_counts())) is None
 
             # The fetch loop stops; the lease stays held and the heartbeat still names the
             # fetcher, with an ever older tick.
@@ -145,7 +145,7 @@ async def test_a_follower_in_a_quiet_market_stays_ready_and_notices_the_fetcher_
             # (only delivery jitter can move it; a live fetcher's would have moved by a second)
             assert watch.ticked_at == pytest.approx(stopped, abs=0.5)
             clock.advance(STALL_FLOOR + 1)
-            stall = watch.stalled(len(hub.counts()))
+            stall = watch.stalled(len(hub.subscriptions.reported_counts()))
             assert stall is not None and stall.watched == 1
         finally:
             for task in (hub_task, fetch_task):
