@@ -4,15 +4,16 @@ a send must be awaited.
 `?format=json` (default) speaks the protocol of docs/protocol.md; `?format=html` is for htmx
 pages: the same subscriptions, but quotes, status and rejections arrive as `hx-swap-oob`
 fragments and no acknowledgements are sent (a symbol refused as unknown at subscribe time gets
-its rejected row instead). `?symbols=A,B` subscribes at connect (handy for htmx, whose ws
-extension reconnects to the same URL and so resubscribes by itself).
+its rejected row instead). `?symbols=A,B` subscribes at connect (the pages' script puts their
+symbols in the URL, so a reconnect resubscribes to exactly them).
 
 Bad input never costs other clients anything: malformed requests get an `error` and the
 connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
 if they go on, 1008; a client that stops reading is closed with 1013 by its own writer (and
-dropped if it cannot even take the close frame). Served by `app.ws.fastpath.FastProtocol`, frames
-are written without awaiting while the socket accepts them; the plain ASGI path is the fallback
-and works the same, with a writer task for every send.
+dropped if it cannot even take the close frame). Everything goes out through the connection's
+`app.ws.transport.Transport`: served by `app.ws.fastpath.FastProtocol`, payloads are framed and
+written without awaiting while the socket accepts them; the plain ASGI path is the fallback and
+works the same, with a writer task for every send.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from app.settings import REAL_PROVIDERS, Settings
 
 if TYPE_CHECKING:
     from app.feeds.guard import Adapter
-    from app.pubsub.base import QuotaLedger
+    from app.feeds.ledger import QuotaLedger
 
 # Share of the poll interval that a whole chain may spend waiting on providers; the fetch loop
 # cuts a fetch off at 0.8 of the interval, so each provider gets its slice of 0.75 of it.

@@ -14,10 +14,10 @@ import pytest
 from app.feeds.base import FeedRateLimited
 from app.feeds.chain import FeedChain
 from app.feeds.guard import GuardedProvider, QuotaBlocked, make_breaker
+from app.feeds.ledger import QuotaLedger, QuotaUsage
 from app.feeds.quota import Quota
 from app.fetcher import Fetcher
 from app.pubsub import open_backend
-from app.pubsub.base import QuotaLedger, QuotaUsage
 from tests.feeds.scripted import Clock, Scripted
 from tests.support import RedisServer
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app.feeds.ledger import QuotaUsage, quota_windows
 from app.pubsub import open_backend
 from app.pubsub.base import (
     CONTROL_CHANNEL,
@@ -15,8 +16,6 @@ from app.pubsub.base import (
     UPDATES_CHANNEL,
     Backend,
     BusUnavailable,
-    QuotaUsage,
-    quota_windows,
 )
 from tests.pubsub.test_contract import Listener
 from tests.support import RedisServer, eventually
