@@ -77,7 +77,10 @@ class Fetcher:
         self.interval = interval
         self._board = tuple(board)
         self._clock = clock
-        self._last: dict[str, Quote] = {}
+        # What this fetcher published (or found stored when its term began): the source of the
+        # next seq and of "changed?". Not app.core.latest, which holds what the bus delivered:
+        # that lags our own publishes, and stamping from it could hand a seq out twice.
+        self._published: dict[str, Quote] = {}
         self._seeded = False
         self._urgent: set[str] = set()
         self._wake = asyncio.Event()
@@ -190,7 +193,7 @@ class Fetcher:
                 if self.term is not None and not self._seeded:
                     break  # we just became the fetcher: tick now, not an interval later
                 urgent, self._urgent = self._urgent, set()
-                fresh = [s for s in urgent if s not in self._last]
+                fresh = [s for s in urgent if s not in self._published]
                 if fresh and self._seeded and self.term is not None:
                     try:
                         await self._fetch_and_publish(fresh)
@@ -236,13 +239,13 @@ class Fetcher:
                 quote = decode_quote(data)
             except ValueError:
                 continue
-            if is_newer(quote, self._last.get(quote.symbol)):
-                self._last[quote.symbol] = quote
+            if is_newer(quote, self._published.get(quote.symbol)):
+                self._published[quote.symbol] = quote
         # The lease hands out ever larger tokens; a stored quote from a clock-skewed term must
         # still order before ours.
-        self.epoch = max([self.term, *(q.epoch + 1 for q in self._last.values())])
+        self.epoch = max([self.term, *(q.epoch + 1 for q in self._published.values())])
         self._seeded = True
-        log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._last))
+        log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._published))
 
     def _note_refresh(self, count: int) -> None:
         refresh = self.feed.refresh_interval(count, self.interval)
@@ -263,8 +266,8 @@ class Fetcher:
         burst = max(self._new_rate * 60, 1.0)
         self._new_tokens = min(burst, self._new_tokens + (now - self._new_stamp) * self._new_rate)
         self._new_stamp = now
-        admitted = [s for s in symbols if s in self._last or s in self._board]
-        new = [s for s in symbols if s not in self._last and s not in self._board]
+        admitted = [s for s in symbols if s in self._published or s in self._board]
+        new = [s for s in symbols if s not in self._published and s not in self._board]
         waiting = self._waiting_since
         new.sort(key=lambda s: (-self.watchers.get(s, 0), waiting.setdefault(s, now)))
         take = min(len(new), int(self._new_tokens))
@@ -329,7 +332,7 @@ class Fetcher:
         now_ms = int(self._clock() * 1000)
         out: list[Quote] = []
         for quote in quotes:
-            last = self._last.get(quote.symbol)
+            last = self._published.get(quote.symbol)
             if last is not None and last.same_market_data(quote):
                 continue
             seq = last.seq + 1 if last is not None else 1
@@ -358,8 +361,8 @@ class Fetcher:
         self._status_sent = status
         self.published += len(quotes)
         for quote in quotes:
-            if is_newer(quote, self._last.get(quote.symbol)):
-                self._last[quote.symbol] = quote
+            if is_newer(quote, self._published.get(quote.symbol)):
+                self._published[quote.symbol] = quote
 
     async def _listen_for_new_symbols(self) -> None:
         async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):

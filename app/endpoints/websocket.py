@@ -19,6 +19,7 @@ works the same, with a writer task for every send.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from typing import Any
@@ -120,6 +121,14 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         svc.clients.close(client)
 
 
+class Phase(enum.Enum):
+    """Where a connection is in its life (Starlette's WebSocketState, for our side of it)."""
+
+    OPEN = "open"  # reading and writing
+    CUTTING_OFF = "cutting off"  # it broke a rule: nothing more is read, then it is closed
+    ENDED = "ended"  # the server is done with it: nothing cancels the task on its behalf
+
+
 class Connection:
     """One client: its reader runs in the ASGI task; what is owed to it is written at once on the
     fast path, and only a write that must wait (no fast path, a paused socket, a close) starts a
@@ -142,8 +151,7 @@ class Connection:
         self._replied = 0  # bytes of replies to the message being handled
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
-        self._ended = False  # the server closed the connection: stop reading
-        self._closing_now = False  # see _close_now
+        self._phase = Phase.OPEN
 
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
@@ -170,10 +178,10 @@ class Connection:
             await self._reader()
         except asyncio.CancelledError:
             # Swallowed only when `_end` alone cancelled us: the connection is over, not the server.
-            if not self._ended or self._task is None or self._task.uncancel() > 0:
+            if self._phase is not Phase.ENDED or self._task is None or self._task.uncancel() > 0:
                 raise
         finally:
-            self._ended = True  # from here on, nothing cancels this task on our behalf
+            self._phase = Phase.ENDED  # from here on, nothing cancels this task on our behalf
             self.outbox.on_owed = None
             hub.detach(self.outbox)
             self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
@@ -191,7 +199,7 @@ class Connection:
     async def _reader(self) -> None:
         limit = self.svc.settings.max_message_bytes
         while True:
-            if self._closing_now:
+            if self._phase is not Phase.OPEN:
                 # Read nothing more from a client being cut off (the server stops taking its
                 # bytes off the socket); the close ends this task.
                 await asyncio.get_running_loop().create_future()
@@ -285,10 +293,10 @@ class Connection:
 
     def _pump(self) -> None:
         """Something is owed: write it now if the socket takes it, else start the writer."""
-        if self._ended:
+        if self._phase is Phase.ENDED:
             return
         if self.outbox.overflowed:
-            if not self._closing_now:
+            if self._phase is Phase.OPEN:
                 client_noise.note(
                     "slow_consumer", "closed a client whose queue passed its bound (1013)"
                 )
@@ -319,9 +327,9 @@ class Connection:
         bound) within seconds: stop reading it, stop a writer that may be waiting on a send it
         never takes, give what is still queued (if its bound was not passed) `CLOSE_TIMEOUT`
         to go out, then close."""
-        if self._closing_now:
+        if self._phase is not Phase.OPEN:
             return
-        self._closing_now = True
+        self._phase = Phase.CUTTING_OFF
         self.outbox.closing = (code, reason)
         self._writer = asyncio.get_running_loop().create_task(self._close_after(self._writer))
 
@@ -345,7 +353,7 @@ class Connection:
         reading with 1013), close if a close was asked for, and end once nothing is owed."""
         outbox = self.outbox
         try:
-            while not self._ended and not outbox.overflowed:  # overflow: see _close_now
+            while self._phase is not Phase.ENDED and not outbox.overflowed:  # see _close_now
                 if not await self._transmit(outbox.drain()):
                     self._end()
                     return
@@ -382,7 +390,8 @@ class Connection:
                     "slow_consumer", f"closed a client that read nothing for {timeout:g}s (1013)"
                 )
                 hub.slow_closes += 1
-                self._closing_now = True  # an overflow meanwhile must not count or close it again
+                if self._phase is Phase.OPEN:  # an overflow meanwhile must not close it again
+                    self._phase = Phase.CUTTING_OFF
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return False
             except (WebSocketDisconnect, OSError, RuntimeError):
@@ -406,8 +415,8 @@ class Connection:
         self._end()
 
     def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
+        if self._phase is not Phase.ENDED:
+            self._phase = Phase.ENDED
             if self._task is not None and self._task is not asyncio.current_task():
                 self._task.cancel()
 

@@ -53,7 +53,8 @@ def test_frozen_garbage_is_collected_once_the_frozen_set_has_grown_without_conne
         kept = [[i] for i in range(2 * gc.get_freeze_count())]
         gc.freeze()
         frozen = gc.get_freeze_count()
-        assert not thaw.check() and gc.get_freeze_count() == frozen and kept
+        # (A few frozen objects may die meanwhile: threads left by earlier tests drop theirs.)
+        assert not thaw.check() and frozen - gc.get_freeze_count() < frozen // 100 and kept
     finally:
         gctune.restore(previous)
 
