@@ -23,14 +23,20 @@ from app.core.wire import WireFormat
 from app.models import Quote
 from app.stats import Histogram
 
+# Prepares a payload for a kind of sink (a transport's framing); None: the members have no sink.
+Prepare = Callable[[bytes], bytes] | None
+CohortKey = tuple[str, Prepare, tuple[str, ...]]
+
 
 class Cohort:
-    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`."""
+    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
+    that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "symbols", "symbol_set", "texts_of", "members")
+    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members")
 
-    def __init__(self, fmt: WireFormat, symbols: tuple[str, ...]) -> None:
+    def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
         self.fmt = fmt
+        self.prepare = prepare
         self.symbols = symbols
         self.symbol_set = frozenset(symbols)
         # One C call that picks this cohort's texts out of a publish's {symbol: text}.
@@ -73,11 +79,15 @@ def _encode(fmt: WireFormat, quote: Quote) -> bytes:
     return fmt.encode(quote)
 
 
+def _key(cohort: Cohort) -> CohortKey:
+    return (cohort.fmt.name, cohort.prepare, cohort.symbols)
+
+
 class Fanout:
     def __init__(self, encode: Callable[[WireFormat, Quote], bytes] = _encode) -> None:
         # A quote in a format (app.core.latest keeps the bytes for the snapshots that follow).
         self._encode = encode
-        self._cohorts: dict[tuple[str, tuple[str, ...]], Cohort] = {}
+        self._cohorts: dict[CohortKey, Cohort] = {}
         self._by_symbol: dict[str, set[Cohort]] = {}
         self._counts: dict[str, int] = {}  # symbol -> watchers, kept as members come and go
         self._envelopes: dict[str, Envelope] = {}
@@ -89,11 +99,13 @@ class Fanout:
     # ---- membership --------------------------------------------------------------------------
 
     def regroup(self, outbox: Outbox) -> None:
-        """Put `outbox` in the cohort of its current symbol set (none when it watches nothing)."""
-        key = (outbox.fmt.name, tuple(sorted(outbox.symbols)))
+        """Put `outbox` in the cohort of its current symbol set (none when it watches nothing).
+        Its sink must not change while it is in one."""
+        sink = outbox.sink
+        key = (outbox.fmt.name, sink.prepare if sink else None, tuple(sorted(outbox.symbols)))
         old = cast("Cohort | None", outbox.cohort)
         if old is not None:
-            if (old.fmt.name, old.symbols) == key:
+            if _key(old) == key:
                 return
             old.members.discard(outbox)
             self._count(old.symbols, -1)
@@ -104,7 +116,7 @@ class Fanout:
             return
         cohort = self._cohorts.get(key)
         if cohort is None:
-            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1])
+            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1], key[2])
             for symbol in cohort.symbols:
                 self._by_symbol.setdefault(symbol, set()).add(cohort)
         cohort.members.add(outbox)
@@ -119,7 +131,7 @@ class Fanout:
                 del counts[symbol]
 
     def _drop(self, cohort: Cohort) -> None:
-        del self._cohorts[(cohort.fmt.name, cohort.symbols)]
+        del self._cohorts[_key(cohort)]
         for symbol in cohort.symbols:
             cohorts = self._by_symbol[symbol]
             cohorts.discard(cohort)
@@ -183,23 +195,20 @@ class Fanout:
         self, cohort: Cohort, changed: Sequence[str], items: Sequence[bytes], oldest: int
     ) -> int:
         """Write the cohort's payload to each member that takes it now; returns how many did."""
-        payload: bytes | None = None
-        prepare: Callable[[bytes], bytes] | None = None
-        prepared = b""
         written = 0
-        for outbox in cohort.members:
-            sink = outbox.sink
-            if sink is not None:
-                if payload is None:
-                    payload = self._envelope(cohort.fmt).payload(items)
-                if sink.prepare is not prepare:  # once per transport, not per member
-                    prepare = sink.prepare
-                    prepared = prepare(payload)
+        prepare = cohort.prepare
+        if prepare is not None:  # built and prepared once for all members
+            prepared = prepare(self._envelope(cohort.fmt).payload(items))
+            for outbox in cohort.members:
                 if outbox.send_now(prepared):
                     written += 1
                     continue
-            for symbol, text in zip(changed, items, strict=True):
-                outbox.offer(symbol, text, oldest)
+                for symbol, text in zip(changed, items, strict=True):
+                    outbox.offer(symbol, text, oldest)
+        else:
+            for outbox in cohort.members:
+                for symbol, text in zip(changed, items, strict=True):
+                    outbox.offer(symbol, text, oldest)
         self.delivered += len(changed) * len(cohort.members)
         return written
 

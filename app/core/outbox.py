@@ -76,8 +76,8 @@ class Outbox:
         self.client = "?"  # who this is for (app.core.admission.client_key), for fair admission
 
     def send_now(self, prepared: bytes) -> bool:
-        """Write a live payload (prepared by this outbox's sink) at once if nothing is owed
-        before it. The hot path of the fan-out: a few attribute reads, then one write."""
+        """Write a live payload (prepared as this outbox's sink prepares) at once if nothing is
+        owed before it. The hot path of the fan-out: a few attribute reads, then one write."""
         if self._pending or self._control or self.sending or self.closing or self.overflowed:
             return False
         sink = self.sink
