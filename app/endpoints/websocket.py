@@ -280,7 +280,7 @@ class Connection:
                     row = self.outbox.fmt.rejected(
                         item["symbol"], item["reason"], self.svc.feed.name
                     )
-                    self._replied += len(row or "")
+                    self._replied += len(row or b"")
                     self.outbox.offer_control(row)
         # The snapshot is part of the reply the client pays for (a subscribe and unsubscribe
         # repeated would otherwise draw a snapshot each time for the price of a small message).
