@@ -144,3 +144,19 @@ def test_core_modules_stay_small() -> None:
         if _within(name, ("app.core",))
     }
     assert sizes and {n: s for n, s in sizes.items() if s > CORE_MAX_LINES} == {}
+
+
+def test_the_transport_tricks_sit_behind_one_seam() -> None:
+    """Outside app/ws, the WebSocket endpoint uses only app.ws.transport, and the composition
+    root only GC tuning (uvicorn finds the fast path's protocol class by its import path)."""
+    users = {
+        (name, m)
+        for name, found in IMPORTS.items()
+        if not _within(name, ("app.ws",))
+        for m in found
+        if _within(m, ("app.ws",)) and m in MODULES and m != "app.ws"
+    }
+    assert users == {
+        ("app.endpoints.websocket", "app.ws.transport"),
+        ("app.main", "app.ws.gctune"),
+    }
