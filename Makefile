@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test lint pytest test-deps clean bench lock check-lock test-lowest test-container
+.PHONY: run test test-fast lint pytest test-deps clean bench lock check-lock test-lowest test-container
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m app
@@ -16,6 +16,12 @@ test: $(VENV)/.dev test-deps lint check-lock pytest test-lowest
 
 pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
+
+# The fast tier while working: in-process tests (tests/fast: Starlette's TestClient for the
+# endpoints, httpx MockTransport for the feed adapters), tests/unit, tests/core and tests/ws. No
+# server, no Redis, no browser: about 15 s. `make test` runs them too, with everything else.
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/fast tests/unit tests/core tests/ws
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check app tests bench tools
@@ -48,7 +54,7 @@ check-lock: $(VENV)/.dev
 # that lean on those dependencies' behaviour (LOWEST_TESTS; about two minutes); then uvicorn just
 # below its floor, where the WebSocket fast path must fall back to the plain path.
 LOWEST       ?= .venv-lowest
-LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_abuse.py tests/e2e/test_limits.py \
+LOWEST_TESTS ?= tests/e2e/test_websocket.py tests/e2e/test_limits.py \
                 tests/e2e/test_http.py tests/e2e/test_pages.py tests/e2e/test_redis.py \
                 tests/e2e/test_metrics.py tests/e2e/test_startup.py tests/e2e/test_workers.py \
                 tests/e2e/test_operations.py
@@ -57,12 +63,12 @@ test-lowest: $(LOWEST)/.installed test-deps
 	@echo "(pip may warn that uvicorn 0.52.0 is below the floor: that is the point)"
 	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check uvicorn==0.52.0
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/deploy/test_compat.py -m lowest
-	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[test]'
 
 $(LOWEST)/.installed: pyproject.toml $(VENV)/.dev
 	rm -rf $(LOWEST) && $(PYTHON) -m venv $(LOWEST)
 	$(BIN)/python -m tools.deps lowest > $(LOWEST)/constraints.txt
-	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST)/constraints.txt -e '.[test]'
 	touch $@
 
 # Builds the Dockerfile's image with podman and runs it: health check, non-root, SIGTERM drain.

@@ -2,8 +2,9 @@
 
 A feed answers "what are these symbols worth now?" in one call. It knows nothing of the bus, of
 seq numbers or of clients; the fetcher stamps what it returns. Adapters translate every foreign
-failure into the small hierarchy below, so the fetcher (and later the circuit breaker) can tell a
-rate limit from an outage from a bad symbol without knowing any provider.
+failure into the small hierarchy below, so the fetcher and each provider's circuit breaker
+(`app.feeds.guard`) can tell a rate limit from an outage from a bad symbol without knowing any
+provider.
 """
 
 from __future__ import annotations

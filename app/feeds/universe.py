@@ -1,7 +1,10 @@
-"""Reference data for the simulated feed: real instruments at realistic price levels.
+"""Reference data: real instruments at realistic price levels.
 
-Prices are rough late-2025 levels, good enough that the board looks like a market; they are the
-anchor of the random walk, not market data. `tick` is the exchange's minimum price step.
+The simulated feed walks from it, the replay feed fills in names from it, and the real adapters
+read exchanges and names from it (Twelve Data's `:NSE` suffix, the US-only checks of Finnhub and
+Alpha Vantage). Prices are rough late-2025 levels, good enough that the board looks like a
+market; they are the anchor of the random walk, not market data. `tick` is the exchange's
+minimum price step.
 """
 
 from __future__ import annotations

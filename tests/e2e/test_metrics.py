@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
@@ -32,11 +34,21 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 async def test_metrics_parse_and_move_when_quotes_flow(app_server: AppServer) -> None:
     before = await scrape(app_server)
     assert value(before, "stocktracker_fetcher_leader") == 1
-    assert value(before, "stocktracker_bus_listener_up") in (0, 1)
+
+    async def listening() -> bool:
+        # Up once the listener hears this replica's own heartbeat (sent every second).
+        return value(await scrape(app_server), "stocktracker_bus_listener_up") == 1
+
+    await eventually(listening, what="bus_listener_up to be 1")
     async with connect(f"{app_server.ws_url}?symbols=TCS,INFY") as ws:
-        seen = 0
+        seen, tcs_published = 0, 0
         while seen < 4:
-            seen += len(quotes_in(await recv_json(ws)))
+            quotes = quotes_in(await recv_json(ws))
+            seen += len(quotes)
+            for quote in quotes:
+                if quote["symbol"] == "TCS":
+                    tcs_published = max(tcs_published, quote["published_at"])
+        assert tcs_published, "no TCS quote among the first frames"
 
         async def moved() -> Samples | None:
             after = await scrape(app_server)
@@ -53,7 +65,10 @@ async def test_metrics_parse_and_move_when_quotes_flow(app_server: AppServer) ->
         assert value(after, "stocktracker_connections", transport="websocket") >= 1
         assert value(after, "stocktracker_subscriptions") >= 2
         assert value(after, "stocktracker_symbols_watched") >= 2
-        assert value(after, "stocktracker_quote_age_seconds", symbol="TCS") >= 0
+        # The hub's latest TCS is at least as new as the one this client got, and older than now:
+        # an age in ms, from source_time, or clamped to 0 from the future would fail.
+        age = value(after, "stocktracker_quote_age_seconds", symbol="TCS")
+        assert 0 < age <= time.time() - tcs_published / 1000, age
         for name in (
             "stocktracker_quotes_published_total",
             "stocktracker_quotes_received_total",
@@ -62,7 +77,14 @@ async def test_metrics_parse_and_move_when_quotes_flow(app_server: AppServer) ->
             assert value(after, name) > value(before, name), name
         assert value(after, "stocktracker_fetches_total", outcome="ok") > 0
         assert value(after, "stocktracker_fetch_duration_seconds_count") > 0
-        assert value(after, "stocktracker_event_loop_lag_seconds") >= 0
+        # The monitor keeps sampling, and the gauge is a wake-up delay, not the sleep itself
+        # (a quiet app's loop is never a whole sampling interval late).
+        lag_count = "stocktracker_event_loop_lag_distribution_seconds_count"
+        assert value(after, lag_count) > value(before, lag_count)
+        lag = value(after, "stocktracker_event_loop_lag_seconds")
+        assert lag < 0.25 and lag <= value(
+            after, "stocktracker_event_loop_lag_distribution_seconds_sum"
+        )
         assert value(after, "process_resident_memory_bytes") > 0
     labels = {name for _, pairs in after for name, _ in pairs}
     allowed = {"transport", "symbol", "outcome", "generation", "provider", "state", "le", "path",

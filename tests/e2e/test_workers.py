@@ -94,3 +94,25 @@ def test_the_bare_uvicorn_cli_with_workers_and_redis_runs_replicas(
     finally:
         proc.terminate()
         proc.wait(40)
+
+
+def test_gunicorn_with_uvicorn_workers_refuses_once_per_worker_and_stops() -> None:
+    # gunicorn's uvicorn worker would serve without the fast path and the HTTP request limits.
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": "", "PORT": str(port)}
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+        "-b", f"127.0.0.1:{port}", "app.main:app",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.output or b"").decode(errors="replace")
+        raise AssertionError(f"gunicorn kept respawning its workers:\n{out}") from None
+    out = done.stdout.decode(errors="replace")
+    assert done.returncode != 0, out
+    assert 1 <= out.count("stocktracker: gunicorn is not supported") <= 2, out  # no respawn
+    assert "Worker failed to boot" in out, out
