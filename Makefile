@@ -18,10 +18,10 @@ pytest: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest
 
 # The fast tier while working: in-process tests (tests/fast: Starlette's TestClient for the
-# endpoints, httpx MockTransport for the feed adapters) and tests/unit. No server, no Redis, no
-# browser: about 15 s. `make test` runs them too, with everything else.
+# endpoints, httpx MockTransport for the feed adapters), tests/unit, tests/core and tests/ws. No
+# server, no Redis, no browser: about 15 s. `make test` runs them too, with everything else.
 test-fast: $(VENV)/.dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/fast tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/fast tests/unit tests/core tests/ws
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check app tests bench tools

@@ -4,7 +4,7 @@ Every request is bounded on its own (app.http_limits), but a client within every
 send many of them: eight keep-alive connections asking for `/` as fast as they could (180 a
 second, each inside every limit) took an honest WebSocket client's round trip from 1 to 55 ms;
 and one client could hold all `MAX_CONNECTIONS`, so everybody else got 503. So each client
-(`app.ws.admission.client_key`: its address as resolved from a trusted proxy's
+(`app.core.admission.client_key`: its address as resolved from a trusted proxy's
 `X-Forwarded-For`, an IPv6 client by its /64) may hold at most `max_open` connections at once
 (WebSockets and HTTP requests in progress, long-polls included; past it: 503) and make
 `rate` HTTP requests a second with a burst of twice that (past it: 429 with `Retry-After`).
@@ -26,8 +26,8 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.core.admission import client_key
 from app.logbudget import client_noise
-from app.ws.admission import client_key
 
 OPEN_PATHS = frozenset({"/health"})
 SWEEP_EVERY = 1024  # requests between sweeps of finished entries

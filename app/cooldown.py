@@ -1,8 +1,8 @@
 """Symbols a provider called unpriceable, each remembered with its reason until it may be retried.
 
-The fetcher keeps one (so it does not ask again) and every replica's hub keeps one (so it refuses
-new subscriptions at once). Expired entries go on lookup and, so junk symbols cannot pile up, in a
-sweep whenever the table has doubled since the last one.
+The fetcher keeps one (so it does not ask again) and every replica's acceptance keeps one
+(app.core.acceptance, so it refuses new subscriptions at once). Expired entries go on lookup
+and, so junk symbols cannot pile up, in a sweep whenever the table has doubled since the last one.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from app.poller import Poller
-from app.ws.hub import Hub
+from app.core.hub import Hub
+from app.fetcher import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ Handler = Callable[[int, FrameType | None], Any] | int | None
 
 class Drainer:
     def __init__(
-        self, hub: Hub, poller: Poller, *, timeout: float, spread: float, grace: float
+        self, hub: Hub, fetcher: Fetcher, *, timeout: float, spread: float, grace: float
     ) -> None:
         self._hub = hub
         self._grace = grace
-        self._poller = poller
+        self._fetcher = fetcher
         self._timeout = timeout
         self._spread = spread
         self._previous: Handler = None
@@ -75,8 +75,8 @@ class Drainer:
         )
         started = time.monotonic()
         hub.start_drain(self._spread)
-        self._poller.draining = True
-        await self._poller.release()
+        self._fetcher.draining = True
+        await self._fetcher.release()
         try:
             async with asyncio.timeout(self._timeout):
                 await hub.wait_empty()

@@ -1,7 +1,7 @@
 """Recent prices per symbol for the stock page's chart, shared by every replica.
 
 The fetcher appends one point per published quote to the backend's HistoryStore, inside the same
-fenced publish that stores the snapshot and sends the update (app/poller.py), so every replica,
+fenced publish that stores the snapshot and sends the update (app/fetcher.py), so every replica,
 including one started a minute ago, draws the same line, and a deposed fetcher cannot write.
 With Redis each symbol's line is the list `history:{symbol}`; without it, the in-memory store.
 The line is bounded per symbol (`HISTORY_POINTS`) and a symbol's line vanishes `HISTORY_TTL`

@@ -52,7 +52,7 @@ class TwinWatch:
 
     def heartbeat(self, fetcher: Mapping[str, object] | None = None) -> bytes:
         """The `market-data:control` heartbeat of this process; `fetcher` (what it says about
-        its fetching while it holds the fetcher lease, see app.ws.fetcher_watch) when given."""
+        its fetching while it holds the fetcher lease, see app.core.fetcher_watch) when given."""
         beat: dict[str, object] = {
             "type": "heartbeat", "replica": self.replica_id, "process": self.nonce,
         }  # fmt: skip

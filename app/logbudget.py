@@ -143,6 +143,6 @@ class RepeatFilter(logging.Filter):
 
 # Loggers whose warnings an outage repeats every tick (fetch loop, bus, history reads).
 REPEATING_LOGGERS = (
-    "app.poller", "app.ws.hub", "app.ws.heartbeat", "app.pubsub.redis", "app.feeds.chain",
-    "app.feeds.http", "app.history",
+    "app.fetcher", "app.core.hub", "app.core.subscriptions", "app.core.latest",
+    "app.core.heartbeat", "app.pubsub.redis", "app.feeds.chain", "app.feeds.http", "app.history",
 )  # fmt: skip

@@ -54,7 +54,7 @@ class RequestIds:
         self.app = app
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine of its own: no frame kept per connection (see app.ws.websocket).
+        # Not a coroutine of its own: no frame kept per connection (see app.endpoints.websocket).
         if scope["type"] in ("http", "websocket"):
             request_id.set(_incoming(scope) or secrets.token_hex(6))
         return self.app(scope, receive, send)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.access import SESSION_COOKIE, AccessPolicy
-from app.pages import plain
+from app.endpoints.pages import plain
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Build order (and reverse teardown): shared-state backend (bus, snapshots, registry, fetcher lease,
 chart history) -> HTTP client (only when a real provider is configured) -> feed -> renderer ->
-poller -> hub -> history reader, then the supervised background loops. Nothing async is built at
+fetcher -> hub -> history reader, then the supervised background loops. Nothing async is built at
 import time; `app` below is made on first access, so `uvicorn app.main:app` reads the environment
 then, and a bad setting stops the process with one clear message instead of a traceback.
 """
@@ -22,12 +22,21 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import api, descriptors, gctune, http_limits, launch, metrics, pages, watchlist
+from app import descriptors, http_limits, launch, metrics
 from app.access import AccessPolicy
 from app.clients import ClientBudget, ClientLimits
+from app.core.acceptance import Acceptance
+from app.core.admission import Admission
+from app.core.fetcher_watch import FetcherWatch
+from app.core.hub import Hub
 from app.csrf import CrossSiteGuard
 from app.drain import Drainer
+from app.endpoints import api, pages, watchlist
+from app.endpoints.longpoll import poll
+from app.endpoints.query import ApiError
+from app.endpoints.websocket import WebSocketShortcut, websocket_endpoint
 from app.feeds import build_feed, needs_http, request_timeout
+from app.fetcher import Fetcher
 from app.gate import AccessGate
 from app.history import History
 from app.http_limits import HttpLimits, QuietDisconnects
@@ -36,7 +45,6 @@ from app.identity import new_nonce
 from app.logbudget import REPEATING_LOGGERS, ClientNoiseFilter, RepeatFilter, client_noise
 from app.logformat import JsonFormatter, RequestIds
 from app.login import Login
-from app.poller import Poller
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
 from app.security import SecurityHeaders
@@ -44,11 +52,7 @@ from app.services import Services
 from app.settings import Settings, SettingsError, warn_unknown_variables
 from app.stats import LoopLag
 from app.supervise import Supervisor
-from app.ws.admission import Admission
-from app.ws.fetcher_watch import FetcherWatch
-from app.ws.hub import Hub
-from app.ws.longpoll import poll
-from app.ws.websocket import WebSocketShortcut, websocket_endpoint
+from app.ws import gctune
 
 log = logging.getLogger("app")
 
@@ -91,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             feed = build_feed(settings, http, backend.quotas)
             renderer = Renderer()
             nonce = new_nonce()  # this process, among any others given the same REPLICA_ID
-            poller = Poller(
+            fetcher = Fetcher(
                 feed,
                 backend,
                 interval=settings.fetch_interval,
@@ -109,7 +113,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 poll_linger=settings.poll_timeout + 5,
                 nonce=nonce,
                 fetchers=FetcherWatch(settings.fetch_interval),
-                announce=poller.announcement,
+                announce=fetcher.announcement,
+                acceptance=Acceptance(feed.check_symbol, feed.name),
                 # Feeds that know their symbols (simulated, replay) refuse junk at subscribe time.
                 admission=Admission(
                     settings.new_symbols_per_minute,
@@ -122,10 +127,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             history = History(backend.history)
             supervisor = Supervisor()
             stack.push_async_callback(hub.withdraw)
-            stack.push_async_callback(poller.release)
+            stack.push_async_callback(fetcher.release)
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
-            supervisor.start("poller", poller.run)
+            supervisor.start("fetcher", fetcher.run)
             loop_lag = LoopLag(settings.loop_lag_interval)
             supervisor.start("loop_lag", loop_lag.run)
             supervisor.start("client_noise", client_noise.run)
@@ -142,7 +147,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             supervisor.start("descriptors", descriptors.FdWatch(fd_limit).run)
             drainer = Drainer(
                 hub,
-                poller,
+                fetcher,
                 timeout=settings.drain_timeout,
                 spread=settings.reconnect_spread,
                 grace=settings.drain_grace,
@@ -158,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.fetch_interval,
             )
             svc = Services(
-                settings, backend, feed, hub, poller, renderer, supervisor, history, loop_lag,
+                settings, backend, feed, hub, fetcher, renderer, supervisor, history, loop_lag,
                 access, clients,
             )  # fmt: skip
             if settings.gc_tuning:
@@ -198,7 +203,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     request_ids = [Middleware(RequestIds)] if settings.log_format == "json" else []
     return Starlette(
         routes=routes,
-        exception_handlers={api.ApiError: api.api_error_handler, 404: pages.not_found},
+        exception_handlers={ApiError: api.api_error_handler, 404: pages.not_found},
         # The gate goes first so that it sees /ws too; the cross-site guard last, so that its
         # refusal pages get the security headers.
         middleware=[

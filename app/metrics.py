@@ -1,6 +1,6 @@
 """`GET /metrics`: Prometheus exposition, built at scrape time from the app's plain counters.
 
-A custom collector reads the hub, poller, feed and loop monitor when Prometheus scrapes, so the
+A custom collector reads the hub, fetcher, feed and loop monitor when Prometheus scrapes, so the
 hot path never calls prometheus_client. Each app has its own registry (no process-wide globals),
 so tests may build several apps in one process. Labels carry only transport, provider, outcome,
 breaker state, symbol names (the watched symbols of this process: bounded by the feed's
@@ -61,14 +61,14 @@ class AppCollector(Collector):
 
     def _connections(self) -> Iterator[Metric]:
         hub = self.svc.hub
-        polls = hub.polls_in_flight
         conns = GaugeMetricFamily(
             f"{PREFIX}_connections", "Open client connections by transport", labels=["transport"]
         )
-        conns.add_metric(["websocket"], hub.connections - polls)
-        conns.add_metric(["longpoll"], polls)
+        # Page renders that wait for a price are neither: waits are not connections.
+        conns.add_metric(["websocket"], hub.connections)
+        conns.add_metric(["longpoll"], hub.polls_in_flight)
         yield conns
-        watchers = hub.watchers()
+        watchers = hub.subscriptions.local_counts()
         yield GaugeMetricFamily(
             f"{PREFIX}_subscriptions",
             "Symbol subscriptions in this process (a client watching 10 symbols counts 10)",
@@ -136,24 +136,24 @@ class AppCollector(Collector):
         )
 
     def _fetcher(self) -> Iterator[Metric]:
-        poller = self.svc.poller
+        fetcher = self.svc.fetcher
         yield GaugeMetricFamily(
             f"{PREFIX}_fetcher_leader", "1 if this replica holds the fetcher lease",
-            value=1 if poller.term is not None else 0,
+            value=1 if fetcher.term is not None else 0,
         )  # fmt: skip
         yield CounterMetricFamily(
             f"{PREFIX}_quotes_published", "Changed quotes this replica published as fetcher",
-            value=poller.published,
+            value=fetcher.published,
         )  # fmt: skip
         fetches = CounterMetricFamily(
             f"{PREFIX}_fetches", "Calls into the feed by outcome", labels=["outcome"]
         )
-        for outcome, count in sorted(poller.fetch_outcomes.items()):
+        for outcome, count in sorted(fetcher.fetch_outcomes.items()):
             fetches.add_metric([outcome], count)
         yield fetches
         yield _histogram(
             f"{PREFIX}_fetch_duration_seconds", "Duration of one call into the feed",
-            poller.fetch_duration,
+            fetcher.fetch_duration,
         )  # fmt: skip
 
     def _providers(self) -> Iterator[Metric]:

@@ -1,4 +1,6 @@
-"""The Quote value type and its one JSON codec.
+"""The values that cross the bus, and their one codec: Quote, FeedStatus, Rejection, Update,
+SubscriptionChange (encoded and parsed here only, typed; nothing else builds or reads these JSON
+shapes).
 
 Wire form (see docs/protocol.md): prices are decimal *strings* (`"1270.45"`) so no float rounding
 ever touches a price; times are integer milliseconds since the Unix epoch.
@@ -13,9 +15,10 @@ ever touches a price; times are integer milliseconds since the Unix epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -145,3 +148,161 @@ def _integer(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise QuoteDecodeError(f"{name} is not an integer")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """Why the data is (or is not) fresh, as clients see it in `status` messages.
+
+    `state` is `live` (quotes flowing) or `stale` (no configured real provider can answer now: the
+    last real quotes stay, nothing is invented). `reason` says why: `rate_limited`,
+    `provider_down`, `circuit_open`, `provider_refused` (bad key or plan), `quota_unknown` (the
+    shared quota count cannot be reached, so no provider is called), or `failover` (live, but
+    from a later provider of the chain). `source` names the provider concerned, `since` is
+    when the last real quote was fetched (ms since the epoch; age = now - since), `retry_after`
+    the seconds until the next attempt, when known.
+    """
+
+    state: str = "live"
+    reason: str | None = None
+    source: str | None = None
+    since: int | None = None
+    retry_after: float | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: object) -> FeedStatus:
+        if not isinstance(obj, dict) or not isinstance(obj.get("state"), str):
+            raise ValueError("status is not an object with a state")
+        known = {k: obj.get(k) for k in ("reason", "source", "detail")}
+        for key, value in known.items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"status {key} is not a string")
+        since, retry = obj.get("since"), obj.get("retry_after")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+            raise ValueError("status since is not an integer")
+        if retry is not None and not isinstance(retry, int | float):
+            raise ValueError("status retry_after is not a number")
+        return cls(obj["state"], known["reason"], known["source"], since, retry, known["detail"])
+
+
+LIVE = FeedStatus()
+
+
+class Refusal(NamedTuple):
+    """Why a symbol has no price: the provider's own `reason`, and the `source` that said so."""
+
+    reason: str
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A symbol the feed cannot price; it is not asked for again for `retry_after` seconds."""
+
+    symbol: str
+    reason: str
+    source: str | None = None
+    retry_after: float = 0
+
+    @property
+    def refusal(self) -> Refusal:
+        return Refusal(self.reason, self.source)
+
+
+class UpdateDecodeError(ValueError):
+    """Bytes that are not a valid `market-data:updates` message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One `market-data:updates` message: a fetch tick's changed quotes, and optionally the
+    feed's `status`, the symbols it `rejected` and its per-symbol `refresh` interval (seconds
+    between two fetches of one symbol under the provider's quota)."""
+
+    epoch: int
+    quotes: list[Quote]
+    status: FeedStatus | None = None
+    rejected: tuple[Rejection, ...] = ()
+    refresh: float | None = None
+
+
+def encode_update(
+    epoch: int,
+    quotes: Sequence[bytes],
+    status: FeedStatus | None = None,
+    rejected: Sequence[Rejection] = (),
+    refresh: float | None = None,
+) -> bytes:
+    """The `market-data:updates` message around already-encoded quotes (joined, never
+    re-encoded: the same bytes the snapshot store gets)."""
+    extra = b"" if refresh is None else b',"refresh":%.3f' % refresh
+    if status is not None:
+        extra += b',"status":' + orjson.dumps(status.to_dict())
+    if rejected:
+        extra += b',"rejected":' + orjson.dumps([_rejection_dict(r) for r in rejected])
+    return b'{"epoch":%d,"quotes":[' % epoch + b",".join(quotes) + b"]" + extra + b"}"
+
+
+def _rejection_dict(rejection: Rejection) -> dict[str, Any]:
+    return {
+        "symbol": rejection.symbol, "reason": rejection.reason, "source": rejection.source,
+        "retry_after": rejection.retry_after,
+    }  # fmt: skip
+
+
+def parse_update(data: bytes) -> Update:
+    """Decode and check one `market-data:updates` message (raises UpdateDecodeError)."""
+    try:
+        message = orjson.loads(data)
+        quotes = [quote_from_dict(item) for item in message["quotes"]]
+        status = FeedStatus.from_dict(message["status"]) if "status" in message else None
+        refresh = message.get("refresh")
+        rejected = tuple(
+            Rejection(
+                str(r["symbol"]),
+                str(r["reason"]),
+                r.get("source") if isinstance(r.get("source"), str) else None,
+                float(r.get("retry_after", 0)),
+            )
+            for r in message.get("rejected", ())
+        )
+        epoch = message.get("epoch", 0)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UpdateDecodeError(str(exc)) from None
+    return Update(
+        epoch if isinstance(epoch, int) else 0,
+        quotes,
+        status,
+        rejected,
+        float(refresh) if isinstance(refresh, int | float) and refresh > 0 else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """One `market-data:subscriptions` event: symbols a replica began or stopped reporting."""
+
+    replica: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"replica": self.replica, "added": list(self.added), "removed": list(self.removed)}
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> SubscriptionChange:
+        """Raises ValueError on a malformed event; symbols that are not strings are dropped."""
+        try:
+            event = orjson.loads(data)
+            replica = event.get("replica")
+            added = tuple(s for s in event.get("added", ()) if isinstance(s, str))
+            removed = tuple(s for s in event.get("removed", ()) if isinstance(s, str))
+        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+            raise ValueError(f"malformed subscription event: {exc}") from None
+        return cls(replica if isinstance(replica, str) else "", added, removed)

@@ -1,4 +1,4 @@
-"""HTML rendering: the Jinja environment, number formatting, and the two wire formats.
+"""HTML rendering: the Jinja environment, number formatting, quote rows and the status badge.
 
 The `_quote_row.html` partial is the single source of a quote's HTML: the page renders it in place,
 and the `html` wire format renders the very same partial with `hx-swap-oob` for WebSocket frames,
@@ -10,19 +10,15 @@ known to be rejected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 import jinja2
 
 from app import resources, sessions
-from app.feeds.base import END_OF_DAY_SOURCES, FeedStatus
-from app.models import Quote, encode_quote
+from app.feeds.base import END_OF_DAY_SOURCES
+from app.models import FeedStatus, Quote, Refusal
 from app.symbols import dom_id
-from app.ws import protocol
-from app.ws.outbox import FrameKind, WireFormat
 
 TEMPLATES_DIR = resources.directory("templates")
 STATIC_DIR = resources.directory("static")
@@ -110,13 +106,6 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
-class Refusal(NamedTuple):
-    """Why a symbol has no price: the provider's own `reason`, and the `source` that said so."""
-
-    reason: str
-    source: str | None
-
-
 class Renderer:
     """Renders quote fragments; the same environment serves the pages."""
 
@@ -141,60 +130,9 @@ class Renderer:
     def status(self, status: FeedStatus) -> str:
         return self._status.render(state=status.state, reason=_why(status), oob=True)
 
-    def html_format(self) -> WireFormat:
-        return WireFormat(
-            "html",
-            self.quote_row,
-            _join_fragments,
-            self.status,
-            rejected=self.rejected_row,
-            reconnect=_html_reconnect,
-        )
-
-
-def _html_reconnect(delay_ms: int) -> str:
-    # Not swapped into the page: static/js/quotes.js reads it and delays its next reconnect.
-    return f'<template id="reconnect" data-delay-ms="{delay_ms}"></template>'
-
-
-def _join_fragments(kind: FrameKind, fragments: Sequence[str]) -> str:
-    return "".join(fragments)
-
 
 def _why(status: FeedStatus) -> str | None:
     """The badge's tooltip: the reason, and the detail that names the provider."""
     if status.detail:
         return f"{status.reason}: {status.detail}" if status.reason else status.detail
     return status.reason
-
-
-def _json_status(status: FeedStatus) -> str:
-    return protocol.status(
-        status.state, status.reason, status.source, since=status.since,
-        retry_after=status.retry_after, detail=status.detail,
-    )  # fmt: skip
-
-
-# The newest quote of each symbol and its text: the fan-out encodes each new quote once, and the
-# snapshots of the clients subscribing after it (thousands, in a reconnect storm) reuse that text.
-# Bounded by the symbols the feed prices; keyed by identity, so a newer quote always re-encodes.
-_LAST_JSON: dict[str, tuple[Quote, str]] = {}
-
-
-def _encode_json(quote: Quote) -> str:
-    cached = _LAST_JSON.get(quote.symbol)
-    if cached is not None and cached[0] is quote:
-        return cached[1]
-    text = encode_quote(quote).decode()
-    _LAST_JSON[quote.symbol] = (quote, text)
-    return text
-
-
-JSON_FORMAT = WireFormat(
-    "json",
-    _encode_json,
-    protocol.quotes_frame,
-    _json_status,
-    rejected=protocol.rejected,
-    reconnect=protocol.reconnect,
-)

@@ -8,15 +8,15 @@ from starlette.requests import HTTPConnection
 
 from app.access import AccessPolicy
 from app.clients import ClientBudget
+from app.core.hub import Hub
 from app.feeds.base import Feed
+from app.fetcher import Fetcher
 from app.history import History
-from app.poller import Poller
-from app.pubsub import Backend
+from app.pubsub.base import Backend
 from app.rendering import Renderer
 from app.settings import Settings
 from app.stats import LoopLag
 from app.supervise import Supervisor
-from app.ws.hub import Hub
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Services:
     backend: Backend
     feed: Feed
     hub: Hub
-    poller: Poller
+    fetcher: Fetcher
     renderer: Renderer
     supervisor: Supervisor
     history: History

@@ -148,7 +148,7 @@ class Settings:
     # Never-priced symbols a real provider is asked about per minute (burst: the same number).
     new_symbols_per_minute: float = 6.0
     # ... of which one client address may have waiting for a first price at once
-    # (app.ws.admission); 0: half of `new_symbols_per_minute`.
+    # (app.core.admission); 0: half of `new_symbols_per_minute`.
     new_symbols_per_client: int = 0
     # uvicorn worker processes on this host (`python -m app`; the uvicorn CLI reads it too);
     # without REDIS_URL the app runs one process whatever it says (app.launch).

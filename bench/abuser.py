@@ -28,7 +28,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-COST_UNIT = 4096  # as app.ws.websocket.COST_UNIT
+COST_UNIT = 4096  # as app.endpoints.websocket.COST_UNIT
 
 
 @dataclass

@@ -17,7 +17,7 @@ from app.settings import REAL_PROVIDERS, Settings
 
 if TYPE_CHECKING:
     from app.feeds.guard import Adapter
-    from app.pubsub.base import QuotaLedger
+    from app.feeds.ledger import QuotaLedger
 
 # Share of the poll interval that a whole chain may spend waiting on providers; the fetch loop
 # cuts a fetch off at 0.8 of the interval, so each provider gets its slice of 0.75 of it.
@@ -78,7 +78,7 @@ def build_feed(
                     config.calls_per_day,
                     ledger=quotas,
                     provider=provider,
-                    # A view is current while the fetcher polls (same bound as Poller.alive).
+                    # A view is current while the fetcher polls (same bound as Fetcher.alive).
                     fresh_for=max(3 * settings.fetch_interval, 10.0),
                 ),
                 make_breaker(provider, settings.breaker_fail_max, settings.breaker_reset_timeout),

@@ -1,8 +1,8 @@
 """The Feed port: where quotes come from.
 
 A feed answers "what are these symbols worth now?" in one call. It knows nothing of the bus, of
-seq numbers or of clients; the poller stamps what it returns. Adapters translate every foreign
-failure into the small hierarchy below, so the poller and each provider's circuit breaker
+seq numbers or of clients; the fetcher stamps what it returns. Adapters translate every foreign
+failure into the small hierarchy below, so the fetcher and each provider's circuit breaker
 (`app.feeds.guard`) can tell a rate limit from an outage from a bad symbol without knowing any
 provider.
 """
@@ -10,10 +10,10 @@ provider.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.models import Quote
+from app.models import FeedStatus, Quote
 
 # Sources whose prices are a trading day's close, never live (Alpha Vantage's GLOBAL_QUOTE on a
 # free key): the pages label them "End of day" whatever the market is doing.
@@ -53,48 +53,6 @@ class FetchResult:
     rejected: dict[str, str] = field(default_factory=dict)
     # Credits the provider says are left in its current minute, when it says so.
     credits_left: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStatus:
-    """Why the data is (or is not) fresh, as clients see it in `status` messages.
-
-    `state` is `live` (quotes flowing) or `stale` (no configured real provider can answer now: the
-    last real quotes stay, nothing is invented). `reason` says why: `rate_limited`,
-    `provider_down`, `circuit_open`, `provider_refused` (bad key or plan), `quota_unknown` (the
-    shared quota count cannot be reached, so no provider is called), or `failover` (live, but
-    from a later provider of the chain). `source` names the provider concerned, `since` is
-    when the last real quote was fetched (ms since the epoch; age = now - since), `retry_after`
-    the seconds until the next attempt, when known.
-    """
-
-    state: str = "live"
-    reason: str | None = None
-    source: str | None = None
-    since: int | None = None
-    retry_after: float | None = None
-    detail: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, obj: object) -> FeedStatus:
-        if not isinstance(obj, dict) or not isinstance(obj.get("state"), str):
-            raise ValueError("status is not an object with a state")
-        known = {k: obj.get(k) for k in ("reason", "source", "detail")}
-        for key, value in known.items():
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"status {key} is not a string")
-        since, retry = obj.get("since"), obj.get("retry_after")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
-            raise ValueError("status since is not an integer")
-        if retry is not None and not isinstance(retry, int | float):
-            raise ValueError("status retry_after is not a number")
-        return cls(obj["state"], known["reason"], known["source"], since, retry, known["detail"])
-
-
-LIVE = FeedStatus()
 
 
 class Feed(Protocol):

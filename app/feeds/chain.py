@@ -23,16 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app import sessions
-from app.feeds.base import (
-    LIVE,
-    FeedError,
-    FeedRateLimited,
-    FeedRejected,
-    FeedStatus,
-    FetchResult,
-)
+from app.feeds.base import FeedError, FeedRateLimited, FeedRejected, FetchResult
 from app.feeds.guard import CircuitOpen, GuardedProvider, QuotaBlocked, QuotaUnknown
-from app.models import Quote
+from app.models import LIVE, FeedStatus, Quote
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.pubsub.base import DAY, MINUTE, QuotaLedger, QuotaUsage, quota_windows
+from app.feeds.ledger import DAY, MINUTE, QuotaLedger, QuotaUsage, quota_windows
 
 
 class Quota:

@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 
-from app.feeds.base import LIVE, FeedStatus, FetchResult
+from app.feeds.base import FetchResult
 from app.feeds.http import dec, derive, or_price, volume_of
 from app.feeds.universe import BY_SYMBOL
-from app.models import Quote
+from app.models import LIVE, FeedStatus, Quote
 from app.symbols import InvalidSymbol, normalize_symbol
 
 

@@ -26,9 +26,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from app import sessions as calendar
-from app.feeds.base import LIVE, FeedStatus, FetchResult
+from app.feeds.base import FetchResult
 from app.feeds.universe import Instrument, universe
-from app.models import Quote
+from app.models import LIVE, FeedStatus, Quote
 
 # Typical per-step move of a large-cap stock at a 2 s step: about 0.04 %.
 _BASE_SIGMA = 0.0004

@@ -4,30 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from app.pubsub.base import (
-    Bus,
-    FetcherLease,
-    HistoryStore,
-    QuotaLedger,
-    SnapshotStore,
-    SubscriptionRegistry,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    bus: Bus
-    snapshots: SnapshotStore
-    registry: SubscriptionRegistry
-    lease: FetcherLease
-    quotas: QuotaLedger
-    history: HistoryStore
-    kind: str
-    # Prepended to every Redis key and channel name ("" on the memory backend).
-    prefix: str = ""
+from app.pubsub.base import Backend
 
 
 @asynccontextmanager
@@ -49,11 +28,11 @@ async def open_backend(
     channel name; None derives it from the URL's DB number ("" for DB 0, `db{n}:` for DB n), so
     deployments on two DBs of one server never hear each other (pub/sub ignores DB numbers)."""
     if url.startswith("memory://"):
+        from app.feeds.ledger import MemoryQuotaLedger
         from app.pubsub.memory import (
             MemoryBus,
             MemoryHistoryStore,
             MemoryLease,
-            MemoryQuotaLedger,
             MemoryRegistry,
             MemorySnapshotStore,
         )
@@ -65,6 +44,7 @@ async def open_backend(
         yield Backend(bus, snapshots, registry, lease, MemoryQuotaLedger(), history, "memory")
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from app.feeds.ledger_redis import RedisQuotaLedger
         from app.pubsub.redis import (
             RedisBus,
             RedisHistoryStore,
@@ -74,7 +54,6 @@ async def open_backend(
             connect,
         )
         from app.pubsub.redis_names import RedisNames, default_prefix, selected_db
-        from app.pubsub.redis_quota import RedisQuotaLedger
 
         client = connect(url, client_name, **(redis_options or {}))
         names = RedisNames(default_prefix(selected_db(client)) if prefix is None else prefix)

@@ -12,6 +12,8 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.feeds.ledger import QuotaLedger
+
 # Names kept from the original design so its runbook commands still work.
 UPDATES_CHANNEL = "market-data:updates"
 SUBSCRIPTIONS_CHANNEL = "market-data:subscriptions"
@@ -146,59 +148,16 @@ class FetcherLease(Protocol):
         ...
 
 
-# A provider's quota windows: the wall-clock minute and the UTC day (epoch seconds // size).
-MINUTE = 60.0
-DAY = 86_400.0
-
-
-def quota_windows(now: float) -> tuple[int, int]:
-    """The numbers of the minute and the UTC day windows that `now` (epoch seconds) falls in."""
-    return int(now // MINUTE), int(now // DAY)
-
-
 @dataclass(frozen=True, slots=True)
-class QuotaUsage:
-    """One provider's record for one minute window and one day window.
+class Backend:
+    """Every shared-state port of one backend (memory or Redis), as `open_backend` built it."""
 
-    `used_minute` / `used_day`: credits spent in those windows. `paused_until`: epoch seconds until
-    which the provider refused for its minute limit; `disabled_until`: until which its daily
-    quota is gone (0 when there is no such stop).
-    """
-
-    used_minute: int = 0
-    used_day: int = 0
-    paused_until: float = 0.0
-    disabled_until: float = 0.0
-
-
-class QuotaLedger(Protocol):
-    """Credits spent with each provider per minute and UTC day, and the provider's own stops.
-
-    Shared by every replica, so a fetcher that takes the lease over after a failover continues
-    the count (and honours a pause or a daily disable) instead of starting from zero. `now` is
-    epoch seconds on the caller's clock; it picks the windows (`quota_windows(now)`) and sets
-    expiries: a count is kept until a minute after its window ends, a stop until it lifts, so
-    nothing needs cleaning up. Counts only grow (`give_back` aside) and stops only lengthen, so
-    replicas with different views can each write theirs. Backend errors raise `BusUnavailable`.
-    """
-
-    async def read(self, provider: str, now: float) -> QuotaUsage:
-        """The record of the windows of `now`."""
-        ...
-
-    async def take(
-        self, provider: str, now: float, credits: int, per_minute: int, per_day: int
-    ) -> tuple[int, QuotaUsage]:
-        """Spend up to `credits` in both windows, atomically: as many as both limits leave room
-        for (a limit of 0 means none), and none while a stop is in force at `now`.
-        Returns (credits spent, the record after)."""
-        ...
-
-    async def give_back(self, provider: str, now: float, credits: int) -> None:
-        """Undo a `take` made at `now` whose call was never sent (never below zero)."""
-        ...
-
-    async def merge(self, provider: str, now: float, usage: QuotaUsage) -> None:
-        """Raise the record of the windows of `now` to at least `usage`: counts to at least its
-        counts, each stop to at least its time (stops already over at `now` are ignored)."""
-        ...
+    bus: Bus
+    snapshots: SnapshotStore
+    registry: SubscriptionRegistry
+    lease: FetcherLease
+    quotas: QuotaLedger
+    history: HistoryStore
+    kind: str
+    # Prepended to every Redis key and channel name ("" on the memory backend).
+    prefix: str = ""

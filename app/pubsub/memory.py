@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
-from app.pubsub.base import LeaseHolder, Message, QuotaUsage, StateCallback, quota_windows
+from app.pubsub.base import LeaseHolder, Message, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -172,70 +172,3 @@ class MemoryRegistry:
             for symbol, n in counts.items():
                 totals[symbol] = totals.get(symbol, 0) + n
         return totals
-
-
-class MemoryQuotaLedger:
-    """The quota record of the one process that is the whole cluster."""
-
-    def __init__(self) -> None:
-        # (provider, "minute" | "day", window number) -> credits spent
-        self._counts: dict[tuple[str, str, int], int] = {}
-        # (provider, "paused" | "disabled") -> until (epoch seconds)
-        self._stops: dict[tuple[str, str], float] = {}
-
-    async def read(self, provider: str, now: float) -> QuotaUsage:
-        return self._usage(provider, now)
-
-    async def take(
-        self, provider: str, now: float, credits: int, per_minute: int, per_day: int
-    ) -> tuple[int, QuotaUsage]:
-        usage = self._usage(provider, now)
-        spent = 0 if max(usage.paused_until, usage.disabled_until) > now else credits
-        if per_minute:
-            spent = min(spent, per_minute - usage.used_minute)
-        if per_day:
-            spent = min(spent, per_day - usage.used_day)
-        spent = max(spent, 0)
-        if spent:
-            self._prune(now)
-            for key in self._keys(provider, now):
-                self._counts[key] = self._counts.get(key, 0) + spent
-        return spent, self._usage(provider, now)
-
-    async def give_back(self, provider: str, now: float, credits: int) -> None:
-        for key in self._keys(provider, now):
-            if key in self._counts:
-                self._counts[key] = max(self._counts[key] - credits, 0)
-
-    async def merge(self, provider: str, now: float, usage: QuotaUsage) -> None:
-        self._prune(now)
-        for key, count in zip(
-            self._keys(provider, now), (usage.used_minute, usage.used_day), strict=True
-        ):
-            if count > self._counts.get(key, 0):
-                self._counts[key] = count
-        for kind, until in (("paused", usage.paused_until), ("disabled", usage.disabled_until)):
-            if until > max(now, self._stops.get((provider, kind), 0.0)):
-                self._stops[(provider, kind)] = until
-
-    def _usage(self, provider: str, now: float) -> QuotaUsage:
-        minute, day = self._keys(provider, now)
-        paused, disabled = (self._stops.get((provider, k), 0.0) for k in ("paused", "disabled"))
-        return QuotaUsage(
-            self._counts.get(minute, 0),
-            self._counts.get(day, 0),
-            paused if paused > now else 0.0,
-            disabled if disabled > now else 0.0,
-        )
-
-    @staticmethod
-    def _keys(provider: str, now: float) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
-        minute, day = quota_windows(now)
-        return (provider, "minute", minute), (provider, "day", day)
-
-    def _prune(self, now: float) -> None:
-        """Forget windows that ended (kept one window past, as Redis keeps them a while)."""
-        minute, day = quota_windows(now)
-        oldest = {"minute": minute - 1, "day": day - 1}
-        for key in [k for k in self._counts if k[2] < oldest[k[1]]]:
-            del self._counts[key]

@@ -20,7 +20,7 @@ Keys (see "Redis layout" in the README), each under the deployment's prefix
   `fetcher:term`: the last token.
 - `subscriptions:active` set and `subscriptions:count:{symbol}`: the cluster-wide view, rewritten
   by `reconcile` from the live replicas only, so a SIGKILLed replica's counts vanish by themselves.
-- `quota:{provider}:*`: the providers' quota counts, in `app.pubsub.redis_quota`.
+- `quota:{provider}:*`: the providers' quota counts, in `app.feeds.ledger_redis`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from app.ws.lean import Flag, Inbox
+from app.ws.primitives import Flag, Inbox
 
 EXTENSION = "stocktracker.write_frame"
 # Drops the connection at once (TCP reset): for a peer that does not even read a close frame.

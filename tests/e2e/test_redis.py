@@ -11,8 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
-from app.models import decode_quote, encode_quote
-from app.poller import encode_update
+from app.models import decode_quote, encode_quote, encode_update
 from tests.support import (
     AppServer,
     RedisServer,
@@ -71,7 +70,7 @@ async def test_quotes_reach_clients_through_redis(
         stored = decode_quote(raw)
         injected = replace(stored, epoch=stored.epoch + 10**9, seq=1, name="INJECTED")
         await client.publish(
-            "market-data:updates", encode_update(injected.epoch, [encode_quote(injected).decode()])
+            "market-data:updates", encode_update(injected.epoch, [encode_quote(injected)])
         )
         await recv_until(ws, lambda m: any(q["name"] == "INJECTED" for q in quotes_in(m)))
 

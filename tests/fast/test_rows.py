@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from app.rendering import Refusal, Renderer
+from app.models import Refusal
+from app.rendering import Renderer
 from tests.unit.test_models import make_quote
 
 CELLS = re.compile(r'data-col="([a-z]+)">(.*?)</t[dh]>')

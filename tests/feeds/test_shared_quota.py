@@ -14,10 +14,10 @@ import pytest
 from app.feeds.base import FeedRateLimited
 from app.feeds.chain import FeedChain
 from app.feeds.guard import GuardedProvider, QuotaBlocked, make_breaker
+from app.feeds.ledger import QuotaLedger, QuotaUsage
 from app.feeds.quota import Quota
-from app.poller import Poller
+from app.fetcher import Fetcher
 from app.pubsub import open_backend
-from app.pubsub.base import QuotaLedger, QuotaUsage
 from tests.feeds.scripted import Clock, Scripted
 from tests.support import RedisServer
 
@@ -142,13 +142,13 @@ async def test_the_fetch_loop_survives_an_unreachable_quota(
 ) -> None:
     async with open_backend(redis_url, registry_ttl=1.0, client_name="quota") as backend:
         guarded, adapter = fetcher(backend.quotas, Clock(), per_minute=100_000, per_day=0)
-        poller = Poller(FeedChain([guarded]), backend, interval=1.0, board=["AAPL"])
-        await poller.tick()
-        assert poller.last_error is None and poller.published == 1
+        loop = Fetcher(FeedChain([guarded]), backend, interval=1.0, board=["AAPL"])
+        await loop.tick()
+        assert loop.last_error is None and loop.published == 1
         redis_server.stop()
-        await poller.tick()  # logs, never raises
-        assert poller.last_error is not None and len(adapter.calls) == 1
-        assert poller.status.reason == "quota_unknown"
+        await loop.tick()  # logs, never raises
+        assert loop.last_error is not None and len(adapter.calls) == 1
+        assert loop.status.reason == "quota_unknown"
         redis_server.start()
-        await poller.tick()
-        assert poller.last_error is None and len(adapter.calls) == 2
+        await loop.tick()
+        assert loop.last_error is None and len(adapter.calls) == 2

@@ -4,7 +4,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.pubsub import Backend, open_backend
+from app.pubsub import open_backend
+from app.pubsub.base import Backend
 
 
 def backend_url(kind: str, request: pytest.FixtureRequest) -> str:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import LeaseHolder, Message
+from app.pubsub import open_backend
+from app.pubsub.base import Backend, LeaseHolder, Message
 from tests.pubsub.conftest import backend_url
 
 CHANNELS = ["market-data:updates", "market-data:control"]

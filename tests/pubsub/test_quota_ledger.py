@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from app.pubsub import Backend
-from app.pubsub.base import QuotaUsage, quota_windows
+from app.feeds.ledger import QuotaUsage, quota_windows
+from app.pubsub.base import Backend
 
 T0 = 1_736_899_200.0  # 2025-01-15 00:00:00 UTC
 

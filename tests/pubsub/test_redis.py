@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from app.pubsub import Backend, open_backend
+from app.feeds.ledger import QuotaUsage, quota_windows
+from app.pubsub import open_backend
 from app.pubsub.base import (
     CONTROL_CHANNEL,
     SUBSCRIPTIONS_CHANNEL,
     UPDATES_CHANNEL,
+    Backend,
     BusUnavailable,
-    QuotaUsage,
-    quota_windows,
 )
 from tests.pubsub.test_contract import Listener
 from tests.support import RedisServer, eventually
@@ -78,7 +78,7 @@ async def _has(states: list[bool], expected: list[bool]) -> bool:
 
 
 async def _watch(backend: object, states: list[bool]) -> None:
-    from app.pubsub import Backend
+    from app.pubsub.base import Backend
 
     assert isinstance(backend, Backend)
     async for _ in backend.bus.listen(["market-data:nothing"], states.append):

@@ -9,13 +9,15 @@ from typing import Any
 import orjson
 import pytest
 
-from app.feeds.base import LIVE, FeedStatus, FetchResult
-from app.poller import Poller
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import UPDATES_CHANNEL
-from app.rendering import JSON_FORMAT, Renderer
-from app.ws.hub import Hub
-from app.ws.outbox import Outbox
+from app.core.hub import Hub
+from app.core.outbox import Outbox
+from app.feeds.base import FetchResult
+from app.fetcher import Fetcher
+from app.formats import JSON_FORMAT, HtmlFormat
+from app.models import LIVE, FeedStatus
+from app.pubsub import open_backend
+from app.pubsub.base import UPDATES_CHANNEL, Backend
+from app.rendering import Renderer
 from tests.feeds.scripted import quote
 
 
@@ -57,7 +59,7 @@ async def backend() -> AsyncIterator[Backend]:
         yield b
 
 
-async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
+async def messages(backend: Backend, fetcher: Fetcher) -> list[dict[str, Any]]:
     """Everything one tick publishes."""
     seen: list[dict[str, Any]] = []
     ready, done = asyncio.Event(), asyncio.Event()
@@ -70,7 +72,7 @@ async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
 
     task = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 5)
-    await poller.tick()
+    await fetcher.tick()
     await backend.bus.publish(UPDATES_CHANNEL, b'{"epoch":0,"quotes":[],"end":1}')
     await asyncio.wait_for(done.wait(), 5)
     task.cancel()
@@ -79,39 +81,39 @@ async def messages(backend: Backend, poller: Poller) -> list[dict[str, Any]]:
 
 async def test_status_rides_the_bus_and_is_repeated_while_not_live(backend: Backend) -> None:
     feed = Switchable()
-    poller = Poller(feed, backend, interval=2.0, board=["AAPL", "MSFT"])
-    [first] = await messages(backend, poller)
+    fetcher = Fetcher(feed, backend, interval=2.0, board=["AAPL", "MSFT"])
+    [first] = await messages(backend, fetcher)
     assert first["status"]["state"] == "live" and len(first["quotes"]) == 2
-    assert poller.refresh == 15.0  # two symbols at 7.5 s each
+    assert fetcher.refresh == 15.0  # two symbols at 7.5 s each
     feed.current = FeedStatus("stale", "rate_limited", "twelvedata", 1, 30.0, "minute")
     for _ in range(2):
-        [message] = await messages(backend, poller)
+        [message] = await messages(backend, fetcher)
         assert message["quotes"] == [] and message["status"]["reason"] == "rate_limited"
     feed.current = LIVE
-    [back] = await messages(backend, poller)
+    [back] = await messages(backend, fetcher)
     assert back["status"]["state"] == "live"
 
 
 async def test_rejected_symbols_are_announced_and_not_asked_again(backend: Backend) -> None:
     feed = Switchable()
     feed.rejects = {"NOPE": "**symbol** not found"}
-    poller = Poller(feed, backend, interval=2.0, board=["AAPL", "NOPE"])
-    [message] = await messages(backend, poller)
+    fetcher = Fetcher(feed, backend, interval=2.0, board=["AAPL", "NOPE"])
+    [message] = await messages(backend, fetcher)
     assert message["rejected"] == [
         {"symbol": "NOPE", "reason": "**symbol** not found", "source": "twelvedata",
          "retry_after": 900}
     ]  # fmt: skip
-    await messages(backend, poller)
+    await messages(backend, fetcher)
     assert feed.asked == [["AAPL", "NOPE"], ["AAPL"]]
 
 
 async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) -> None:
     hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0)
     hub.bus_connected = True
-    client, page = Outbox(JSON_FORMAT), Outbox(Renderer().html_format())
+    client, page = Outbox(JSON_FORMAT), Outbox(HtmlFormat(Renderer()))
     for outbox in (client, page):
         hub.attach(outbox)
-        hub.watch(outbox, ["AAPL", "NOPE"])
+        hub.subscriptions.watch(outbox, ["AAPL", "NOPE"])
     stale = FeedStatus("stale", "provider_down", "finnhub", 1700000000000, None, "HTTP 502")
     update = {
         "epoch": 1,
@@ -131,8 +133,8 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
          "since": 1700000000000, "retry_after": None, "detail": "HTTP 502"},
     ]  # fmt: skip
     assert client.symbols == {"AAPL"} and hub.state == "stale"
-    assert hub.check_symbol("NOPE") == "not found" and hub.check_symbol("AAPL") is None
-    rejected, html = page.drain()
+    assert hub.acceptance.refused("NOPE") == "not found" and hub.acceptance.refused("AAPL") is None
+    rejected, html = (message.decode() for message in page.drain())
     # The page's row of the symbol, swapped out of band into its rejected state.
     assert 'id="q-NOPE" hx-swap-oob="true" class="quote rejected"' in rejected
     assert "Unknown symbol" in rejected and "not priced by twelvedata" in rejected

@@ -11,13 +11,13 @@ import orjson
 
 from app.chart import HEIGHT, PAD, WIDTH, geometry
 from app.feeds.simulated import SimulatedFeed
+from app.fetcher import Fetcher
 from app.history import UNAVAILABLE, History, Line, decode_points, encode_point
-from app.poller import Poller
 from app.pubsub import open_backend
 from app.pubsub.memory import MemoryHistoryStore
 from tests.support import free_port
+from tests.unit.test_fetcher import collect, drain
 from tests.unit.test_models import make_quote
-from tests.unit.test_poller import collect, drain
 
 
 def test_points_round_trip_one_per_source_time_and_skip_garbage() -> None:
@@ -65,9 +65,9 @@ async def test_the_line_is_what_the_fetcher_published() -> None:
         queue, task = await collect(backend)
         seconds = itertools.count(1_700_000_000)  # one second later at every fetch
         feed = SimulatedFeed(seed=3, clock=lambda: next(seconds))
-        poller = Poller(feed, backend, interval=1.0, board=["TCS", "INFY"])
+        fetcher = Fetcher(feed, backend, interval=1.0, board=["TCS", "INFY"])
         for _ in range(6):
-            await poller.tick()
+            await fetcher.tick()
         published = [
             (q["source_time"], Decimal(q["price"]))
             for message in await drain(backend, queue)

@@ -8,11 +8,11 @@ import logging
 import orjson
 import pytest
 
+from app.core.hub import Hub
 from app.feeds.simulated import SimulatedFeed
+from app.fetcher import Fetcher
 from app.identity import FORGET_AFTER, WARN_EVERY, TwinWatch, lease_holder
-from app.poller import Poller
 from app.pubsub import open_backend
-from app.ws.hub import Hub
 from tests.feeds.scripted import Clock
 from tests.support import RedisServer, eventually
 
@@ -67,22 +67,22 @@ async def test_hubs_sharing_a_replica_id_tell_their_heartbeats_apart(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_two_pollers_with_one_replica_id_on_redis_only_one_fetches(
+async def test_two_fetchers_with_one_replica_id_on_redis_only_one_fetches(
     redis_url: str, redis_server: RedisServer
 ) -> None:
     async with (
         open_backend(redis_url, registry_ttl=1.0, client_name="a") as first,
         open_backend(redis_url, registry_ttl=1.0, client_name="b") as second,
     ):
-        pollers = [
-            Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="web-1")
+        fetchers = [
+            Fetcher(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="web-1")
             for backend in (first, second)
         ]
         for _ in range(3):
-            for poller in pollers:
-                await poller.tick()
-        assert sorted(p.role for p in pollers) == ["follower", "leader"]
-        leader, follower = sorted(pollers, key=lambda p: p.role != "leader")
+            for fetcher in fetchers:
+                await fetcher.tick()
+        assert sorted(p.role for p in fetchers) == ["follower", "leader"]
+        leader, follower = sorted(fetchers, key=lambda p: p.role != "leader")
         assert leader.feed_calls == 3 and follower.feed_calls == 0
         holder = redis_server.cli("HGET", "fetcher:lease", "holder").strip()
         assert holder == leader.holder != follower.holder

@@ -70,26 +70,26 @@ def test_an_outage_warning_is_written_once_a_window_by_its_own_logger(
 ) -> None:
     clock = Clock()
     noise = ClientNoise(logging.getLogger("test.noise"), window=60, clock=clock)
-    poller = logging.getLogger("test.outage.poller")
+    fetcher = logging.getLogger("test.outage.fetcher")
     budget = RepeatFilter(noise)
-    poller.addFilter(budget)
+    fetcher.addFilter(budget)
     try:
-        with caplog.at_level(logging.INFO, logger="test.outage.poller"):
+        with caplog.at_level(logging.INFO, logger="test.outage.fetcher"):
             for n in range(300):  # one a second, as the fetch loop did with Redis down
-                poller.warning("fetch tick failed: %s", f"error {n}")
+                fetcher.warning("fetch tick failed: %s", f"error {n}")
                 clock.now += 0.2
-            poller.info("bus listener connected")  # not a warning: never budgeted
-            poller.error("a loop crashed")  # nor an error
+            fetcher.info("bus listener connected")  # not a warning: never budgeted
+            fetcher.error("a loop crashed")  # nor an error
             clock.now += 61
             noise.flush()
     finally:
-        poller.removeFilter(budget)
+        fetcher.removeFilter(budget)
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
-        ("test.outage.poller", "fetch tick failed: error 0"),
-        ("test.outage.poller", "bus listener connected"),
-        ("test.outage.poller", "a loop crashed"),
+        ("test.outage.fetcher", "fetch tick failed: error 0"),
+        ("test.outage.fetcher", "bus listener connected"),
+        ("test.outage.fetcher", "a loop crashed"),
         (
-            "test.outage.poller",
+            "test.outage.fetcher",
             "fetch tick failed: error 299 (and 299 more like it in the last 60 s)",
         ),
     ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.ws.protocol import (
+from app.protocol import (
     REPLY_FLOOR_BYTES,
     ProtocolError,
     max_request_items,
@@ -87,11 +87,11 @@ def test_unsubscribe_review() -> None:
 
 
 def test_quote_frames_wrap_preencoded_quotes() -> None:
-    one = orjson.loads(quotes_frame("batch", ['{"symbol":"A"}']))
+    one = orjson.loads(quotes_frame("batch", [b'{"symbol":"A"}']))
     assert one == {"type": "quote", "quote": {"symbol": "A"}}
-    many = orjson.loads(quotes_frame("batch", ['{"symbol":"A"}', '{"symbol":"B"}']))
+    many = orjson.loads(quotes_frame("batch", [b'{"symbol":"A"}', b'{"symbol":"B"}']))
     assert many["type"] == "batch" and len(many["quotes"]) == 2
-    snap = orjson.loads(quotes_frame("snapshot", ['{"symbol":"A"}']))
+    snap = orjson.loads(quotes_frame("snapshot", [b'{"symbol":"A"}']))
     assert snap["type"] == "snapshot"
 
 
@@ -137,11 +137,11 @@ def test_a_reply_is_never_much_larger_than_its_request(items: list[str]) -> None
     request = orjson.dumps({"action": "subscribe", "symbols": items})
     parsed = parse_request(request)
     review = review_subscribe(parsed.symbols, set(), 50, known)
-    reply = reviewed("subscribed", review, review.accepted, None, len(request)).encode()
+    reply = reviewed("subscribed", review, review.accepted, None, len(request))
     assert len(reply) <= max(2 * REPLY_FLOOR_BYTES, 2 * len(request))
     small = orjson.dumps({"action": "subscribe", "symbols": items[:60]})
     review = review_subscribe(parse_request(small).symbols, set(), 50, known)
-    reply = reviewed("subscribed", review, review.accepted, None, len(small)).encode()
+    reply = reviewed("subscribed", review, review.accepted, None, len(small))
     assert len(reply) <= 2 * REPLY_FLOOR_BYTES + len(small)
     body = orjson.loads(reply)
     listed = sum(r.get("count", 1) for r in body["rejected"])

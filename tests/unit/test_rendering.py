@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-import orjson
-
-from app.rendering import JSON_FORMAT, Renderer, exchange_time, next_open
+from app.formats import HtmlFormat
+from app.rendering import Renderer, exchange_time, next_open
 from tests.unit.test_models import make_quote
 
 CELLS = re.compile(r'data-col="([a-z]+)"')
@@ -20,11 +19,10 @@ def _attributes(row: str) -> dict[str, str]:
 
 def test_a_rejected_symbol_is_an_oob_row_replacing_its_quote_row() -> None:
     renderer = Renderer()
-    fmt = renderer.html_format()
-    quote_row = fmt.encode(make_quote(symbol="NIFTY 50"))
+    fmt = HtmlFormat(renderer)
+    quote_row = fmt.encode(make_quote(symbol="NIFTY 50")).decode()
     reason = "**symbol** or **figi** parameter is missing or invalid <b>"
-    rejected = fmt.rejected("NIFTY 50", reason, "twelvedata,finnhub")
-    assert rejected is not None
+    rejected = fmt.rejected("NIFTY 50", reason, "twelvedata,finnhub").decode()
     attributes = _attributes(rejected)
     # The same element as the symbol's quote row: swapped out of band, by id.
     assert attributes["id"] == _attributes(quote_row)["id"] == "q-NIFTY_2050"
@@ -48,15 +46,6 @@ def test_a_rejected_symbol_is_an_oob_row_replacing_its_quote_row() -> None:
 def test_a_rejection_without_a_source_names_the_feed() -> None:
     rejected = Renderer().rejected_row("NOPE", "unknown", None)
     assert "not priced by the feed" in rejected and 'data-source=""' in rejected
-
-
-def test_json_text_of_the_newest_quote_is_reused_and_a_newer_quote_re_encoded() -> None:
-    first = make_quote(seq=1)
-    text = JSON_FORMAT.encode(first)
-    assert JSON_FORMAT.encode(first) is text  # a snapshot after the fan-out: no second encode
-    newer = make_quote(seq=2)
-    assert orjson.loads(JSON_FORMAT.encode(newer))["seq"] == 2
-    assert orjson.loads(JSON_FORMAT.encode(first))["seq"] == 1  # never a stale text
 
 
 def test_each_quote_shows_its_exchanges_time_zone() -> None:

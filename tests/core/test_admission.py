@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.ws.admission import Admission, client_key
+from app.core.admission import Admission, client_key
 
 
 class Clock:

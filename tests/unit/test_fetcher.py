@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 import orjson
 import pytest
 
-from app.feeds.base import LIVE, FeedStatus, FetchResult
+from app.feeds.base import FetchResult
 from app.feeds.simulated import SimulatedFeed
-from app.models import decode_quote
-from app.poller import Poller
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import UPDATES_CHANNEL, Message
+from app.fetcher import Fetcher
+from app.models import LIVE, FeedStatus, decode_quote
+from app.pubsub import open_backend
+from app.pubsub.base import UPDATES_CHANNEL, Backend, Message
 
 
 @pytest.fixture
@@ -49,20 +49,20 @@ async def collect(backend: Backend) -> tuple[asyncio.Queue[Message], asyncio.Tas
 
 async def test_publishes_changed_quotes_with_growing_seq(backend: Backend) -> None:
     queue, task = await collect(backend)
-    poller = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS", "AAPL"])
-    await poller.tick()
+    fetcher = Fetcher(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS", "AAPL"])
+    await fetcher.tick()
     first = orjson.loads((await asyncio.wait_for(queue.get(), 5)).data)
     assert {q["symbol"] for q in first["quotes"]} == {"TCS", "AAPL"}
-    assert all(q["seq"] == 1 and q["epoch"] == poller.epoch for q in first["quotes"])
+    assert all(q["seq"] == 1 and q["epoch"] == fetcher.epoch for q in first["quotes"])
     seqs = {"TCS": 1, "AAPL": 1}
     for _ in range(20):
-        await poller.tick()
+        await fetcher.tick()
     for message in await drain(backend, queue):
         for q in orjson.loads(message.data)["quotes"]:
             assert q["seq"] == seqs[q["symbol"]] + 1
             seqs[q["symbol"]] = q["seq"]
     assert all(seq > 3 for seq in seqs.values())
-    assert poller.alive() and poller.last_error is None
+    assert fetcher.alive() and fetcher.last_error is None
     stored = await backend.snapshots.get(["TCS"])
     assert decode_quote(stored["TCS"]).seq == seqs["TCS"]
     task.cancel()
@@ -74,10 +74,10 @@ async def test_unchanged_quotes_are_not_republished(backend: Backend) -> None:
             return None
 
     queue, task = await collect(backend)
-    poller = Poller(Frozen(seed=1), backend, interval=1.0, board=["TCS"])
-    await poller.tick()
-    await poller.tick()
-    await poller.tick()
+    fetcher = Fetcher(Frozen(seed=1), backend, interval=1.0, board=["TCS"])
+    await fetcher.tick()
+    await fetcher.tick()
+    await fetcher.tick()
     assert len(await drain(backend, queue)) == 1
     task.cancel()
 
@@ -85,20 +85,20 @@ async def test_unchanged_quotes_are_not_republished(backend: Backend) -> None:
 async def test_watched_symbols_are_fetched_and_unknown_ones_skipped(backend: Backend) -> None:
     await backend.registry.report("other-replica", {"INFY": 2, "NOPE": 1})
     queue, task = await collect(backend)
-    poller = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"])
-    await poller.tick()
+    fetcher = Fetcher(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"])
+    await fetcher.tick()
     got = {q["symbol"] for q in orjson.loads((await queue.get()).data)["quotes"]}
     assert got == {"TCS", "INFY"}
-    assert poller.watched == {"INFY", "NOPE"}
+    assert fetcher.watched == {"INFY", "NOPE"}
     task.cancel()
 
 
 async def test_a_new_fetcher_term_continues_seq_in_a_later_epoch(backend: Backend) -> None:
-    first = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
+    first = Fetcher(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
     for _ in range(5):
         await first.tick()
     before = decode_quote((await backend.snapshots.get(["TCS"]))["TCS"])
-    second = Poller(SimulatedFeed(seed=99), backend, interval=1.0, board=["TCS"], replica_id="b")
+    second = Fetcher(SimulatedFeed(seed=99), backend, interval=1.0, board=["TCS"], replica_id="b")
     await second.tick()
     assert second.role == "follower"  # "a" holds the lease
     await first.release()
@@ -111,11 +111,11 @@ async def test_a_new_fetcher_term_continues_seq_in_a_later_epoch(backend: Backen
 
 async def test_a_fetcher_that_lost_its_lease_cannot_publish(backend: Backend) -> None:
     queue, task = await collect(backend)
-    old = Poller(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
+    old = Fetcher(SimulatedFeed(seed=1), backend, interval=1.0, board=["TCS"], replica_id="a")
     await old.tick()
     await drain(backend, queue)
     await backend.lease.release(old.holder, old.term or 0)  # as if it expired while "a" slept
-    new = Poller(SimulatedFeed(seed=2), backend, interval=1.0, board=["TCS"], replica_id="b")
+    new = Fetcher(SimulatedFeed(seed=2), backend, interval=1.0, board=["TCS"], replica_id="b")
     await new.tick()
     assert new.role == "leader"
     # "a" wakes up and publishes with its old term before it renews: the fence refuses it.
@@ -131,8 +131,8 @@ async def test_a_fetcher_that_lost_its_lease_cannot_publish(backend: Backend) ->
 
 async def test_a_newly_watched_symbol_is_fetched_before_the_next_tick(backend: Backend) -> None:
     queue, task = await collect(backend)
-    poller = Poller(SimulatedFeed(seed=1), backend, interval=30.0, board=["TCS"])
-    runner = asyncio.create_task(poller.run())
+    fetcher = Fetcher(SimulatedFeed(seed=1), backend, interval=30.0, board=["TCS"])
+    runner = asyncio.create_task(fetcher.run())
     await asyncio.wait_for(queue.get(), 5)  # the first tick
     from app.pubsub.base import SUBSCRIPTIONS_CHANNEL
 
@@ -162,13 +162,13 @@ async def test_new_symbols_cannot_spend_the_shared_quota(backend: Backend) -> No
 
     adapter = Scripted("td")
     provider = GuardedProvider(adapter, Quota(1_000_000, 0), make_breaker("td", 3, 60.0))
-    poller = Poller(
+    fetcher = Fetcher(
         FeedChain([provider]), backend, interval=1.0, board=["AAPL"], new_symbols_per_minute=2
     )
     junk = {f"JUNK{i}": 1 for i in range(10)}
     await backend.registry.report("a-client's-replica", junk)
-    await poller.tick()
-    await poller.tick()
+    await fetcher.tick()
+    await fetcher.tick()
     asked = {s for call in adapter.calls for s in call}
     assert "AAPL" in asked
     assert len(asked - {"AAPL"}) == 2, asked  # the board, and only the new-symbol budget
@@ -197,20 +197,22 @@ class SlowFeed:
 
 
 async def test_early_fetches_never_starve_the_regular_tick(backend: Backend) -> None:
-    poller = Poller(SlowFeed(), backend, interval=0.25, board=["AAPL"], new_symbols_per_minute=1e5)
-    runner = asyncio.create_task(poller.run())
+    fetcher = Fetcher(
+        SlowFeed(), backend, interval=0.25, board=["AAPL"], new_symbols_per_minute=1e5
+    )
+    runner = asyncio.create_task(fetcher.run())
     counter = iter(range(10**6))
 
     async def flood() -> None:  # a client subscribing to a new made-up symbol all the time
         while True:
-            poller._urgent.add(f"JUNK{next(counter)}")
-            poller._wake.set()
+            fetcher._urgent.add(f"JUNK{next(counter)}")
+            fetcher._wake.set()
             await asyncio.sleep(0.05)
 
     flooding = asyncio.create_task(flood())
     deadline = asyncio.get_running_loop().time() + 10
-    start = poller.ticks
-    while poller.ticks < start + 5:
+    start = fetcher.ticks
+    while fetcher.ticks < start + 5:
         assert asyncio.get_running_loop().time() < deadline, "regular ticks starved"
         await asyncio.sleep(0.05)
     for task in (flooding, runner):

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from app.core.fetcher_watch import STALL_FLOOR, Announcement, FetcherWatch
+from app.core.hub import Hub
+from app.core.outbox import Outbox
 from app.feeds.simulated import SimulatedFeed
-from app.poller import Poller
+from app.fetcher import Fetcher
+from app.formats import JSON_FORMAT
 from app.pubsub import open_backend
-from app.rendering import JSON_FORMAT
-from app.ws.fetcher_watch import STALL_FLOOR, Announcement, FetcherWatch
-from app.ws.hub import Hub
-from app.ws.outbox import Outbox
 from tests.support import eventually
 
 HOLDER = {"holder": "web-1:abc", "term": 5}
@@ -112,19 +112,19 @@ def test_malformed_announcements_are_ignored() -> None:
 async def test_a_follower_in_a_quiet_market_stays_ready_and_notices_the_fetcher_stop() -> None:
     clock = Clock()
     async with open_backend("memory://", registry_ttl=5, client_name="t") as backend:
-        poller = Poller(Frozen(seed=1), backend, interval=0.05, board=["TCS"], replica_id="r1")
+        fetcher = Fetcher(Frozen(seed=1), backend, interval=0.05, board=["TCS"], replica_id="r1")
         watch = FetcherWatch(0.05, clock=clock)
         hub = Hub(
             backend, "r1", lease_refresh=1.0, poll_linger=1.0, heartbeat=0.05,
-            fetchers=watch, announce=poller.announcement,
+            fetchers=watch, announce=fetcher.announcement,
         )  # fmt: skip
         hub_task = asyncio.create_task(hub.run())
         await eventually(lambda: _true(hub.bus_connected), 5, "the hub listening")
-        fetch_task = asyncio.create_task(poller.run())
+        fetch_task = asyncio.create_task(fetcher.run())
         try:
             outbox = Outbox(JSON_FORMAT)
             hub.attach(outbox)
-            hub.watch(outbox, ["TCS"])
+            hub.subscriptions.watch(outbox, ["TCS"])
             await eventually(lambda: _true(watch.updated_at is not None), 5, "the first quote")
 
             # An hour passes with no price change; the fetcher keeps ticking and announcing.
@@ -132,20 +132,20 @@ async def test_a_follower_in_a_quiet_market_stays_ready_and_notices_the_fetcher_
             jumped = clock()
             await eventually(lambda: _true((watch.ticked_at or 0) > jumped - 1), 5, "a tick")
             assert clock() - (watch.updated_at or 0) >= 3600  # not one update in that hour
-            assert watch.stalled(len(hub.counts())) is None
+            assert watch.stalled(len(hub.subscriptions.reported_counts())) is None
 
             # The fetch loop stops; the lease stays held and the heartbeat still names the
             # fetcher, with an ever older tick.
             fetch_task.cancel()
             await asyncio.gather(fetch_task, return_exceptions=True)
-            assert poller.announcement() is not None
+            assert fetcher.announcement() is not None
             await heartbeats(hub, 0.0)
             stopped = watch.ticked_at
             await heartbeats(hub, 1.0)  # a second more of them, each naming the same old tick
             # (only delivery jitter can move it; a live fetcher's would have moved by a second)
             assert watch.ticked_at == pytest.approx(stopped, abs=0.5)
             clock.advance(STALL_FLOOR + 1)
-            stall = watch.stalled(len(hub.counts()))
+            stall = watch.stalled(len(hub.subscriptions.reported_counts()))
             assert stall is not None and stall.watched == 1
         finally:
             for task in (hub_task, fetch_task):

@@ -4,40 +4,41 @@ a send must be awaited.
 `?format=json` (default) speaks the protocol of docs/protocol.md; `?format=html` is for htmx
 pages: the same subscriptions, but quotes, status and rejections arrive as `hx-swap-oob`
 fragments and no acknowledgements are sent (a symbol refused as unknown at subscribe time gets
-its rejected row instead). `?symbols=A,B` subscribes at connect (handy for htmx, whose ws
-extension reconnects to the same URL and so resubscribes by itself).
+its rejected row instead). `?symbols=A,B` subscribes at connect (the pages' script puts their
+symbols in the URL, so a reconnect resubscribes to exactly them).
 
 Bad input never costs other clients anything: malformed requests get an `error` and the
 connection stays usable; oversized messages close with 1009; floods get `rate_limited` errors and,
 if they go on, 1008; a client that stops reading is closed with 1013 by its own writer (and
-dropped if it cannot even take the close frame). Served by `app.ws.fastpath.FastProtocol`, frames
-are written without awaiting while the socket accepts them; the plain ASGI path is the fallback
-and works the same, with a writer task for every send.
+dropped if it cannot even take the close frame). Everything goes out through the connection's
+`app.ws.transport.Transport`: served by `app.ws.fastpath.FastProtocol`, payloads are framed and
+written without awaiting while the socket accepts them; the plain ASGI path is the fallback and
+works the same, with a writer task for every send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app import protocol
 from app.clients import client_of
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
+from app.endpoints.query import wire_format_name
+from app.formats import JSON_FORMAT, HtmlFormat
 from app.logbudget import client_noise
-from app.rendering import JSON_FORMAT
 from app.services import Services, services
-from app.ws import protocol
-from app.ws.fastpath import ABORT as FAST_ABORT
-from app.ws.fastpath import EXTENSION as FAST_WRITE
-from app.ws.framing import text_frame
-from app.ws.outbox import Outbox, WireFormat
+from app.ws.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if svc.hub.draining:
         await _refuse(ws, 503)
         return
-    fmt_name = ws.query_params.get("format", "json")
-    if fmt_name not in ("json", "html"):
+    fmt_name = wire_format_name(ws)
+    if fmt_name is None:
         await ws.close(code=status.WS_1008_POLICY_VIOLATION)
         return
-    fmt = JSON_FORMAT if fmt_name == "json" else svc.renderer.html_format()
+    fmt: WireFormat = JSON_FORMAT if fmt_name == "json" else HtmlFormat(svc.renderer)
     client = client_of(ws.scope)
     if not svc.clients.open(client):
         client_noise.note("client_connections", f"client {client} at its connection cap (503)")
@@ -120,6 +121,14 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         svc.clients.close(client)
 
 
+class Phase(enum.Enum):
+    """Where a connection is in its life (Starlette's WebSocketState, for our side of it)."""
+
+    OPEN = "open"  # reading and writing
+    CUTTING_OFF = "cutting off"  # it broke a rule: nothing more is read, then it is closed
+    ENDED = "ended"  # the server is done with it: nothing cancels the task on its behalf
+
+
 class Connection:
     """One client: its reader runs in the ASGI task; what is owed to it is written at once on the
     fast path, and only a write that must wait (no fast path, a paused socket, a close) starts a
@@ -128,11 +137,13 @@ class Connection:
     def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat, client: str) -> None:
         self.ws = ws
         self.svc = svc
+        # The one way out (app.ws.transport): written at once when the socket takes it (the
+        # fast path; then it is also the outbox's sink), else through the awaited send.
+        self.transport = Transport(ws)
         self.outbox = Outbox(fmt, max_bytes=svc.settings.max_queued_bytes)
         self.outbox.client = client
-        # With the fast path (app.ws.fastpath) frames are written straight to the socket when it
-        # takes them; otherwise, and whenever it declines, through the awaited ASGI send.
-        self.outbox.direct = ws.scope.get("extensions", {}).get(FAST_WRITE)
+        if self.transport.fast:
+            self.outbox.sink = self.transport
         self.json = fmt.name == "json"
         rate = svc.settings.client_rate
         self.bucket = TokenBucket(rate, 2 * rate)
@@ -140,13 +151,12 @@ class Connection:
         self._replied = 0  # bytes of replies to the message being handled
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
-        self._ended = False  # the server closed the connection: stop reading
-        self._closing_now = False  # see _close_now
+        self._phase = Phase.OPEN
 
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
         self._task = asyncio.current_task()
-        self.outbox.kick = self._pump
+        self.outbox.on_owed = self._pump
         hub.attach(self.outbox)
         if hub.draining:  # the drain began while this upgrade was being accepted
             self.outbox.offer_control(self.outbox.fmt.reconnect(0))
@@ -168,13 +178,15 @@ class Connection:
             await self._reader()
         except asyncio.CancelledError:
             # Swallowed only when `_end` alone cancelled us: the connection is over, not the server.
-            if not self._ended or self._task is None or self._task.uncancel() > 0:
+            if self._phase is not Phase.ENDED or self._task is None or self._task.uncancel() > 0:
                 raise
         finally:
-            self._ended = True  # from here on, nothing cancels this task on our behalf
-            self.outbox.kick = None
+            self._phase = Phase.ENDED  # from here on, nothing cancels this task on our behalf
+            self.outbox.on_owed = None
             hub.detach(self.outbox)
             self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
+            self.outbox.sink = None
+            self.transport.release()
             writer = self._writer
             if writer is not None:
                 writer.cancel()
@@ -187,7 +199,7 @@ class Connection:
     async def _reader(self) -> None:
         limit = self.svc.settings.max_message_bytes
         while True:
-            if self._closing_now:
+            if self._phase is not Phase.OPEN:
                 # Read nothing more from a client being cut off (the server stops taking its
                 # bytes off the socket); the close ends this task.
                 await asyncio.get_running_loop().create_future()
@@ -237,7 +249,7 @@ class Connection:
         else:
             limit = self.svc.settings.max_symbols_per_connection
             review = protocol.review_unsubscribe(request.symbols, self.outbox.symbols, limit)
-            self.svc.hub.unwatch(self.outbox, review.accepted)
+            self.svc.hub.subscriptions.unwatch(self.outbox, review.accepted)
             self._send(
                 protocol.reviewed(
                     "unsubscribed", review, self.outbox.symbols, request.request_id, len(data)
@@ -250,12 +262,12 @@ class Connection:
         hub, settings = self.svc.hub, self.svc.settings
         review = protocol.review_subscribe(
             raw, self.outbox.symbols, settings.max_symbols_per_connection,
-            lambda s: self.svc.feed.check_symbol(s) or hub.check_symbol(s),
+            hub.acceptance.reason,
         )  # fmt: skip
         # Warm the hub's cache from the shared store; from here on nothing awaits, so no update
         # can slip between the snapshot and the subscription.
         await hub.snapshot(review.accepted)
-        hub.watch(self.outbox, review.accepted)
+        hub.subscriptions.watch(self.outbox, review.accepted)
         self._send(
             protocol.reviewed("subscribed", review, self.outbox.symbols, request_id, request_bytes)
         )
@@ -268,25 +280,23 @@ class Connection:
                     row = self.outbox.fmt.rejected(
                         item["symbol"], item["reason"], self.svc.feed.name
                     )
-                    self._replied += len(row or "")
+                    self._replied += len(row or b"")
                     self.outbox.offer_control(row)
         # The snapshot is part of the reply the client pays for (a subscribe and unsubscribe
         # repeated would otherwise draw a snapshot each time for the price of a small message).
-        self._replied += self.outbox.offer_snapshot(
-            [hub.latest[s] for s in review.accepted if s in hub.latest]
-        )
+        self._replied += hub.offer_snapshot(self.outbox, review.accepted)
 
-    def _send(self, text: str) -> None:
+    def _send(self, message: bytes) -> None:
         if self.json:
-            self._replied += len(text)
-            self.outbox.offer_control(text)
+            self._replied += len(message)
+            self.outbox.offer_control(message)
 
     def _pump(self) -> None:
         """Something is owed: write it now if the socket takes it, else start the writer."""
-        if self._ended:
+        if self._phase is Phase.ENDED:
             return
         if self.outbox.overflowed:
-            if not self._closing_now:
+            if self._phase is Phase.OPEN:
                 client_noise.note(
                     "slow_consumer", "closed a client whose queue passed its bound (1013)"
                 )
@@ -317,9 +327,9 @@ class Connection:
         bound) within seconds: stop reading it, stop a writer that may be waiting on a send it
         never takes, give what is still queued (if its bound was not passed) `CLOSE_TIMEOUT`
         to go out, then close."""
-        if self._closing_now:
+        if self._phase is not Phase.OPEN:
             return
-        self._closing_now = True
+        self._phase = Phase.CUTTING_OFF
         self.outbox.closing = (code, reason)
         self._writer = asyncio.get_running_loop().create_task(self._close_after(self._writer))
 
@@ -331,8 +341,8 @@ class Connection:
             self.outbox.clear()  # what was queued since the overflow is not sent either
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                for frame in self.outbox.drain():
-                    await self.ws.send_text(frame)
+                for message in self.outbox.drain():
+                    await self.transport.send(message)
         except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
             pass  # it was not reading: the close below gives up on it too
         assert self.outbox.closing is not None
@@ -343,7 +353,7 @@ class Connection:
         reading with 1013), close if a close was asked for, and end once nothing is owed."""
         outbox = self.outbox
         try:
-            while not self._ended and not outbox.overflowed:  # overflow: see _close_now
+            while self._phase is not Phase.ENDED and not outbox.overflowed:  # see _close_now
                 if not await self._transmit(outbox.drain()):
                     self._end()
                     return
@@ -362,31 +372,32 @@ class Connection:
             if self._writer is asyncio.current_task():
                 self._writer = None
 
-    async def _transmit(self, frames: list[str]) -> bool:
-        """Send `frames`; False when the connection is done (peer gone, or closed as too slow)."""
+    async def _transmit(self, messages: list[bytes]) -> bool:
+        """Send `messages`; False when the connection is done (peer gone, or closed as too
+        slow)."""
         timeout = self.svc.settings.send_timeout
-        outbox, hub = self.outbox, self.svc.hub
-        fast = outbox.direct
-        for frame in frames:
-            if fast is not None and fast(text_frame(frame)):
+        outbox, hub, transport = self.outbox, self.svc.hub, self.transport
+        for message in messages:
+            if transport.write_now(message):
                 hub.frames_fast += 1
                 continue
-            outbox.busy = True
+            outbox.sending = True
             try:
                 async with asyncio.timeout(timeout):
-                    await self.ws.send_text(frame)
+                    await transport.send(message)
             except TimeoutError:
                 client_noise.note(
                     "slow_consumer", f"closed a client that read nothing for {timeout:g}s (1013)"
                 )
                 hub.slow_closes += 1
-                self._closing_now = True  # an overflow meanwhile must not count or close it again
+                if self._phase is Phase.OPEN:  # an overflow meanwhile must not close it again
+                    self._phase = Phase.CUTTING_OFF
                 await self._close(status.WS_1013_TRY_AGAIN_LATER, "too slow")
                 return False
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return False  # the peer is gone; the reader sees the disconnect
             finally:
-                outbox.busy = False
+                outbox.sending = False
             hub.frames_sent += 1
         return True
 
@@ -394,20 +405,18 @@ class Connection:
         """Close with `code`, then stop reading (not waiting for the peer's close reply). A peer
         that reads nothing cannot even take the close frame: its connection is aborted."""
         try:
-            if self.ws.application_state == WebSocketState.CONNECTED:
+            if self.transport.connected:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await self.ws.close(code=code, reason=reason)
+                    await self.transport.close(code, reason)
         except TimeoutError:
-            abort: Callable[[], None] | None = self.ws.scope["extensions"].get(FAST_ABORT)
-            if abort is not None:
-                abort()
+            self.transport.abort()
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass
         self._end()
 
     def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
+        if self._phase is not Phase.ENDED:
+            self._phase = Phase.ENDED
             if self._task is not None and self._task is not asyncio.current_task():
                 self._task.cancel()
 

@@ -1,6 +1,6 @@
 """The JSON wire protocol: parsing client requests and building server messages.
 
-Pure functions over text; no sockets here, so every rule is unit-tested directly. The contract is
+Pure functions over bytes; no sockets here, so every rule is unit-tested directly. The contract is
 written down in docs/protocol.md; keep the two in step.
 """
 
@@ -178,8 +178,8 @@ def review_unsubscribe(raw: Sequence[str], current: Collection[str], limit: int)
     return review
 
 
-def _dump(obj: dict[str, Any]) -> str:
-    return orjson.dumps(obj).decode()
+def _dump(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)
 
 
 def welcome(
@@ -189,7 +189,7 @@ def welcome(
     max_message_bytes: int,
     heartbeat: float,
     status: str,
-) -> str:
+) -> bytes:
     return _dump({
         "type": "welcome",
         "protocol": PROTOCOL_VERSION,
@@ -211,7 +211,7 @@ def reviewed(
     symbols: Iterable[str],
     request_id: str | int | None,
     request_bytes: int = 0,
-) -> str:
+) -> bytes:
     """The acknowledgement. Rejections are listed while they fit in max(`REPLY_FLOOR_BYTES`,
     2 x `request_bytes`); those left out, and the items never read, are counted in `omitted`,
     so no request can make its reply much larger than itself."""
@@ -242,17 +242,17 @@ def reviewed(
 
 def error(
     code: str, message: str, *, retry: bool = False, request_id: str | int | None = None
-) -> str:
+) -> bytes:
     return _dump(
         {"type": "error", "id": request_id, "code": code, "message": message, "retry": retry}
     )
 
 
-def pong(t: Any, server_time: int, request_id: str | int | None) -> str:
+def pong(t: Any, server_time: int, request_id: str | int | None) -> bytes:
     return _dump({"type": "pong", "id": request_id, "t": t, "server_time": server_time})
 
 
-def reconnect(delay_ms: int) -> str:
+def reconnect(delay_ms: int) -> bytes:
     return _dump({"type": "reconnect", "delay_ms": delay_ms, "reason": "server_draining"})
 
 
@@ -264,14 +264,14 @@ def status(
     since: int | None = None,
     retry_after: float | None = None,
     detail: str | None = None,
-) -> str:
+) -> bytes:
     return _dump({
         "type": "status", "state": state, "reason": reason, "source": source, "since": since,
         "retry_after": retry_after, "detail": detail,
     })  # fmt: skip
 
 
-def rejected(symbol: str, reason: str, source: str | None) -> str:
+def rejected(symbol: str, reason: str, source: str | None) -> bytes:
     """A subscribed symbol the feed cannot price; the server has ended that subscription."""
     return _dump({
         "type": "rejected", "symbol": symbol, "code": "unknown_symbol", "reason": reason,
@@ -279,8 +279,8 @@ def rejected(symbol: str, reason: str, source: str | None) -> str:
     })  # fmt: skip
 
 
-def quotes_frame(kind: Literal["snapshot", "batch"], encoded: Sequence[str]) -> str:
+def quotes_frame(kind: Literal["snapshot", "batch"], encoded: Sequence[bytes]) -> bytes:
     """One frame for pre-encoded quotes: `quote` for one live update, else `batch`/`snapshot`."""
     if kind == "batch" and len(encoded) == 1:
-        return f'{{"type":"quote","quote":{encoded[0]}}}'
-    return f'{{"type":"{kind}","quotes":[{",".join(encoded)}]}}'
+        return b'{"type":"quote","quote":' + encoded[0] + b"}"
+    return b'{"type":"' + kind.encode() + b'","quotes":[' + b",".join(encoded) + b"]}"

@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from app.models import Quote, encode_quote
-from app.poller import encode_update
-from app.pubsub import Backend, open_backend
-from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL
+from app.core.hub import Hub
+from app.core.outbox import Outbox
+from app.formats import JSON_FORMAT, JsonFormat
+from app.models import Quote, encode_quote, encode_update
+from app.pubsub import open_backend
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, Backend
 from app.pubsub.memory import MemoryBus
-from app.rendering import JSON_FORMAT
-from app.ws.hub import Hub
-from app.ws.outbox import Outbox, WireFormat
 from tests.support import eventually
 from tests.unit.test_models import make_quote
 
@@ -41,30 +40,25 @@ async def _true(value: bool) -> bool:
 
 
 async def publish(backend: Backend, *quotes: Quote) -> None:
-    await backend.bus.publish(
-        UPDATES_CHANNEL, encode_update(1, [encode_quote(q).decode() for q in quotes])
-    )
+    await backend.bus.publish(UPDATES_CHANNEL, encode_update(1, [encode_quote(q) for q in quotes]))
 
 
-class CountingFormat:
+class CountingFormat(JsonFormat):
     def __init__(self) -> None:
         self.calls = 0
 
-    def encode(self, quote: Quote) -> str:
+    def encode(self, quote: Quote) -> bytes:
         self.calls += 1
-        return JSON_FORMAT.encode(quote)
-
-    def fmt(self) -> WireFormat:
-        return WireFormat("json", self.encode, JSON_FORMAT.frame, JSON_FORMAT.status)
+        return super().encode(quote)
 
 
 async def test_each_quote_is_encoded_once_for_all_watchers(hub: Hub, backend: Backend) -> None:
     counter = CountingFormat()
-    fmt = counter.fmt()
+    fmt = counter
     boxes = [Outbox(fmt) for _ in range(100)]
     for box in boxes:
         hub.attach(box)
-        hub.watch(box, ["TCS"])
+        hub.subscriptions.watch(box, ["TCS"])
     await publish(backend, make_quote(seq=1))
     await eventually(lambda: _true(all(box._pending for box in boxes)), 5, "fan-out")
     assert counter.calls == 1
@@ -76,7 +70,7 @@ async def test_only_watchers_of_a_symbol_get_it(hub: Hub, backend: Backend) -> N
     tcs, infy = Outbox(JSON_FORMAT), Outbox(JSON_FORMAT)
     for box, symbol in ((tcs, "TCS"), (infy, "INFY")):
         hub.attach(box)
-        hub.watch(box, [symbol])
+        hub.subscriptions.watch(box, [symbol])
     await publish(backend, make_quote(symbol="TCS", seq=1))
     await eventually(lambda: _true(bool(tcs._pending)), 5, "delivery")
     assert infy.drain() == []
@@ -85,7 +79,7 @@ async def test_only_watchers_of_a_symbol_get_it(hub: Hub, backend: Backend) -> N
 async def test_old_and_duplicate_quotes_are_dropped(hub: Hub, backend: Backend) -> None:
     box = Outbox(JSON_FORMAT)
     hub.attach(box)
-    hub.watch(box, ["TCS"])
+    hub.subscriptions.watch(box, ["TCS"])
     await publish(backend, make_quote(seq=5))
     await eventually(lambda: _true(bool(box._pending)), 5, "delivery")
     box.drain()
@@ -94,13 +88,14 @@ async def test_old_and_duplicate_quotes_are_dropped(hub: Hub, backend: Backend) 
     await eventually(lambda: _true(bool(box._pending)), 5, "delivery")
     [frame] = box.drain()
     assert orjson.loads(frame)["quote"]["seq"] == 6
-    assert hub.latest["TCS"].seq == 6
+    newest = hub.latest.get("TCS")
+    assert newest is not None and newest.seq == 6
 
 
 async def test_malformed_bus_messages_are_ignored(hub: Hub, backend: Backend) -> None:
     box = Outbox(JSON_FORMAT)
     hub.attach(box)
-    hub.watch(box, ["TCS"])
+    hub.subscriptions.watch(box, ["TCS"])
     for junk in (b"garbage", b"{}", b'{"quotes": [{"symbol": "TCS"}]}', b'{"quotes": 5}'):
         await backend.bus.publish(UPDATES_CHANNEL, junk)
     await publish(backend, make_quote(seq=1))
@@ -115,12 +110,12 @@ async def test_counts_are_reported_and_new_symbols_announced(hub: Hub, backend: 
     a, b = Outbox(JSON_FORMAT), Outbox(JSON_FORMAT)
     for box in (a, b):
         hub.attach(box)
-        hub.watch(box, ["TCS", "INFY"])
+        hub.subscriptions.watch(box, ["TCS", "INFY"])
     message = await asyncio.wait_for(first, 5)
     assert orjson.loads(message.data)["added"] == ["INFY", "TCS"]
     assert await eventually(lambda: _match(backend, {"TCS": 2, "INFY": 2}), 5, "registry totals")
     hub.detach(a)
-    hub.unwatch(b, ["INFY"])
+    hub.subscriptions.unwatch(b, ["INFY"])
     assert await eventually(lambda: _match(backend, {"TCS": 1}), 5, "registry after leaving")
     await events.aclose()
 
@@ -129,7 +124,7 @@ async def _match(backend: Backend, expected: dict[str, int]) -> bool:
     return await backend.registry.reconcile() == expected
 
 
-async def test_concurrent_snapshots_share_one_store_read(hub: Hub, backend: Backend) -> None:
+async def test_concurrent_snapshots_share_one_store_read(backend: Backend) -> None:
     await backend.snapshots.put({"INFY": encode_quote(make_quote(symbol="INFY", seq=3))})
     reads: list[list[str]] = []
     real_get = backend.snapshots.get
@@ -140,6 +135,7 @@ async def test_concurrent_snapshots_share_one_store_read(hub: Hub, backend: Back
         return await real_get(symbols)
 
     object.__setattr__(backend, "snapshots", _Wrapped(backend.snapshots, counting_get))
+    hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0)
     results = await asyncio.gather(*(hub.snapshot(["INFY"]) for _ in range(50)))
     assert all(r and r[0].seq == 3 for r in results)
     assert reads == [["INFY"]]
@@ -186,7 +182,7 @@ async def test_a_silently_deaf_listener_is_noticed_and_rebuilt(backend: Backend)
     await eventually(lambda: _true(hub.health.hearing_itself), 5, "hearing once more")
     box = Outbox(JSON_FORMAT)
     hub.attach(box)
-    hub.watch(box, ["TCS"])
+    hub.subscriptions.watch(box, ["TCS"])
     await publish(backend, make_quote(seq=1))
     await eventually(lambda: _true(bool(box._pending)), 5, "delivery after the rebuild")
     task.cancel()
@@ -198,9 +194,11 @@ async def test_await_quotes_returns_when_ready_or_when_time_runs_out(
 ) -> None:
     quotes, timed_out = await hub.await_quotes(["TCS"], lambda qs: bool(qs), 0.05)
     assert (quotes, timed_out) == ([], True)
-    assert hub.connections == 0  # the waiter leaves nothing behind
+    assert len(hub.subscriptions.waiters) == 0  # the wait leaves nothing behind
     waiter = asyncio.create_task(hub.await_quotes(["TCS"], lambda qs: bool(qs), 5))
-    await eventually(lambda: _true(hub.connections == 1), 5, "the waiter watching")
+    await eventually(lambda: _true(len(hub.subscriptions.waiters) == 1), 5, "the wait")
+    # A wait is a subscription (the fetcher prices what it waits for), not a connection.
+    assert hub.connections == 0 and hub.subscriptions.local_counts() == {"TCS": 1}
     await publish(backend, make_quote(seq=3))
     quotes, timed_out = await asyncio.wait_for(waiter, 5)
     assert [q.seq for q in quotes] == [3] and not timed_out
@@ -213,7 +211,7 @@ async def test_a_quote_first_read_from_the_store_reaches_the_watchers_already_th
     # there before this replica's listener sees the bus copy, which is then no longer news.
     waiting = Outbox(JSON_FORMAT)
     hub.attach(waiting)
-    hub.watch(waiting, ["TCS"])
+    hub.subscriptions.watch(waiting, ["TCS"])
     await backend.snapshots.put({"TCS": encode_quote(make_quote(seq=1))})
     assert [q.seq for q in await hub.snapshot(["TCS"])] == [1]
     [frame] = waiting.drain()
@@ -221,7 +219,7 @@ async def test_a_quote_first_read_from_the_store_reaches_the_watchers_already_th
 
 
 async def test_never_priced_symbols_are_reported_only_once_admitted(backend: Backend) -> None:
-    from app.ws.admission import Admission
+    from app.core.admission import Admission
 
     clock = [100.0]
     admission = Admission(6, 2, clock=lambda: clock[0])
@@ -231,12 +229,16 @@ async def test_never_priced_symbols_are_reported_only_once_admitted(backend: Bac
     junk.client, honest.client = "10.0.0.1", "10.0.0.2"
     for box in (junk, honest):
         hub.attach(box)
-    hub.watch(junk, [f"{i:04d}" for i in range(200)])
-    hub.watch(honest, ["ORCL"])
-    assert hub.counts() == {"0000": 1, "0001": 1, "ORCL": 1}  # 2 waiting at most per client
-    hub.dispatch(encode_update(1, [encode_quote(make_quote(symbol="0000", seq=1)).decode()]))
-    counts = hub.counts()
+    hub.subscriptions.watch(junk, [f"{i:04d}" for i in range(200)])
+    hub.subscriptions.watch(honest, ["ORCL"])
+    assert hub.subscriptions.reported_counts() == {
+        "0000": 1,
+        "0001": 1,
+        "ORCL": 1,
+    }  # 2 waiting at most per client
+    hub.dispatch(encode_update(1, [encode_quote(make_quote(symbol="0000", seq=1))]))
+    counts = hub.subscriptions.reported_counts()
     assert "0000" in counts  # priced now: always reported, no room needed
     assert set(counts) == {"0000", "0001", "0002", "ORCL"}  # room for the next of its junk
     hub.detach(junk)
-    assert set(hub.counts()) == {"ORCL"}
+    assert set(hub.subscriptions.reported_counts()) == {"ORCL"}

@@ -1,13 +1,14 @@
-"""The fan-out: who watches what in this process, grouped so a frame is built once per group.
+"""The fan-out: the connections' subscriptions grouped so a message is built once per group.
 
 Outboxes that watch the same symbol set in the same wire format form a `Cohort` (every trader on
-the default dashboard shares one). For each bus message the fan-out finds the cohorts that watch
-a changed symbol, builds each one's batch frame once (its changed quotes, each encoded once per
-format), frames it once, and writes those same bytes to every member's socket without awaiting
-(`Outbox.send_now`). Per client that is a few attribute reads and one `transport.write`: no
-per-client, per-quote Python. A member that cannot take the frame now (no fast path, paused by
-flow control, or owed control messages first) gets the updates queued in its outbox instead, where
-they conflate to the latest per symbol and its writer task sends them.
+the default dashboard shares one); app.core.subscriptions regroups an outbox whenever its set
+changes. For each bus message the fan-out finds the cohorts that watch a changed symbol, builds
+each one's batch payload once (its changed quotes, each encoded once per format), has the sink
+prepare it once (the transport's framing, the same function for every sink of a transport), and
+writes those same bytes to every member without awaiting (`Outbox.send_now`). Per client that is
+a few attribute reads and one write: no per-client, per-quote Python. A member that cannot take
+it now (no sink, paused by flow control, or owed control messages first) gets the updates queued
+in its outbox instead, where they conflate to the latest per symbol and its writer sends them.
 """
 
 from __future__ import annotations
@@ -15,20 +16,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
+from typing import cast
 
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
 from app.models import Quote
 from app.stats import Histogram
-from app.ws.framing import frame_header
-from app.ws.outbox import Outbox, WireFormat
+
+# Prepares a payload for a kind of sink (a transport's framing); None: the members have no sink.
+Prepare = Callable[[bytes], bytes] | None
+CohortKey = tuple[str, Prepare, tuple[str, ...]]
 
 
 class Cohort:
-    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`."""
+    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
+    that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "symbols", "symbol_set", "texts_of", "members")
+    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members")
 
-    def __init__(self, fmt: WireFormat, symbols: tuple[str, ...]) -> None:
+    def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
         self.fmt = fmt
+        self.prepare = prepare
         self.symbols = symbols
         self.symbol_set = frozenset(symbols)
         # One C call that picks this cohort's texts out of a publish's {symbol: text}.
@@ -44,35 +52,42 @@ def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], tuple[byte
 
 
 class Envelope:
-    """A format's batch frame as bytes around the quote texts: prefix, separator, suffix.
+    """A format's batch message as bytes around the quote texts: prefix, separator, suffix.
 
-    Taken from the format's own `frame` (rendered around placeholders), so the wire layout has
+    Taken from the format's own `frame` (built around placeholders), so the wire layout has
     one definition; `WireFormat.frame` is a plain concatenation, which is what makes this work.
     """
 
     __slots__ = ("one", "many")
 
     def __init__(self, fmt: WireFormat) -> None:
-        one = fmt.frame("batch", ["\0"]).encode().split(b"\0")
-        many = fmt.frame("batch", ["\0", "\0"]).encode().split(b"\0")
+        one = fmt.frame("batch", [b"\0"]).split(b"\0")
+        many = fmt.frame("batch", [b"\0", b"\0"]).split(b"\0")
         self.one = (one[0], one[1])
         self.many = (many[0], many[1], many[2])
 
-    def frame(self, texts: Sequence[bytes]) -> bytes:
-        """The whole WebSocket frame (header included) for a batch of `texts`."""
+    def payload(self, texts: Sequence[bytes]) -> bytes:
+        """The batch message carrying `texts`."""
         if len(texts) == 1:
             prefix, suffix = self.one
-            body = texts[0]
-        else:
-            prefix, sep, suffix = self.many
-            body = sep.join(texts)
-        size = len(prefix) + len(body) + len(suffix)
-        return b"".join((frame_header(size), prefix, body, suffix))
+            return b"".join((prefix, texts[0], suffix))
+        prefix, sep, suffix = self.many
+        return b"".join((prefix, sep.join(texts), suffix))
+
+
+def _encode(fmt: WireFormat, quote: Quote) -> bytes:
+    return fmt.encode(quote)
+
+
+def _key(cohort: Cohort) -> CohortKey:
+    return (cohort.fmt.name, cohort.prepare, cohort.symbols)
 
 
 class Fanout:
-    def __init__(self) -> None:
-        self._cohorts: dict[tuple[str, tuple[str, ...]], Cohort] = {}
+    def __init__(self, encode: Callable[[WireFormat, Quote], bytes] = _encode) -> None:
+        # A quote in a format (app.core.latest keeps the bytes for the snapshots that follow).
+        self._encode = encode
+        self._cohorts: dict[CohortKey, Cohort] = {}
         self._by_symbol: dict[str, set[Cohort]] = {}
         self._counts: dict[str, int] = {}  # symbol -> watchers, kept as members come and go
         self._envelopes: dict[str, Envelope] = {}
@@ -84,11 +99,13 @@ class Fanout:
     # ---- membership --------------------------------------------------------------------------
 
     def regroup(self, outbox: Outbox) -> None:
-        """Put `outbox` in the cohort of its current symbol set (none when it watches nothing)."""
-        key = (outbox.fmt.name, tuple(sorted(outbox.symbols)))
-        old = outbox.cohort
+        """Put `outbox` in the cohort of its current symbol set (none when it watches nothing).
+        Its sink must not change while it is in one."""
+        sink = outbox.sink
+        key = (outbox.fmt.name, sink.prepare if sink else None, tuple(sorted(outbox.symbols)))
+        old = cast("Cohort | None", outbox.cohort)
         if old is not None:
-            if (old.fmt.name, old.symbols) == key:
+            if _key(old) == key:
                 return
             old.members.discard(outbox)
             self._count(old.symbols, -1)
@@ -99,7 +116,7 @@ class Fanout:
             return
         cohort = self._cohorts.get(key)
         if cohort is None:
-            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1])
+            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1], key[2])
             for symbol in cohort.symbols:
                 self._by_symbol.setdefault(symbol, set()).add(cohort)
         cohort.members.add(outbox)
@@ -114,14 +131,14 @@ class Fanout:
                 del counts[symbol]
 
     def _drop(self, cohort: Cohort) -> None:
-        del self._cohorts[(cohort.fmt.name, cohort.symbols)]
+        del self._cohorts[_key(cohort)]
         for symbol in cohort.symbols:
             cohorts = self._by_symbol[symbol]
             cohorts.discard(cohort)
             if not cohorts:
                 del self._by_symbol[symbol]
 
-    def watchers(self, symbol: str) -> Iterator[Outbox]:
+    def members_watching(self, symbol: str) -> Iterator[Outbox]:
         for cohort in self._by_symbol.get(symbol, ()):
             yield from cohort.members
 
@@ -164,9 +181,10 @@ class Fanout:
             try:
                 items = cohort.texts_of(texts) if every else [texts[s] for s in changed]
             except KeyError:  # the first cohort of this format to need some of these quotes
+                encode = self._encode
                 for symbol in changed:
                     if symbol not in texts:
-                        texts[symbol] = fmt.encode(fresh[symbol]).encode()
+                        texts[symbol] = encode(fmt, fresh[symbol])
                 items = [texts[symbol] for symbol in changed]
             written += self._write(cohort, changed, items, oldest)
         if written:
@@ -176,18 +194,21 @@ class Fanout:
     def _write(
         self, cohort: Cohort, changed: Sequence[str], items: Sequence[bytes], oldest: int
     ) -> int:
-        """Write the cohort's frame to each member that takes it now; returns how many did."""
-        frame: bytes | None = None
+        """Write the cohort's payload to each member that takes it now; returns how many did."""
         written = 0
-        for outbox in cohort.members:
-            if outbox.direct is not None:
-                if frame is None:
-                    frame = self._envelope(cohort.fmt).frame(items)
-                if outbox.send_now(frame):
+        prepare = cohort.prepare
+        if prepare is not None:  # built and prepared once for all members
+            prepared = prepare(self._envelope(cohort.fmt).payload(items))
+            for outbox in cohort.members:
+                if outbox.send_now(prepared):
                     written += 1
                     continue
-            for symbol, text in zip(changed, items, strict=True):
-                outbox.offer(symbol, text.decode(), oldest)
+                for symbol, text in zip(changed, items, strict=True):
+                    outbox.offer(symbol, text, oldest)
+        else:
+            for outbox in cohort.members:
+                for symbol, text in zip(changed, items, strict=True):
+                    outbox.offer(symbol, text, oldest)
         self.delivered += len(changed) * len(cohort.members)
         return written
 

@@ -31,44 +31,29 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from app.cooldown import Cooldowns
-from app.feeds.base import LIVE, Feed, FeedError, FeedStatus, FetchResult
+from app.feeds.base import Feed, FeedError, FetchResult
 from app.history import encode_point
 from app.identity import lease_holder, new_nonce
-from app.models import Quote, decode_quote, encode_quote, is_newer
-from app.pubsub import Backend
-from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, BusUnavailable
+from app.models import (
+    LIVE,
+    FeedStatus,
+    Quote,
+    Rejection,
+    SubscriptionChange,
+    decode_quote,
+    encode_quote,
+    encode_update,
+    is_newer,
+)
+from app.pubsub.base import SUBSCRIPTIONS_CHANNEL, UPDATES_CHANNEL, Backend, BusUnavailable
 from app.stats import Histogram
 from app.supervise import reraise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
 
 
-def encode_update(
-    epoch: int,
-    quotes: Sequence[str],
-    status: FeedStatus | None = None,
-    rejected: Sequence[dict[str, Any]] = (),
-    refresh: float | None = None,
-) -> bytes:
-    """The `market-data:updates` message: the already-encoded quotes, joined, never re-encoded.
-
-    Optional members: `status` (a FeedStatus object) and `rejected`
-    (`[{"symbol", "reason", "source", "retry_after"}]`, symbols the feed says it cannot price and
-    will not be asked for again for `retry_after` seconds), and `refresh` (seconds between two
-    fetches of one symbol under the provider's quota, so every replica can show it).
-    """
-    extra = "" if refresh is None else f',"refresh":{refresh:.3f}'
-    if status is not None:
-        extra += ',"status":' + orjson.dumps(status.to_dict()).decode()
-    if rejected:
-        extra += ',"rejected":' + orjson.dumps(list(rejected)).decode()
-    return f'{{"epoch":{epoch},"quotes":[{",".join(quotes)}]{extra}}}'.encode()
-
-
-class Poller:
+class Fetcher:
     def __init__(
         self,
         feed: Feed,
@@ -92,7 +77,10 @@ class Poller:
         self.interval = interval
         self._board = tuple(board)
         self._clock = clock
-        self._last: dict[str, Quote] = {}
+        # What this fetcher published (or found stored when its term began): the source of the
+        # next seq and of "changed?". Not app.core.latest, which holds what the bus delivered:
+        # that lags our own publishes, and stamping from it could hand a seq out twice.
+        self._published: dict[str, Quote] = {}
         self._seeded = False
         self._urgent: set[str] = set()
         self._wake = asyncio.Event()
@@ -142,7 +130,7 @@ class Poller:
         return time.monotonic() - self.last_success < max(3 * self.interval, 10.0)
 
     def announcement(self) -> dict[str, Any] | None:
-        """What this process's heartbeat says while it holds the lease (app.ws.fetcher_watch):
+        """What this process's heartbeat says while it holds the lease (app.core.fetcher_watch):
         its holder, term, and the seconds since its fetch loop last completed a tick. None as a
         follower, and before the first completed tick: holding the lease is not fetching."""
         if self.term is None or self.last_success is None:
@@ -205,7 +193,7 @@ class Poller:
                 if self.term is not None and not self._seeded:
                     break  # we just became the fetcher: tick now, not an interval later
                 urgent, self._urgent = self._urgent, set()
-                fresh = [s for s in urgent if s not in self._last]
+                fresh = [s for s in urgent if s not in self._published]
                 if fresh and self._seeded and self.term is not None:
                     try:
                         await self._fetch_and_publish(fresh)
@@ -251,13 +239,13 @@ class Poller:
                 quote = decode_quote(data)
             except ValueError:
                 continue
-            if is_newer(quote, self._last.get(quote.symbol)):
-                self._last[quote.symbol] = quote
+            if is_newer(quote, self._published.get(quote.symbol)):
+                self._published[quote.symbol] = quote
         # The lease hands out ever larger tokens; a stored quote from a clock-skewed term must
         # still order before ours.
-        self.epoch = max([self.term, *(q.epoch + 1 for q in self._last.values())])
+        self.epoch = max([self.term, *(q.epoch + 1 for q in self._published.values())])
         self._seeded = True
-        log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._last))
+        log.info("fetcher term %d starts with %d stored quotes", self.epoch, len(self._published))
 
     def _note_refresh(self, count: int) -> None:
         refresh = self.feed.refresh_interval(count, self.interval)
@@ -278,8 +266,8 @@ class Poller:
         burst = max(self._new_rate * 60, 1.0)
         self._new_tokens = min(burst, self._new_tokens + (now - self._new_stamp) * self._new_rate)
         self._new_stamp = now
-        admitted = [s for s in symbols if s in self._last or s in self._board]
-        new = [s for s in symbols if s not in self._last and s not in self._board]
+        admitted = [s for s in symbols if s in self._published or s in self._board]
+        new = [s for s in symbols if s not in self._published and s not in self._board]
         waiting = self._waiting_since
         new.sort(key=lambda s: (-self.watchers.get(s, 0), waiting.setdefault(s, now)))
         take = min(len(new), int(self._new_tokens))
@@ -291,11 +279,9 @@ class Poller:
     def _cooling(self, symbol: str) -> bool:
         return self.rejected.reason(symbol) is not None
 
-    def _rejection(self, symbol: str) -> dict[str, Any]:
-        return {
-            "symbol": symbol, "reason": self.rejected.reason(symbol), "source": self.feed.name,
-            "retry_after": round(self.rejected.remaining(symbol)),
-        }  # fmt: skip
+    def _rejection(self, symbol: str) -> Rejection:
+        reason = self.rejected.reason(symbol) or ""
+        return Rejection(symbol, reason, self.feed.name, round(self.rejected.remaining(symbol)))
 
     async def _fetch_and_publish(self, symbols: Sequence[str]) -> None:
         # The term these quotes are stamped in; the lease keeper may move on meanwhile.
@@ -346,7 +332,7 @@ class Poller:
         now_ms = int(self._clock() * 1000)
         out: list[Quote] = []
         for quote in quotes:
-            last = self._last.get(quote.symbol)
+            last = self._published.get(quote.symbol)
             if last is not None and last.same_market_data(quote):
                 continue
             seq = last.seq + 1 if last is not None else 1
@@ -358,12 +344,10 @@ class Poller:
         term: int,
         quotes: list[Quote],
         status: FeedStatus | None = None,
-        rejected: Sequence[dict[str, Any]] = (),
+        rejected: Sequence[Rejection] = (),
     ) -> None:
         encoded = {q.symbol: encode_quote(q) for q in quotes}
-        message = encode_update(
-            self.epoch, [b.decode() for b in encoded.values()], status, rejected, self.refresh
-        )
+        message = encode_update(self.epoch, list(encoded.values()), status, rejected, self.refresh)
         # Snapshots, chart points and message go together, fenced by our term (see
         # FetcherLease.publish): every replica's chart is the line this fetcher published.
         points = {q.symbol: encode_point(q) for q in quotes}
@@ -377,15 +361,14 @@ class Poller:
         self._status_sent = status
         self.published += len(quotes)
         for quote in quotes:
-            if is_newer(quote, self._last.get(quote.symbol)):
-                self._last[quote.symbol] = quote
+            if is_newer(quote, self._published.get(quote.symbol)):
+                self._published[quote.symbol] = quote
 
     async def _listen_for_new_symbols(self) -> None:
         async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):
             try:
-                event = orjson.loads(message.data)
-                added = [s for s in event.get("added", ()) if isinstance(s, str)]
-            except (orjson.JSONDecodeError, AttributeError):
+                added = SubscriptionChange.parse(message.data).added
+            except ValueError:
                 log.warning("ignoring malformed subscription event")
                 continue
             if added:

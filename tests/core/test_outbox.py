@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import orjson
 
-from app.rendering import JSON_FORMAT
-from app.ws.outbox import Outbox
+from app.core.outbox import Outbox
+from app.formats import JSON_FORMAT
+from tests.core.sinks import Socket, untag
 from tests.unit.test_models import make_quote
 
 
@@ -25,98 +26,82 @@ def test_keeps_only_the_latest_quote_per_symbol() -> None:
 def test_snapshot_replaces_a_pending_update_and_control_keeps_order() -> None:
     box = Outbox(JSON_FORMAT)
     box.symbols.add("TCS")
-    box.offer("TCS", "pending", 1000)
-    box.offer_control('{"type":"subscribed"}')
-    box.offer_snapshot([make_quote(seq=2)])
+    box.offer("TCS", b"pending", 1000)
+    box.offer_control(b'{"type":"subscribed"}')
+    box.offer_snapshot({"TCS": JSON_FORMAT.encode(make_quote(seq=2))})
     out = frames(box)
     assert [f["type"] for f in out] == ["subscribed", "snapshot"]
 
 
 def test_ignores_symbols_not_watched() -> None:
     box = Outbox(JSON_FORMAT)
-    box.offer("TCS", "x", 1000)
-    box.offer_snapshot([make_quote()])
+    box.offer("TCS", b"x", 1000)
+    assert box.offer_snapshot({"TCS": JSON_FORMAT.encode(make_quote())}) == 0
     assert box.drain() == []
 
 
 def test_control_backlog_is_bounded_in_count_and_what_was_owed_is_dropped() -> None:
     box = Outbox(JSON_FORMAT, max_control=3)
     box.symbols.add("TCS")
-    box.offer("TCS", "quote", 1000)
+    box.offer("TCS", b"quote", 1000)
     for i in range(3):
-        box.offer_control(str(i))
+        box.offer_control(b"%d" % i)
     assert not box.overflowed
-    box.offer_control("3")
+    box.offer_control(b"3")
     assert box.overflowed
     assert box.drain() == []  # the writer closes it with 1013 and sends none of it
-    box.offer_control("4")
+    box.offer_control(b"4")
     assert box.drain() == []
 
 
 def test_control_backlog_is_bounded_in_bytes() -> None:
     box = Outbox(JSON_FORMAT, max_bytes=100_000)
-    box.offer_control("x" * 60_000)
-    assert box.drain() == ["x" * 60_000]  # sent: its bytes no longer count
-    box.offer_control("y" * 60_000)
+    box.offer_control(b"x" * 60_000)
+    assert box.drain() == [b"x" * 60_000]  # sent: its bytes no longer count
+    box.offer_control(b"y" * 60_000)
     assert not box.overflowed
-    box.offer_control("z" * 60_000)
+    box.offer_control("é".encode() * 30_000)  # bytes, not characters: 60,000 of them
     assert box.overflowed and box.drain() == []
 
 
 def test_send_now_writes_only_when_nothing_is_owed_before_the_frame() -> None:
     box = Outbox(JSON_FORMAT)
     box.symbols.add("TCS")
-    written: list[bytes] = []
-    accept = True
+    sock = Socket()
+    assert not box.send_now(b"no sink yet")
+    box.sink = sock
+    assert box.send_now(b"1") and sock.frames == [b"1"]
 
-    def direct(frame: bytes) -> bool:
-        if accept:
-            written.append(frame)
-        return accept
+    sock.paused = True  # the socket is paused: the frame is not written
+    assert not box.send_now(b"2") and sock.frames == [b"1"]
 
-    assert not box.send_now(b"no fast path yet")
-    box.direct = direct
-    assert box.send_now(b"1") and written == [b"1"]
-
-    accept = False  # the socket is paused: the frame is not written
-    assert not box.send_now(b"2") and written == [b"1"]
-
-    accept = True
-    box.offer_control('{"type":"pong"}')  # a control message is owed first
+    sock.paused = False
+    box.offer_control(b'{"type":"pong"}')  # a control message is owed first
     assert not box.send_now(b"3")
     box.drain()
-    box.offer("TCS", "pending", 1000)  # so is a queued update
+    box.offer("TCS", b"pending", 1000)  # so is a queued update
     assert not box.send_now(b"4")
     box.drain()
-    box.busy = True  # the writer is mid-send: order first
+    box.sending = True  # an awaited send is in progress: order first
     assert not box.send_now(b"5")
-    box.busy = False
+    box.sending = False
     box.close_after(1000, "bye")
     assert not box.send_now(b"6")
-    assert written == [b"1"]
+    assert sock.frames == [b"1"]
 
 
 def test_write_owed_now_writes_in_order_as_far_as_the_socket_takes_it() -> None:
     box = Outbox(JSON_FORMAT)
     box.symbols.add("TCS")
-    written: list[bytes] = []
-    room = 1
-
-    def direct(frame: bytes) -> bool:
-        nonlocal room
-        if room <= 0:
-            return False
-        room -= 1
-        written.append(frame)
-        return True
-
-    box.direct = direct
-    box.offer_control('{"type":"a"}')
-    box.offer_control('{"type":"b"}')
+    sock = Socket(room=1)
+    box.sink = sock
+    box.offer_control(b'{"type":"a"}')
+    box.offer_control(b'{"type":"b"}')
     box.offer("TCS", JSON_FORMAT.encode(make_quote(seq=1)), 1000)
-    assert box.write_owed_now() == (1, False) and len(written) == 1
+    assert box.write_owed_now() == (1, False) and len(sock.frames) == 1
     assert box.batch_published_at == 0  # no batch went out: no lag to record
-    room = 5
+    sock.room = 5
     assert box.write_owed_now() == (2, True) and box.batch_published_at == 1000
-    kinds = [orjson.loads(f[2:] if f[1] < 126 else f[4:])["type"] for f in written]
+    # Each went through the sink's own preparation (its framing), in order.
+    kinds = [orjson.loads(untag(f))["type"] for f in sock.frames]
     assert kinds == ["a", "b", "quote"] and not box.owes()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.ws.lean import Flag, Inbox
+from app.ws.primitives import Flag, Inbox
 
 
 async def test_flag_wakes_every_waiter_and_stays_set_until_cleared() -> None:

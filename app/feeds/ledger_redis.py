@@ -1,4 +1,4 @@
-"""The Redis adapter of the providers' quota ledger (`QuotaLedger`, see app/pubsub/base.py).
+"""The Redis adapter of the providers' quota ledger (`QuotaLedger`, see app/feeds/ledger.py).
 
 Keys (see "Redis layout" in the README): `quota:{provider}:minute:{n}` / `quota:{provider}:day:{n}`
 count the credits spent in wall-clock minute `n` / UTC day `n`, kept until a minute past the
@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app.pubsub.base import DAY, MINUTE, QuotaUsage, quota_windows
+from app.feeds.ledger import DAY, MINUTE, QuotaUsage, quota_windows
 from app.pubsub.redis import translated
 from app.pubsub.redis_names import RedisNames
 

@@ -18,13 +18,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.chart import geometry, time_axis, zone_name
+from app.core.admission import client_key
 from app.feeds.universe import is_index
 from app.history import Point
-from app.models import Quote
-from app.rendering import Refusal
+from app.models import Quote, Refusal
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
-from app.ws.admission import client_key
 
 MOVERS = 5
 WATCHLIST_COOKIE = "watchlist"
@@ -54,7 +53,7 @@ def render(
     html = svc.renderer.env.get_template(template).render(
         page=page,
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
-        interval=f"{svc.hub.refresh or svc.poller.refresh:.3g}",
+        interval=f"{svc.hub.refresh or svc.fetcher.refresh:.3g}",
         source=svc.feed.name,
         static=_static,
         sign_out=svc.access.enabled,
@@ -77,7 +76,7 @@ def plain(
 
 
 def client_of(request: Request) -> str:
-    """Who is asking, for fair admission of new symbols (app.ws.admission)."""
+    """Who is asking, for fair admission of new symbols (app.core.admission)."""
     return client_key(request.client.host if request.client else None)
 
 
@@ -88,10 +87,10 @@ def _static(path: str) -> str:
 async def priced(svc: Services, symbols: Sequence[str], client: str) -> dict[str, Quote]:
     """The latest quote of each symbol; waits up to about two fetch intervals for unpriced ones
     (not for symbols the provider is known to reject, nor for those that wait for admission,
-    app.ws.admission: nothing will come in time)."""
+    app.core.admission: nothing will come in time)."""
     hub = svc.hub
     found = {q.symbol: q for q in await hub.snapshot(symbols)}
-    missing = [s for s in symbols if s not in found and hub.check_symbol(s) is None]
+    missing = [s for s in symbols if s not in found and hub.acceptance.refused(s) is None]
     if not missing:
         return found
     wait = min(2 * svc.settings.fetch_interval + 1, 3.0)
@@ -99,7 +98,7 @@ async def priced(svc: Services, symbols: Sequence[str], client: str) -> dict[str
     def settled(quotes: list[Quote]) -> bool:  # priced, rejected or held back
         got = {q.symbol for q in quotes}
         return all(
-            s in got or hub.check_symbol(s) is not None or not hub.admission.admitted(s)
+            s in got or hub.acceptance.refused(s) is not None or not hub.admission.admitted(s)
             for s in missing
         )
 
@@ -111,11 +110,12 @@ async def priced(svc: Services, symbols: Sequence[str], client: str) -> dict[str
 def refusals(svc: Services, symbols: Sequence[str]) -> dict[str, Refusal]:
     """Symbols the provider said it cannot price (and is not asked about again yet): their rows
     render in the rejected state, as the `html` wire format's `rejected` message does."""
+    acceptance = svc.hub.acceptance
     found: dict[str, Refusal] = {}
     for symbol in symbols:
-        reason = svc.hub.check_symbol(symbol)
-        if reason is not None:
-            found[symbol] = Refusal(reason, svc.feed.name)
+        refusal = acceptance.refusal(symbol)
+        if refusal is not None:
+            found[symbol] = refusal
     return found
 
 
@@ -123,7 +123,7 @@ async def market(request: Request) -> Response:
     svc = services(request)
     # The board is BOARD_SYMBOLS: the fetcher prices those whether watched or not, so the page
     # costs the (rate-limited) providers nothing extra.
-    symbols = [s for s in svc.settings.board_symbols if svc.feed.check_symbol(s) is None]
+    symbols = [s for s in svc.settings.board_symbols if svc.hub.acceptance.listed(s)]
     symbols = symbols[: svc.settings.max_symbols_per_connection]
     found = await priced(svc, symbols, client_of(request))
     indices: list[tuple[str, Quote | None]] = []
@@ -154,7 +154,7 @@ async def stock(request: Request) -> Response:
     except InvalidSymbol as exc:
         shown = request.path_params["symbol"][:32]
         raise HTTPException(404, f"“{shown}” is not a symbol: {exc}.") from None
-    reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
+    reason = svc.hub.acceptance.reason(symbol)
     if reason is not None:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
     if request.path_params["symbol"] != symbol:

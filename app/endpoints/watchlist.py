@@ -2,7 +2,7 @@
 
 Adding and removing are plain form posts (so they work without JavaScript: the server redirects
 back to `/`), and htmx posts the same forms and swaps in the `_watchlist.html` partial that the
-response renders. Symbols are validated on the server with the feed's own `check_symbol`.
+response renders. Symbols are validated on the server by app.core.acceptance.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.pages import WATCHLIST_COOKIE, client_of, priced, refusals, render, watchlist
+from app.endpoints.pages import (
+    WATCHLIST_COOKIE,
+    client_of,
+    priced,
+    refusals,
+    render,
+    watchlist,
+)
 from app.services import services
 from app.symbols import InvalidSymbol, normalize_symbol
 
@@ -24,7 +31,7 @@ def _current(request: Request) -> list[str]:
     svc = services(request)
     settings = svc.settings
     symbols = watchlist(request, settings.default_watchlist, settings.max_symbols_per_connection)
-    return [s for s in symbols if svc.feed.check_symbol(s) is None]
+    return [s for s in symbols if svc.hub.acceptance.listed(s)]
 
 
 async def _render(
@@ -69,7 +76,7 @@ async def add(request: Request) -> Response:
         error = f"“{raw[:32]}” is not a valid symbol: {exc}." if raw else "Type a symbol to add."
     svc = services(request)
     if not error:
-        reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
+        reason = svc.hub.acceptance.reason(symbol)
         if reason is not None:
             error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed does not list it."
         elif symbol in symbols:

@@ -1,7 +1,7 @@
 """Fair admission of symbols nobody has priced yet: no client can starve another's.
 
 With a real provider every never-priced symbol costs quota whether it is real or junk, so the
-fetcher asks about at most `NEW_SYMBOLS_PER_MINUTE` of them (app.poller). Before this, it took
+fetcher asks about at most `NEW_SYMBOLS_PER_MINUTE` of them (app.fetcher). Before this, it took
 them in alphabetical order from the cluster's subscriptions: one client subscribed to 200
 made-up symbols (`0000`..`0199`) kept another user's real symbol from ever being priced.
 

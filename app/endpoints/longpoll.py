@@ -13,50 +13,22 @@ either transport.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import ApiError, parse_symbols
+from app.core.admission import client_key
+from app.endpoints.query import (
+    TOLD_REJECTED,
+    ApiError,
+    Cursor,
+    decode_cursor,
+    encode_cursor,
+    parse_symbols,
+    wire_format_name,
+)
 from app.models import Quote, encode_quote
 from app.services import Services, services
-from app.ws.admission import client_key
-
-MAX_CURSOR_LENGTH = 16 * 1024
-Cursor = dict[str, tuple[int, int]]
-TOLD_REJECTED = (-1, -1)  # the cursor's entry for a symbol whose rejection the client was told
-
-
-def encode_cursor(cursor: Cursor) -> str:
-    items = [[symbol, epoch, seq] for symbol, (epoch, seq) in sorted(cursor.items())]
-    return base64.urlsafe_b64encode(orjson.dumps(items)).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> Cursor:
-    if not text:
-        return {}
-    if len(text) > MAX_CURSOR_LENGTH:
-        raise ApiError("bad_cursor", "cursor is too long")
-    try:
-        items = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError):
-        raise ApiError("bad_cursor", "cursor is not one this server issued") from None
-    cursor: Cursor = {}
-    if not isinstance(items, list):
-        raise ApiError("bad_cursor", "cursor is not one this server issued")
-    for item in items:
-        if not (
-            isinstance(item, list)
-            and len(item) == 3
-            and isinstance(item[0], str)
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:])
-        ):
-            raise ApiError("bad_cursor", "cursor is not one this server issued")
-        cursor[item[0]] = (item[1], item[2])
-    return cursor
 
 
 def _newer(quotes: list[Quote], cursor: Cursor) -> list[Quote]:
@@ -66,12 +38,12 @@ def _newer(quotes: list[Quote], cursor: Cursor) -> list[Quote]:
 async def poll(request: Request) -> Response:
     svc = services(request)
     symbols, rejected = parse_symbols(request, svc)
-    fmt_name = request.query_params.get("format", "json")
-    if fmt_name not in ("json", "html"):
+    fmt_name = wire_format_name(request)
+    if fmt_name is None:
         raise ApiError("bad_format", "format must be json or html")
     cursor = decode_cursor(request.query_params.get("cursor", ""))
     hub = svc.hub
-    hub.note_poll(symbols)
+    hub.subscriptions.note_poll(symbols)
     hub.polls_in_flight += 1
     try:
         # A draining server answers at once; the client's next poll goes elsewhere.
@@ -87,7 +59,7 @@ async def poll(request: Request) -> Response:
         )
     finally:
         hub.polls_in_flight -= 1
-        hub.note_poll(symbols)
+        hub.subscriptions.note_poll(symbols)
     fresh = _newer(quotes, cursor)
     for quote in fresh:
         cursor[quote.symbol] = (quote.epoch, quote.seq)

@@ -9,66 +9,18 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.core.fetcher_watch import Stall
+from app.endpoints.query import ApiError, parse_symbols
 from app.models import encode_quote
 from app.pubsub.base import BusUnavailable
 from app.services import Services, services
-from app.symbols import parse_symbol_list
-from app.ws.fetcher_watch import Stall
 
 _STARTED = time.monotonic()
-# An error lists the first few bad symbols, so its size never grows with the request.
-MAX_PROBLEMS_SHOWN = 5
-
-
-class ApiError(Exception):
-    """A client mistake on the HTTP API; rendered as 400 `{"error": {"code", "message"}}`."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, exc.status)
-
-
-def parse_symbols(
-    request: Request, svc: Services, default: tuple[str, ...] | None = None
-) -> tuple[list[str], list[dict[str, str]]]:
-    """The `symbols` query parameter: (valid known symbols, [{symbol, code, reason}] unknown).
-
-    Syntax errors and too many symbols are the caller's mistake (400); a well-formed symbol the
-    feed does not know is reported back, like on the WebSocket.
-    """
-    raw = request.query_params.get("symbols")
-    if raw is None or not raw.strip():
-        if default is None:
-            raise ApiError(
-                "missing_symbols", "query parameter 'symbols' is required, e.g. ?symbols=TCS,INFY"
-            )
-        return list(default), []
-    limit = svc.settings.max_symbols_per_connection
-    parsed = parse_symbol_list(raw, max_parts=limit)
-    if parsed.unread:
-        given = limit + parsed.unread
-        raise ApiError("too_many_symbols", f"at most {limit} symbols per request ({given} given)")
-    if parsed.problems:
-        shown = parsed.problems[:MAX_PROBLEMS_SHOWN]
-        more = len(parsed.problems) - len(shown)
-        raise ApiError("invalid_symbol", "; ".join(shown) + (f"; and {more} more" if more else ""))
-    symbols = parsed.symbols
-    rejected: list[dict[str, str]] = []
-    known: list[str] = []
-    for symbol in symbols:
-        reason = svc.feed.check_symbol(symbol) or svc.hub.check_symbol(symbol)
-        if reason is None:
-            known.append(symbol)
-        else:
-            rejected.append({"symbol": symbol, "code": "unknown_symbol", "reason": reason})
-    return known, rejected
 
 
 async def quotes(request: Request) -> Response:
@@ -80,9 +32,9 @@ async def quotes(request: Request) -> Response:
         b'{"status":'
         + orjson.dumps(svc.hub.state)
         + b',"interval":'
-        + orjson.dumps(svc.poller.interval)
+        + orjson.dumps(svc.fetcher.interval)
         + b',"refresh":'
-        + orjson.dumps(round(svc.hub.refresh or svc.poller.refresh, 2))
+        + orjson.dumps(round(svc.hub.refresh or svc.fetcher.refresh, 2))
         + b',"feed_status":'
         + orjson.dumps(svc.hub.current_status().to_dict())
         + b',"missing":'
@@ -127,13 +79,13 @@ async def ready(request: Request) -> Response:
         reasons.append("bus listener is not connected")
     elif not svc.hub.health.hearing_itself:
         reasons.append("bus listener is deaf: this replica's heartbeat has not come back")
-    for loop in ("poller", "hub"):
+    for loop in ("fetcher", "hub"):
         if not svc.supervisor.healthy(loop):
             reasons.append(f"{loop} loop is not running")
-    if not svc.poller.alive():
-        detail = f" ({svc.poller.last_error})" if svc.poller.last_error else ""
+    if not svc.fetcher.alive():
+        detail = f" ({svc.fetcher.last_error})" if svc.fetcher.last_error else ""
         reasons.append(f"fetch loop has not completed a recent tick{detail}")
-    stall = svc.hub.fetchers.stalled(len(svc.hub.counts()))
+    stall = svc.hub.fetchers.stalled(len(svc.hub.subscriptions.reported_counts()))
     if stall is not None:
         reasons.append(await _no_live_fetcher(svc, stall))
     code = 200 if not reasons else 503
@@ -145,10 +97,10 @@ async def ready(request: Request) -> Response:
         "redis_prefix": svc.backend.prefix,
         "feed": svc.feed.name,
         "connections": svc.hub.connections,
-        "role": svc.poller.role,
-        "holder": svc.poller.holder,
-        "term": svc.poller.term,
-        "lease_error": svc.poller.lease_error,
+        "role": svc.fetcher.role,
+        "holder": svc.fetcher.holder,
+        "term": svc.fetcher.term,
+        "lease_error": svc.fetcher.lease_error,
         "listener": {
             "connected": svc.hub.bus_connected,
             "hearing_itself": svc.hub.health.hearing_itself,
@@ -158,11 +110,11 @@ async def ready(request: Request) -> Response:
         "peers": {r: _age(t) for r, t in svc.hub.health.peers.items()},
         # Other processes heard using this replica id (a misconfiguration): nonce -> seconds ago.
         "replica_id_clash": {n: round(age, 1) for n, age in svc.hub.health.twins.clashes().items()},
-        "watched_symbols": len(svc.poller.watched),
+        "watched_symbols": len(svc.fetcher.watched),
         "fetcher": svc.hub.fetchers.describe(),
-        "fetch_ticks": svc.poller.ticks,
-        "feed_calls": svc.poller.feed_calls,
-        "refresh_seconds": round(svc.hub.refresh or svc.poller.refresh, 2),
+        "fetch_ticks": svc.fetcher.ticks,
+        "feed_calls": svc.fetcher.feed_calls,
+        "refresh_seconds": round(svc.hub.refresh or svc.fetcher.refresh, 2),
         "feed_status": svc.hub.current_status().to_dict(),
         "providers": svc.feed.describe(),
         "loops": {

@@ -2,54 +2,66 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from app.rendering import JSON_FORMAT
-from app.ws.fanout import Fanout
-from app.ws.framing import text_frame
-from app.ws.outbox import Outbox, WireFormat
+from app.core.fanout import Fanout
+from app.core.outbox import Outbox
+from app.core.wire import FrameKind, WireFormat
+from app.formats import JSON_FORMAT, JsonFormat
+from app.models import FeedStatus, Quote
+from tests.core.sinks import Socket, tag, untag
 from tests.unit.test_models import make_quote
-
-
-class Socket:
-    """Stands in for `FastProtocol.write_frame`: records frames, or declines when paused."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.paused = False
-
-    def write(self, frame: bytes) -> bool:
-        if self.paused:
-            return False
-        self.frames.append(frame)
-        return True
 
 
 def client(
     fanout: Fanout, symbols: list[str], fmt: WireFormat = JSON_FORMAT
 ) -> tuple[Outbox, Socket]:
     box, sock = Outbox(fmt), Socket()
-    box.direct = sock.write
+    box.sink = sock
     box.symbols.update(symbols)
     fanout.regroup(box)
     return box, sock
 
 
 def payload(frame: bytes) -> Any:
-    return orjson.loads(frame[2:] if frame[1] < 126 else frame[4:])
+    return orjson.loads(untag(frame))
+
+
+class Counting(JsonFormat):
+    def __init__(self) -> None:
+        self.encodes = 0
+
+    def encode(self, quote: Quote) -> bytes:
+        self.encodes += 1
+        return super().encode(quote)
+
+
+class Symbols:
+    """A second wire format: each quote as its bare symbol."""
+
+    name = "symbols"
+
+    def encode(self, quote: Quote) -> bytes:
+        return quote.symbol.encode()
+
+    def frame(self, kind: FrameKind, encoded: Sequence[bytes]) -> bytes:
+        return b" ".join(encoded)
+
+    def status(self, status: FeedStatus) -> None:
+        return None
+
+    def rejected(self, symbol: str, reason: str, source: str | None) -> None:
+        return None
+
+    def reconnect(self, delay_ms: int) -> None:
+        return None
 
 
 def test_clients_watching_the_same_symbols_share_one_frame_object() -> None:
-    encodes = 0
-
-    def encode(quote: object) -> str:
-        nonlocal encodes
-        encodes += 1
-        return JSON_FORMAT.encode(quote)  # type: ignore[arg-type]
-
-    fmt = WireFormat("json", encode, JSON_FORMAT.frame, JSON_FORMAT.status)
+    fmt = Counting()
     fanout = Fanout()
     dash = [client(fanout, ["TCS", "INFY"], fmt) for _ in range(50)]
     solo, solo_sock = client(fanout, ["INFY"], fmt)
@@ -57,17 +69,17 @@ def test_clients_watching_the_same_symbols_share_one_frame_object() -> None:
     unwatched = make_quote(symbol="WIPRO", seq=1)
     fanout.publish([make_quote(symbol="TCS", seq=1), make_quote(symbol="INFY", seq=1), unwatched])
     frames = {id(sock.frames[0]) for _, sock in dash}
-    assert len(frames) == 1  # built and framed once for all 50
+    assert len(frames) == 1  # built and prepared (framed) once for all 50
     [frame] = dash[0][1].frames
-    assert frame == text_frame(fmt.frame("batch", [encode_json("INFY"), encode_json("TCS")]))
+    assert frame == tag(fmt.frame("batch", [encode_json("INFY"), encode_json("TCS")]))
     assert [q["symbol"] for q in payload(frame)["quotes"]] == ["INFY", "TCS"]
     assert payload(solo_sock.frames[0])["type"] == "quote"
-    assert encodes == 2  # each watched quote once, whatever the number of clients and groups
+    assert fmt.encodes == 2  # each watched quote once, whatever the number of clients and groups
     assert fanout.delivered == 50 * 2 + 1 and fanout.frames_fast == 51
     assert fanout.fanout_lag.count == 1  # one publish, timed to its last frame
 
 
-def encode_json(symbol: str) -> str:
+def encode_json(symbol: str) -> bytes:
     return JSON_FORMAT.encode(make_quote(symbol=symbol, seq=1))
 
 
@@ -93,15 +105,13 @@ def test_groups_follow_subscription_changes_and_count_watchers() -> None:
     fanout = Fanout()
     a, _ = client(fanout, ["TCS", "INFY"])
     b, b_sock = client(fanout, ["TCS", "INFY"])
-    html = WireFormat(
-        "html", lambda q: q.symbol, lambda kind, texts: "".join(texts), lambda _: None
-    )
-    client(fanout, ["TCS", "INFY"], html)
+    client(fanout, ["TCS", "INFY"], Symbols())
     assert fanout.cohorts == 2 and fanout.counts() == {"TCS": 3, "INFY": 3}
     b.symbols.discard("INFY")
     fanout.regroup(b)
     assert fanout.cohorts == 3 and fanout.counts() == {"TCS": 3, "INFY": 2}
-    assert b not in set(fanout.watchers("INFY")) and a in set(fanout.watchers("INFY"))
+    watching = set(fanout.members_watching("INFY"))
+    assert b not in watching and a in watching
     fanout.publish([make_quote(symbol="INFY", seq=1)])
     assert b_sock.frames == []
     a.symbols.clear()
@@ -116,7 +126,9 @@ def test_clients_without_the_fast_path_get_updates_queued_for_their_writer() -> 
     box = Outbox(JSON_FORMAT)
     box.symbols.add("TCS")
     fanout.regroup(box)
+    owed: list[bool] = []
+    box.on_owed = lambda: owed.append(True)
     fanout.publish([make_quote(seq=1, published_at=1234)])
-    assert box._wake.is_set()
+    assert owed and box.owes()
     [frame] = box.drain()
     assert orjson.loads(frame)["quote"]["seq"] == 1 and box.batch_published_at == 1234

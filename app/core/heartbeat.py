@@ -7,7 +7,7 @@ the listener, and readiness fails meanwhile). Heartbeats of other replicas keep 
 `/ready` shows), and one with our replica id but another process's nonce is a misconfiguration
 that `twins` reports (app.identity). While this process fetches, its heartbeat also says how its
 fetch loop is doing (`announce`); every replica hands what it hears of that to `on_fetcher`
-(app.ws.fetcher_watch).
+(app.core.fetcher_watch).
 """
 
 from __future__ import annotations

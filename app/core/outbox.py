@@ -1,0 +1,183 @@
+"""A connection's outbox: what the server owes one client, bounded and conflated.
+
+Live quotes normally never stop here: the fan-out (app.core.fanout) writes one shared payload
+straight to each client's sink through `send_now`. They are queued only when that cannot be done
+at once (no sink, a socket paused by flow control, an awaited send in progress, control messages
+waiting ahead of them), and then kept as the latest payload per symbol, so a client that falls
+behind gets the newest price, never a backlog. Control messages (acks, errors, snapshots, status)
+keep their order; a client that lets more than `max_control` of them, or more than `max_bytes`,
+pile up is flagged `overflowed`: what it was owed is dropped at once (it is not going to read it)
+and the connection closes it with 1013. The connection (app.endpoints.websocket) hears of
+anything owed through `on_owed`: it writes it at once with `write_owed_now`, or starts a writer
+task that sends what `drain()` returns with awaited sends.
+
+Everything here is payload bytes; how a payload becomes bytes on a socket (RFC 6455 framing) is
+the sink's business, behind app.ws.transport. Ordering between quotes is the hub's job: it hands
+the fan-out only quotes newer than any it handed out before, and snapshots come from that same
+newest-known table (app.core.latest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from app.core.wire import WireFormat
+
+
+class Sink(Protocol):
+    """Where a connection's payloads are written without awaiting (a transport's fast path)."""
+
+    @property
+    def prepare(self) -> Callable[[bytes], bytes]:
+        """The payload as `write` takes it (the transport's framing). One function for every
+        sink of a transport, so the fan-out prepares a payload shared by many clients once."""
+        ...
+
+    def write(self, prepared: bytes) -> bool:
+        """Write now; False (nothing written) when it must not write now (paused, closing)."""
+        ...
+
+
+class Outbox:
+    # Slots: thousands of these, read on the fan-out's hot path.
+    __slots__ = (
+        "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
+        "_pending_since", "_max_control", "_max_bytes", "_control", "_control_bytes", "_pending",
+        "sink", "sending", "on_owed", "client",
+    )  # fmt: skip
+
+    def __init__(
+        self, fmt: WireFormat, max_control: int = 256, max_bytes: int = 256 * 1024
+    ) -> None:
+        self.fmt = fmt
+        # The symbols watched: changed by app.core.subscriptions alone.
+        self.symbols: set[str] = set()
+        # The fan-out's group of outboxes sharing our frames (an app.core.fanout.Cohort, kept
+        # here for speed; typed loosely so that the outbox does not import the fan-out).
+        self.cohort: object = None
+        self.overflowed = False
+        # Set by `close_after`: the writer sends what is queued, then closes with this code.
+        self.closing: tuple[int, str] | None = None
+        self.conflated = 0
+        # `published_at` (ms) of the oldest update in the last drained batch; 0 when none.
+        self.batch_published_at = 0
+        self._pending_since = 0
+        self._max_control = max_control
+        self._max_bytes = max_bytes
+        self._control: list[bytes] = []
+        self._control_bytes = 0
+        self._pending: dict[str, bytes] = {}
+        # The transport's non-blocking write (app.ws.transport), set by the connection.
+        self.sink: Sink | None = None
+        self.sending = False  # an awaited send is in progress: keep order, let it drain
+        # Called whenever something becomes owed (the connection writes it, or starts its writer).
+        self.on_owed: Callable[[], None] | None = None
+        self.client = "?"  # who this is for (app.core.admission.client_key), for fair admission
+
+    def send_now(self, prepared: bytes) -> bool:
+        """Write a live payload (prepared as this outbox's sink prepares) at once if nothing is
+        owed before it. The hot path of the fan-out: a few attribute reads, then one write."""
+        if self._pending or self._control or self.sending or self.closing or self.overflowed:
+            return False
+        sink = self.sink
+        return sink is not None and sink.write(prepared)
+
+    def offer(self, symbol: str, payload: bytes, published_at: int) -> None:
+        """Queue a live update for the writer task, replacing a pending one of that symbol."""
+        if symbol not in self.symbols or self.overflowed:
+            return
+        pending = self._pending
+        if symbol in pending:
+            self.conflated += 1
+        elif not pending:
+            self._pending_since = published_at
+        pending[symbol] = payload
+        self._owed()
+
+    def offer_snapshot(self, encoded: dict[str, bytes]) -> int:
+        """Queue a snapshot message of the `encoded` quotes ({symbol: quote in our format}, the
+        newest known, so they supersede pending ones); returns its size in bytes."""
+        texts = []
+        for symbol, text in encoded.items():
+            if symbol in self.symbols:
+                self._pending.pop(symbol, None)
+                texts.append(text)
+        if not texts:
+            return 0
+        message = self.fmt.frame("snapshot", texts)
+        self.offer_control(message)
+        return len(message)
+
+    def offer_control(self, message: bytes | None) -> None:
+        if message is None or self.overflowed:
+            return
+        size = self._control_bytes + len(message)
+        # One message larger than the bound alone is let through (it is the server's own reply,
+        # bounded by its request); a backlog past the bound is not.
+        if len(self._control) >= self._max_control or (self._control and size > self._max_bytes):
+            self.overflowed = True
+            self.clear()  # it will be closed with 1013, not sent any of this
+        else:
+            self._control.append(message)
+            self._control_bytes = size
+        self._owed()
+
+    def clear(self) -> None:
+        """Drop everything owed (the connection is being closed)."""
+        self._control.clear()
+        self._control_bytes = 0
+        self._pending.clear()
+
+    def close_after(self, code: int, reason: str) -> None:
+        """Ask the writer to close once everything queued so far has been sent."""
+        if self.closing is None:
+            self.closing = (code, reason)
+        self._owed()
+
+    def forget(self, symbols: Sequence[str]) -> None:
+        """After unsubscribe: drop pending updates of `symbols`."""
+        for symbol in symbols:
+            self._pending.pop(symbol, None)
+
+    def _owed(self) -> None:
+        if self.on_owed is not None:
+            self.on_owed()
+
+    def owes(self) -> bool:
+        return bool(self._control or self._pending)
+
+    def write_owed_now(self) -> tuple[int, bool]:
+        """Write what is owed through the sink, in order, as far as it takes it:
+        (messages written, whether all of it went). The writer task's job when it did not (no
+        sink, a paused socket, a send in progress, a close or an overflow to act on)."""
+        self.batch_published_at = 0
+        sink = self.sink
+        if sink is None or self.sending or self.closing or self.overflowed:
+            return 0, not self.owes() and not self.closing and not self.overflowed
+        written = 0
+        control = self._control
+        while control:
+            if not sink.write(sink.prepare(control[0])):
+                return written, False
+            self._control_bytes -= len(control.pop(0))
+            written += 1
+        if self._pending:
+            batch = self.fmt.frame("batch", list(self._pending.values()))
+            if not sink.write(sink.prepare(batch)):
+                return written, False
+            self._pending.clear()
+            self.batch_published_at = self._pending_since
+            written += 1
+        return written, True
+
+    def drain(self) -> list[bytes]:
+        """Everything owed now, in order: control messages, then one message of live quotes."""
+        messages, self._control = self._control, []
+        self._control_bytes = 0
+        self.batch_published_at = 0
+        if self._pending:
+            messages.append(self.fmt.frame("batch", list(self._pending.values())))
+            self._pending.clear()
+            self.batch_published_at = self._pending_since
+        return messages

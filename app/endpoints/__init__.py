@@ -1,0 +1,1 @@
+"""HTTP and WebSocket endpoints: pages, API, long-poll, the WebSocket endpoint, watchlist."""

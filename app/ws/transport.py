@@ -1,0 +1,67 @@
+"""One WebSocket connection's way out: the seam between the endpoint and uvicorn's transport.
+
+The endpoint (app.endpoints.websocket) writes payload bytes through a `Transport` and nothing
+else. When uvicorn serves our protocol class (app.ws.fastpath), the transport is also the
+connection's `Sink` (app.core.outbox): `prepare` frames a payload (RFC 6455, app.ws.framing, the
+same function for every connection, so the fan-out frames a shared payload once) and `write`
+puts the frame on the socket at once, or declines. Otherwise (uvicorn's plain protocol) there is
+no sink and every message goes through the awaited ASGI send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from app.ws.fastpath import ABORT, EXTENSION
+from app.ws.framing import text_frame
+
+WriteFrame = Callable[[bytes], bool]
+
+
+class Transport:
+    __slots__ = ("_ws", "prepare", "write", "_abort")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        extensions = ws.scope.get("extensions") or {}
+        self.prepare: Callable[[bytes], bytes] = text_frame
+        write: WriteFrame | None = extensions.get(EXTENSION)
+        # The fast path's non-blocking frame write; False when it must not write now.
+        self.write: WriteFrame = write or _never
+        self._abort: Callable[[], None] | None = extensions.get(ABORT)
+
+    @property
+    def fast(self) -> bool:
+        """Whether payloads can be written without awaiting (the transport is a sink)."""
+        return self.write is not _never
+
+    def write_now(self, payload: bytes) -> bool:
+        """Write `payload` at once if the socket takes it; False (nothing written) if not."""
+        return self.write(self.prepare(payload))
+
+    async def send(self, payload: bytes) -> None:
+        """The awaited send (uvicorn frames it); raises what Starlette's send raises."""
+        await self._ws.send_text(payload.decode())
+
+    @property
+    def connected(self) -> bool:
+        return self._ws.application_state == WebSocketState.CONNECTED
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code=code, reason=reason)
+
+    def abort(self) -> None:
+        """Drop the connection at once (a peer that does not even read a close frame)."""
+        if self._abort is not None:
+            self._abort()
+
+    def release(self) -> None:
+        """The connection is over: hold nothing of the protocol any more."""
+        self.write = _never
+        self._abort = None
+
+
+def _never(frame: bytes) -> bool:
+    return False

@@ -1,0 +1,125 @@
+"""The fast path and its framing, against the real uvicorn and websockets they build on."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn.protocols.websockets.websockets_sansio_impl as sansio
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+
+from app.ws.fastpath import ABORT, EXTENSION, FastProtocol
+from app.ws.framing import text_frame
+from app.ws.primitives import Flag, Inbox
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 100_000])
+def test_text_frame_is_websockets_own_unmasked_text_frame(size: int) -> None:
+    text = ("é" * size)[: size // 2] + "x" * (size - size // 2)
+    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    assert text_frame(text.encode()) == expected
+
+
+# ---- the fast path on uvicorn's real protocol object, without a server ----------------------
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: testserver\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Wire(asyncio.Transport):
+    """The socket side: what uvicorn wrote, and whether it was aborted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+
+async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_it_must() -> None:
+    """Fails when the uvicorn internals the fast path reads (handshake, flow control, close
+    state, the scope's extensions, the queue and flag it swaps for lighter ones) change."""
+    sent = asyncio.Event()
+    closing = asyncio.Event()
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "héllo"})  # uvicorn's own framing
+        sent.set()
+        await closing.wait()
+        await send({"type": "websocket.close", "code": 1000})
+
+    config = Config(app, ws=FastProtocol, lifespan="off", log_config=None)
+    config.load()
+    protocol = FastProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    wire = Wire()
+    protocol.connection_made(wire)
+    protocol.data_received(HANDSHAKE)
+    await asyncio.wait_for(sent.wait(), 5)
+    assert wire.written[0].startswith(b"HTTP/1.1 101")
+    assert wire.written[-1] == text_frame("héllo".encode())  # our framing is uvicorn's
+
+    write: Callable[[bytes], bool] = scopes[0]["extensions"][EXTENSION]
+    assert write(text_frame(b"fast")) and wire.written[-1] == text_frame(b"fast")
+    protocol.pause_writing()  # flow control: the socket's buffer is full
+    assert not write(text_frame(b"paused")) and wire.written[-1] == text_frame(b"fast")
+    protocol.resume_writing()
+    assert write(text_frame(b"again"))
+
+    closing.set()
+    await asyncio.sleep(0)
+    for _ in range(100):
+        if protocol.close_sent:
+            break
+        await asyncio.sleep(0.01)
+    assert protocol.close_sent and not write(text_frame(b"after close"))
+    scopes[0]["extensions"][ABORT]()
+    assert wire.aborted
+    protocol.connection_lost(None)
+    # The scope no longer holds the protocol through our bound methods (no cycle).
+    assert EXTENSION not in scopes[0]["extensions"] and ABORT not in scopes[0]["extensions"]
+    await asyncio.sleep(0)
+
+
+def test_uvicorn_uses_nothing_of_its_queue_and_event_that_our_lighter_ones_lack() -> None:
+    """FastProtocol swaps uvicorn's per-connection asyncio.Queue and Event (`self.queue`,
+    `self.writable`) for app.ws.primitives' Inbox and Flag: every method uvicorn's protocol calls
+    on them must exist there, with the same meaning (tests/ws/test_primitives.py)."""
+    source = inspect.getsource(sansio)
+    used = {
+        "queue": set(re.findall(r"self\.queue\.(\w+)", source)),
+        "writable": set(re.findall(r"self\.writable\.(\w+)", source)),
+    }
+    assert used["queue"] and used["writable"]  # the pattern still finds them
+    assert {name for name in used["queue"] if not hasattr(Inbox, name)} == set()
+    assert {name for name in used["writable"] if not hasattr(Flag, name)} == set()
+    # ... and nothing else replaces them after __init__.
+    for name in ("queue", "writable"):
+        assert len(re.findall(rf"self\.{name}\s*(?::[^=\n]*)?=(?!=)", source)) == 1, name
