@@ -10,6 +10,7 @@ known to be rejected.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -66,6 +67,40 @@ def end_of_day(quote: Quote) -> bool:
     return quote.source in END_OF_DAY_SOURCES
 
 
+# Sources whose prices are not market data: every page that shows one says so (notice, badge, tag).
+# Keyed by the quote's `source`, the feed's name as the server knows it, never a page setting.
+UNREAL_SOURCES = {"simulated": "simulated", "replay": "replayed"}
+UNREAL_NOTICES = {
+    "simulated": "Simulated prices: not market data",
+    "replayed": "Replayed prices: recorded, not live market data",
+}
+# A compact tag per source for rows where the Source column has no room (boards, movers, mobile).
+_SOURCE_TAGS = {
+    "simulated": ("SIM", "Simulated: not market data"),
+    "replay": ("REPLAY", "Replayed: recorded prices, not live market data"),
+    "twelvedata": ("TD", "Twelve Data"),
+    "finnhub": ("FH", "Finnhub"),
+    "alphavantage": ("AV", "Alpha Vantage (end of day)"),
+    "nse": ("NSE", "NSE India website (unofficial)"),
+}
+
+
+def unreal(source: str) -> str:
+    """`simulated` or `replayed` when a source's prices are not market data, else ""."""
+    return UNREAL_SOURCES.get(source, "")
+
+
+def unreal_notice(quotes: Iterable[Quote | None]) -> str:
+    """The page's notice when any price it shows is simulated or replayed, else ""."""
+    kinds = {unreal(q.source) for q in quotes if q is not None} - {""}
+    return " · ".join(UNREAL_NOTICES[k] for k in sorted(kinds, reverse=True))
+
+
+def source_tag(source: str) -> tuple[str, str]:
+    """(abbreviation, full name for its tooltip) of a quote's source."""
+    return _SOURCE_TAGS.get(source, (source.upper()[:6], source))
+
+
 def exchange_time(quote: Quote) -> tuple[str, str]:
     """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
     moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
@@ -102,6 +137,9 @@ def make_environment() -> jinja2.Environment:
         market_state=market_state,
         next_open=next_open,
         end_of_day=end_of_day,
+        unreal=unreal,
+        unreal_notices=UNREAL_NOTICES,
+        source_tag=source_tag,
     )
     return env
 

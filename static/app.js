@@ -4,6 +4,7 @@
 // the newer ones in ~100 ms batches; the badge, toasts, chart, movers and the polite summary all
 // follow from what was applied. Forms (add/remove) stay plain htmx.
 
+import { AGE_AFTER_MS, markAges } from "./js/age.js";
 import { Badge, Toasts } from "./js/badge.js";
 import { SortableTable, rerankMovers } from "./js/board.js";
 import { Chart } from "./js/chart.js";
@@ -17,6 +18,9 @@ const interval = parseFloat(body.dataset.interval) || 2;
 // Data counts as delayed when the freshest quote is older than two fetch intervals; the 2 s of
 // slack keeps a quiet single-symbol page from flickering between Live and Delayed.
 const staleAfterMs = 2 * interval * 1000 + 2000;
+// After the link comes up, the rows still show what they had before it went down until the
+// server's snapshot lands (the next batch): judge freshness, for toasts, only after that.
+const SETTLE_MS = 3000;
 
 const view = {
   link: "connecting",
@@ -28,11 +32,17 @@ const view = {
   lastData: null,
   latency: null,
   source: body.dataset.source || null,
+  unreal: "", // "simulated" / "replayed" while any price on the page is (rows' data-unreal)
 };
+// The data state last announced (live or delayed): one toast per real change only. A page starts
+// out presumed live, so data that is delayed when the page settles is told once.
+let announced = "live";
+let settleUntil = 0;
 
 const badge = new Badge(document.getElementById("conn"));
 const toasts = new Toasts(document.getElementById("toasts"));
 const summary = document.getElementById("summary");
+const notice = document.getElementById("unreal-notice");
 const chartSvg = document.getElementById("chart");
 const chart = chartSvg ? new Chart(chartSvg) : null;
 const tables = [...document.querySelectorAll("table[data-sortable]")].map((t) => new SortableTable(t));
@@ -53,20 +63,36 @@ function freshness() {
   view.stale = !view.closed && view.lastData !== null && Date.now() - view.lastData > staleAfterMs;
   const sources = new Set(rows.map((row) => row.dataset.source).filter(Boolean));
   if (sources.size) view.source = [...sources].join(", ");
+  const kinds = new Set(rows.map((row) => row.dataset.unreal).filter(Boolean));
+  view.unreal = [...kinds].sort().reverse().join(", ");
+  showNotice([...kinds].sort().reverse());
+  markAges(rows, Date.now(), Math.max(AGE_AFTER_MS, staleAfterMs));
+}
+
+// The server renders the notice for the prices it sent; this keeps it true as rows change.
+function showNotice(kinds) {
+  if (!notice) return;
+  const text = kinds.map((kind) => notice.dataset[kind]).filter(Boolean).join(" · ");
+  const span = notice.querySelector(".unreal-text");
+  if (span.textContent !== text) span.textContent = text;
+  notice.hidden = !text;
 }
 
 function refresh() {
   freshness();
-  const before = badge.state;
-  const after = badge.render(view);
-  if (before !== after && before !== "connecting" && view.link === "up") {
-    if (after === "delayed") toasts.show("Prices are delayed: no fresh data from the source.", "warn");
-    else if (before === "delayed" && after === "live") toasts.show("Prices are live again.", "ok");
-  }
+  const state = badge.render(view);
+  // Toasts tell changes of the data itself, judged on a settled link: not the rows' age while a
+  // (re)connect's snapshot is on its way, nor the link's own comings and goings.
+  if (view.link !== "up" || Date.now() < settleUntil) return;
+  if ((state !== "live" && state !== "delayed") || state === announced) return;
+  announced = state;
+  if (state === "delayed") toasts.show("Prices are delayed: no fresh data from the source.", "warn");
+  else toasts.show("Prices are live again.", "ok");
 }
 
 function applied(rows) {
   const now = Date.now();
+  settleUntil = 0; // the link's first batch (a reconnect's snapshot) has landed
   for (const row of rows) {
     const bound = document.querySelectorAll(`[data-quote="${CSS.escape(row.dataset.symbol)}"] [data-bind]`);
     for (const el of bound) {
@@ -116,7 +142,9 @@ const connection = new Connection({
   onStatus: serverStatus,
   onLink: (info) => {
     const wasDown = view.link !== "up" && view.link !== "connecting";
+    const wasUp = view.link === "up";
     Object.assign(view, { link: info.link, transport: info.transport, retryAt: info.retryAt });
+    if (info.link === "up" && !wasUp) settleUntil = Date.now() + SETTLE_MS;
     let event = info.event;
     if (info.link === "up" && event === "connected" && wasDown) event = "restored";
     if (info.link === "stopped") toasts.show(`Disconnected by the server: ${event}.`, "error");
@@ -125,7 +153,10 @@ const connection = new Connection({
   },
 });
 
-document.body.addEventListener("htmx:afterSettle", () => connection.setSymbols(quotes.symbols()));
+document.body.addEventListener("htmx:afterSettle", () => {
+  connection.setSymbols(quotes.symbols());
+  refresh(); // rows added or removed: the notice, badge and ages follow
+});
 setInterval(() => {
   refresh();
   const age = document.getElementById("age");

@@ -8,7 +8,7 @@ script (static/app.js) then keeps the rows live over WebSocket, or long-poll whe
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote as urlquote
 
@@ -22,6 +22,7 @@ from app.core.admission import client_key
 from app.feeds.universe import is_index
 from app.history import Point
 from app.models import Quote, Refusal
+from app.rendering import unreal_notice
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
@@ -46,9 +47,15 @@ CHART_POINTS = 600
 
 
 def render(
-    request: Request, template: str, page: str, status: int = 200, **context: Any
+    request: Request,
+    template: str,
+    page: str,
+    status: int = 200,
+    shown: Iterable[Quote | None] = (),
+    **context: Any,
 ) -> HTMLResponse:
-    """A full page (or partial) with what base.html needs: feed name, interval, static paths."""
+    """A full page (or partial) with what base.html needs: feed name, interval, static paths,
+    and the not-market-data notice when any of the `shown` quotes is simulated or replayed."""
     svc = services(request)
     html = svc.renderer.env.get_template(template).render(
         page=page,
@@ -57,6 +64,7 @@ def render(
         source=svc.feed.name,
         static=_static,
         sign_out=svc.access.enabled,
+        unreal_notice=unreal_notice(shown),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
@@ -138,6 +146,7 @@ async def market(request: Request) -> Response:
         request,
         "market.html",
         "market",
+        shown=[q for _, q in indices + equities],
         indices=indices,
         equities=equities,
         total=len(symbols),
@@ -173,6 +182,7 @@ async def stock(request: Request) -> Response:
         request,
         "stock.html",
         "stock",
+        shown=[q],
         symbol=symbol,
         q=q,
         age=_age(q),

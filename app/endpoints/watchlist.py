@@ -51,6 +51,7 @@ async def _render(
         "_watchlist.html" if partial else "dashboard.html",
         "dashboard",
         status=status,
+        shown=found.values(),
         rows=[(s, found.get(s)) for s in symbols],
         refusals=refusals(svc, symbols),
         error=error,

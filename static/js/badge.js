@@ -11,6 +11,7 @@ const LOOK = {
   reconnecting: ["↻", "Reconnecting"],
   offline: ["✕", "Offline"],
 };
+const DATA_STATES = new Set(["live", "delayed", "closed"]);
 const TRANSPORT = { ws: "WebSocket", poll: "Long-poll" };
 
 export function badgeState({ link, server, stale, closed }) {
@@ -35,7 +36,9 @@ export class Badge {
 
   render(view) {
     const state = badgeState(view);
-    const [icon, label] = LOOK[state];
+    const [icon, word] = LOOK[state];
+    // Simulated or replayed prices on the page: the badge says so ("Live · simulated").
+    const label = view.unreal && DATA_STATES.has(state) ? `${word} · ${view.unreal}` : word;
     this.el.dataset.state = state;
     this.el.querySelector(".badge-icon").textContent = icon;
     this.el.querySelector(".badge-label").textContent = label;

@@ -59,6 +59,10 @@ function moverRow(row) {
   const th = document.createElement("th");
   th.scope = "row";
   th.append(row.querySelector('[data-col="symbol"] a').cloneNode(true));
+  // The price's source tag and age go with it (markAges keeps the age current).
+  for (const el of row.querySelectorAll('[data-col="symbol"] .src, [data-col="symbol"] .age')) {
+    th.append(" ", el.cloneNode(true));
+  }
   const price = document.createElement("td");
   price.className = "num";
   price.textContent = row.querySelector('[data-col="price"]').lastChild.textContent;

@@ -36,7 +36,7 @@ def test_sign_in_see_live_prices_sign_out(page: Page, private: AppServer) -> Non
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(private.base + "/market")
     # Live over the WebSocket, which the session cookie opened (not a long-poll fallback).
-    expect(page.locator("#conn .badge-label")).to_have_text("Live")
+    expect(page.locator("#conn .badge-label")).to_have_text("Live · simulated")
     expect(page.locator("#conn .badge-via")).to_have_text("WebSocket")
     wait_for_moves(page, prices(page), at_least=2, timeout=10)
 
@@ -61,7 +61,7 @@ def test_a_session_that_ends_sends_the_page_to_sign_in(page: Page, private: AppS
     page.get_by_label("Access token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(private.base + "/stock/TCS")
-    expect(page.locator("#conn .badge-label")).to_have_text("Live")
+    expect(page.locator("#conn .badge-label")).to_have_text("Live · simulated")
     page.context.clear_cookies()  # as when the session expires
     sockets[-1].close(code=1012, reason="server restarting")
     expect(page).to_have_url(private.base + "/login?next=%2Fstock%2FTCS", timeout=45_000)

@@ -16,7 +16,7 @@ def test_dashboard_shows_prices_turns_live_and_prices_move(page: Page, server: A
     page.goto(server.base + "/")
     before = prices(page)
     assert len(before) == 7 and all(before.values()), before  # server-rendered, before any frame
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     expect(page.locator("#conn .badge-via")).to_have_text("WebSocket")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     wait_for_moves(page, before, at_least=2, timeout=10)
@@ -34,7 +34,7 @@ def test_watchlist_add_remove_persist_and_unknown_symbol_error(
     page: Page, server: AppServer
 ) -> None:
     page.goto(server.base + "/")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     page.get_by_label("Add a symbol").fill("wipro")
     page.get_by_role("button", name="Add", exact=True).click()
     row = page.locator('tr.quote[data-symbol="WIPRO"]')
@@ -86,7 +86,7 @@ def test_reduced_motion_keeps_the_arrow_but_drops_the_animation(
 
 def test_an_older_seq_is_ignored_and_a_newer_one_applied(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/stock/TCS")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     row = page.locator("#q-TCS")
     fake = """([delta, text]) => {
         const row = document.getElementById('q-TCS').cloneNode(true);
@@ -116,7 +116,7 @@ def test_an_older_seq_is_ignored_and_a_newer_one_applied(page: Page, server: App
 
 def test_market_closed_shows_in_badge_and_cells(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/stock/INFY")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     page.evaluate(
         """() => {
         const row = document.getElementById('q-INFY').cloneNode(true);
@@ -130,13 +130,13 @@ def test_market_closed_shows_in_badge_and_cells(page: Page, server: AppServer) -
         window.stocktracker.flush();
     }"""
     )
-    expect(page.locator(BADGE)).to_have_text("Market closed")
+    expect(page.locator(BADGE)).to_have_text("Market closed · simulated")
     expect(page.locator("#q-INFY .tag-closed")).to_have_text("Closed")
 
 
 def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/market")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     assert page.locator("table[data-live] tr.quote").count() >= 19
     expect(page.locator("table[data-live] tr.quote.pending")).to_have_count(0)
     equities = page.locator("table[aria-labelledby='equities-title']")
@@ -172,7 +172,7 @@ def test_market_board_sorts_and_movers_rerank(page: Page, server: AppServer) -> 
 def test_movers_rank_equities_only(page: Page, server: AppServer) -> None:
     # An index jumping 9 % must not top the equities' gainers; an equity doing so must.
     page.goto(server.base + "/market")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     jump = """symbol => {
         const row = document.getElementById(symbol).cloneNode(true);
         row.dataset.epoch = String(Number(row.dataset.epoch) + 1000);
@@ -195,7 +195,7 @@ def test_stock_chart_gains_points_and_404(page: Page, server: AppServer) -> None
     # The server drew the recent history it has recorded since it started (at least one point).
     served = int(chart.get_attribute("data-count") or "0")
     assert served >= 1
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     page.wait_for_function(
         "n => Number(document.getElementById('chart').dataset.count) >= n", arg=served + 3
     )
@@ -212,14 +212,14 @@ def test_stock_chart_gains_points_and_404(page: Page, server: AppServer) -> None
 
 def test_delayed_when_the_server_says_so_or_the_data_is_old(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/stock/AAPL")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     status = """s => window.stocktracker.ingest(
         `<span id="feed-status" hx-swap-oob="true" class="status status-${s}">x</span>`)"""
     page.evaluate(status, "delayed")
-    expect(page.locator(BADGE)).to_have_text("Delayed")
+    expect(page.locator(BADGE)).to_have_text("Delayed · simulated")
     expect(page.locator("#conn")).to_have_attribute("data-state", "delayed")
     page.evaluate(status, "live")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     # A quote older than two intervals (plus slack) that nothing newer replaces: Delayed too.
     page.evaluate(
         """() => {
@@ -229,14 +229,14 @@ def test_delayed_when_the_server_says_so_or_the_data_is_old(page: Page, server: 
         window.stocktracker.ingest(row.outerHTML);
     }"""
     )
-    expect(page.locator(BADGE)).to_have_text("Delayed")
+    expect(page.locator(BADGE)).to_have_text("Delayed · simulated")
     toast_text = "Prices are delayed"
     expect(page.locator("#toasts .toast", has_text=toast_text).first).to_be_attached()
 
 
 def test_a_burst_is_applied_in_one_batch(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/market")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     applied_at_once = page.evaluate(
         """() => {
         const ids = ['q-TCS', 'q-INFY', 'q-AAPL', 'q-NIFTY_2050'];
@@ -256,9 +256,10 @@ def test_a_burst_is_applied_in_one_batch(page: Page, server: AppServer) -> None:
             ['q-TCS', 'q-INFY', 'q-AAPL', 'q-NIFTY_2050'].every(id => b.includes(id)))"""
     )
     expect(page.locator("#q-TCS [data-col=price]")).to_contain_text("BURST")
-    # The polite summary exists and is the only live region besides the toasts.
+    # The polite summary exists; the only other live regions are the toasts and the notice that
+    # the prices are simulated (which changes only when the page's sources do).
     expect(page.locator("#summary")).to_have_text(re.compile(r"^\d+ symbols: \d+ up, \d+ down"))
-    assert page.locator("[aria-live]").count() == 2
+    assert page.locator("[aria-live]").count() == 3
 
 
 def test_an_empty_watchlist_stays_live_and_a_first_symbol_streams(
@@ -267,7 +268,7 @@ def test_an_empty_watchlist_stays_live_and_a_first_symbol_streams(
     page.context.add_cookies([{"name": "watchlist", "value": '""', "url": server.base}])
     page.goto(server.base + "/")
     expect(page.locator("tr.empty")).to_contain_text("Your watchlist is empty")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live")  # no price on the page: none simulated
     page.get_by_label("Add a symbol").fill("M&M")
     page.keyboard.press("Enter")
     row = page.locator('tr.quote[data-symbol="M&M"]')

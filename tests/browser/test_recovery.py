@@ -34,7 +34,7 @@ def test_backoff_is_1_2_4_8_16_30_seconds_with_jitter(page: Page, server: AppSer
 
 def test_server_restart_reconnects_without_a_reload(page: Page, server: AppServer) -> None:
     page.goto(server.base + "/")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     page.evaluate("window.__sameDocument = true")
 
     server.stop()
@@ -45,7 +45,7 @@ def test_server_restart_reconnects_without_a_reload(page: Page, server: AppServe
 
     server.start()  # the same port
     # Backoff is 1, 2, 4, 8 s (+-20 %) from the loss: back within one more step.
-    expect(page.locator(BADGE)).to_have_text("Live", timeout=45_000)
+    expect(page.locator(BADGE)).to_have_text("Live · simulated", timeout=45_000)
     expect(page.locator(VIA)).to_have_text("WebSocket")
     toast(page, "Connection restored")
     assert page.evaluate("window.__sameDocument") is True
@@ -67,7 +67,7 @@ def test_blocked_websocket_falls_back_to_long_poll_and_back(page: Page, server: 
     page.add_init_script("window.__stocktrackerTuning = { wsRetryMs: 1500 }")
     page.goto(server.base + "/")
     expect(page.locator(VIA)).to_have_text("Long-poll")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     toast(page, "switched to long-polling")
     page.locator("#conn").hover()
     expect(page.locator('[data-tip="transport"]')).to_have_text("Long-poll")

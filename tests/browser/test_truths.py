@@ -28,7 +28,7 @@ def test_the_chart_has_a_time_axis_and_the_dot_never_covers_the_scale(
     page: Page, server: AppServer
 ) -> None:
     page.goto(server.base + "/stock/NVDA")
-    expect(page.locator(BADGE)).to_have_text("Live")
+    expect(page.locator(BADGE)).to_have_text("Live · simulated")
     hhmm = re.compile(r"^\d\d:\d\d$")
     expect(page.locator("#chart-start")).to_have_text(hhmm)
     expect(page.locator("#chart-mid")).to_have_text(hhmm)
