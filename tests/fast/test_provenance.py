@@ -7,7 +7,8 @@ import re
 
 from app.rendering import Renderer, unreal_notice
 from tests.fast.inprocess import wait_priced
-from tests.unit.asgi import TestClient
+from tests.support import ROOT
+from tests.unit.asgi import TestClient, app_client
 from tests.unit.test_models import make_quote
 
 NOTICE = re.compile(r'<p id="unreal-notice"[^>]*>')
@@ -56,3 +57,15 @@ def test_the_notice_follows_the_quotes_source_not_the_page() -> None:
     row = Renderer().quote_row(real, oob=False)
     assert 'data-unreal=""' in row
     assert '<abbr class="src" title="Source: Finnhub">FH</abbr>' in row
+
+
+def test_replayed_prices_say_so_too() -> None:
+    recording = str(ROOT / "data" / "sample-replay.jsonl")
+    env = {"FEEDS": "replay", "REPLAY_FILE": recording, "DEFAULT_WATCHLIST": "AAPL,MSFT"}
+    with app_client(env) as client:
+        wait_priced(client, "AAPL", "MSFT")
+        html = client.get("/").text
+        shown, text = notice(html)
+        assert shown and text == "⚠ Replayed prices: recorded, not live market data"
+        assert html.count('data-unreal="replayed"') == 2
+        assert html.count(">REPLAY</abbr>") == 2
