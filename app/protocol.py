@@ -6,7 +6,7 @@ written down in docs/protocol.md; keep the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,12 +121,18 @@ def max_request_items(limit: int) -> int:
     return 2 * limit
 
 
-def _items(raw: Sequence[str], limit: int, review: Review) -> Sequence[str]:
+def _symbols(raw: Sequence[str], limit: int, review: Review) -> Iterator[str]:
+    """The request's symbols, normalized, up to `max_request_items` (the rest are counted in
+    `review.unread`); an item that is not a symbol is rejected in `review` and skipped."""
     cap = max_request_items(limit)
     if len(raw) > cap:
         review.unread = len(raw) - cap
-        return raw[:cap]
-    return raw
+        raw = raw[:cap]
+    for item in raw:
+        try:
+            yield normalize_symbol(item)
+        except InvalidSymbol as exc:
+            review.reject(item[: MAX_SYMBOL_LENGTH + 8], "invalid_symbol", str(exc))
 
 
 def review_subscribe(
@@ -137,12 +143,7 @@ def review_subscribe(
 ) -> Review:
     review = Review()
     seen: set[str] = set()
-    for item in _items(raw, limit, review):
-        try:
-            symbol = normalize_symbol(item)
-        except InvalidSymbol as exc:
-            review.reject(item[: MAX_SYMBOL_LENGTH + 8], "invalid_symbol", str(exc))
-            continue
+    for symbol in _symbols(raw, limit, review):
         if symbol in seen:
             review.reject(symbol, "duplicate", "symbol appears more than once in this request")
             continue
@@ -163,12 +164,7 @@ def review_subscribe(
 
 def review_unsubscribe(raw: Sequence[str], current: Collection[str], limit: int) -> Review:
     review = Review()
-    for item in _items(raw, limit, review):
-        try:
-            symbol = normalize_symbol(item)
-        except InvalidSymbol as exc:
-            review.reject(item[: MAX_SYMBOL_LENGTH + 8], "invalid_symbol", str(exc))
-            continue
+    for symbol in _symbols(raw, limit, review):
         if symbol in review.accepted:
             continue
         if symbol not in current:
