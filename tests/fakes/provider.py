@@ -299,6 +299,14 @@ class FakeProviders:
             page.set_cookie(name, value, path="/", httponly=True)
         return page
 
+    async def _nse_gate(self, request: Request) -> tuple[str, Response | None]:
+        """What every NSE data endpoint does first: count the call, hang if asked to, and refuse
+        what the real site refuses; (the scripted mode, the refusal or None)."""
+        mode = self._record("nse", request)
+        if mode == "hang":
+            await asyncio.sleep(self.state.delay)
+        return mode, self._nse_refusal(request, mode)
+
     def _nse_refusal(self, request: Request, mode: str) -> Response | None:
         if mode == "akamai":
             return Response(HTML_BLOCK, 403, media_type="text/html")
@@ -310,10 +318,7 @@ class FakeProviders:
         return None
 
     async def _nse_quote(self, request: Request) -> Response:
-        mode = self._record("nse", request)
-        if mode == "hang":
-            await asyncio.sleep(self.state.delay)
-        refusal = self._nse_refusal(request, mode)
+        mode, refusal = await self._nse_gate(request)
         if refusal is not None:
             return refusal
         symbol = request.query_params.get("symbol", "")
@@ -343,10 +348,7 @@ class FakeProviders:
         }]})  # fmt: skip
 
     async def _nse_indices(self, request: Request) -> Response:
-        mode = self._record("nse", request)
-        if mode == "hang":
-            await asyncio.sleep(self.state.delay)
-        refusal = self._nse_refusal(request, mode)
+        mode, refusal = await self._nse_gate(request)
         if refusal is not None:
             return refusal
         return JSONResponse({
