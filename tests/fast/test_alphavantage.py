@@ -19,6 +19,7 @@ from app.feeds.base import (
     FeedUnavailable,
     FetchResult,
 )
+from tests.fakes.provider import AV_BAD_KEY, AV_DAILY, AV_NOTE, AV_PREMIUM, AV_SPARINGLY
 from tests.fast.mock_http import Handler, Provider, always, json_reply
 
 KEY = "av-secret-0123456789"
@@ -30,26 +31,14 @@ RELIANCE_BSE = {"Global Quote": {
 }}  # fmt: skip
 IBM = {"Global Quote": {**RELIANCE_BSE["Global Quote"], "01. symbol": "IBM"}}
 UNKNOWN: dict[str, dict[str, str]] = {"Global Quote": {}}
-BAD_KEY = {"Error Message": "the parameter apikey is invalid or missing. Please claim your free "
-           "API key on (https://www.alphavantage.co/support/#api-key). It should take less than "
-           "20 seconds."}  # fmt: skip
+BAD_KEY = {"Error Message": AV_BAD_KEY}
 BAD_CALL = {"Error Message": "Invalid API call. Please retry or visit the documentation "
             "(https://www.alphavantage.co/documentation/) for GLOBAL_QUOTE."}  # fmt: skip
-DAILY = {"Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 "
-         "requests per day. Please subscribe to any of the premium plans at "
-         "https://www.alphavantage.co/premium/ to instantly remove all daily rate "
-         "limits."}  # fmt: skip
-SPARINGLY = {"Information": "Thank you for using Alpha Vantage! Please consider spreading out "
-             "your free API requests more sparingly. You may subscribe to any of the premium "
-             "plans at https://www.alphavantage.co/premium/ to lift the free key rate limit (25 "
-             "requests per day) and instantly unlock all premium endpoints"}  # fmt: skip
-LEGACY_MINUTE = {"Note": "Thank you for using Alpha Vantage! Our standard API call frequency is "
-                 "5 calls per minute and 500 calls per day. Please visit "
-                 "https://www.alphavantage.co/premium/ if you would like to target a higher API "
-                 "call frequency."}  # fmt: skip
-PREMIUM = {"Information": "Thank you for using Alpha Vantage! This is a premium endpoint. You may "
-           "subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
-           "instantly unlock all premium endpoints"}  # fmt: skip
+# The notices as the fake provider serves them (providers.md section 2).
+DAILY = {"Information": AV_DAILY}
+SPARINGLY = {"Information": AV_SPARINGLY}
+LEGACY_MINUTE = {"Note": AV_NOTE}
+PREMIUM = {"Information": AV_PREMIUM}
 DEMO = {"Information": "The **demo** API key is for demo purposes only."}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from app.feeds.base import FeedRateLimited, FeedRejected, FeedUnavailable, FetchResult
 from app.feeds.twelvedata import TwelveDataFeed
+from tests.fakes.provider import TD_DAY, TD_KEY, TD_MINUTE, TD_NOT_FOUND
 from tests.fast.mock_http import Handler, Provider, always, json_reply
 
 KEY = "td-secret-0123456789"
@@ -32,31 +33,10 @@ AAPL = {
     "change": "4.59000", "percent_change": "1.96759", "average_volume": "47012345",
     "is_market_open": False,
 }  # fmt: skip
-NOT_FOUND = {
-    "code": 404,
-    "message": "**symbol** or **figi** parameter is missing or invalid. Please provide a valid "
-    "symbol according to API documentation: https://twelvedata.com/docs#reference-data",
-    "status": "error",
-}
-MINUTE = {
-    "code": 429,
-    "message": "You have run out of API credits for the current minute. 9 API credits were used, "
-    "with the current limit being 8. Wait for the next minute or consider switching to a higher "
-    "tier plan at https://twelvedata.com/pricing",
-    "status": "error",
-}
-DAY = {
-    "code": 429,
-    "message": "You have run out of API credits for the day. 882 API credits were used, with the "
-    "current limit being 800.",
-    "status": "error",
-}
-BAD_KEY = {
-    "code": 401,
-    "message": "**apikey** parameter is incorrect or not specified. You can get your free API key "
-    "instantly following this link: https://twelvedata.com/pricing.",
-    "status": "error",
-}
+NOT_FOUND = {"code": 404, "message": TD_NOT_FOUND, "status": "error"}
+MINUTE = {"code": 429, "message": TD_MINUTE, "status": "error"}
+DAY = {"code": 429, "message": TD_DAY, "status": "error"}
+BAD_KEY = {"code": 401, "message": TD_KEY, "status": "error"}
 PLAN = {
     "code": 403,
     "message": "/quote is available exclusively with grow or pro or ultra or enterprise plans. "
