@@ -15,6 +15,7 @@ answers None: open or closed is unknown.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -140,13 +141,16 @@ def next_close(exchange: str, at: datetime) -> datetime | None:
     return None
 
 
-def _sessions_from(exchange: str, at: datetime) -> list[Session]:
+def _sessions_from(exchange: str, at: datetime) -> Iterator[Session]:
+    """The sessions from `at`'s day on, looked up one day at a time (callers stop at the first
+    that suits them)."""
     found = MARKETS.get(exchange)
     if found is None:
-        return []
+        return
     first = at.astimezone(found.zone).date()
-    days = (first + timedelta(days=n) for n in range(_HORIZON_DAYS))
-    return [s for day in days if (s := session(exchange, day)) is not None]
+    for n in range(_HORIZON_DAYS):
+        if (s := session(exchange, first + timedelta(days=n))) is not None:
+            yield s
 
 
 def _us_half_day(found: Market, day: date) -> bool:

@@ -19,21 +19,16 @@ The key can only travel in the query string: `app.feeds.http` masks it in httpx'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from app import sessions
 from app.feeds.base import FeedRateLimited, FeedRejected, FeedUnavailable, FetchResult
 from app.feeds.http import clean_message, dec, derive, fetch_each, get_json, or_price, volume_of
 from app.feeds.universe import BY_SYMBOL
 from app.models import Quote
-
-_CLOSE = {
-    "BSE": (ZoneInfo("Asia/Kolkata"), time(15, 30)),
-    "US": (ZoneInfo("America/New_York"), time(16, 0)),
-}
 
 
 def provider_symbol(symbol: str) -> str:
@@ -144,5 +139,5 @@ def _close_ms(day: object, exchange: str) -> int:
         parsed = date.fromisoformat(str(day))
     except ValueError:
         return 0
-    zone, close = _CLOSE[exchange]
-    return int(datetime.combine(parsed, close, zone).timestamp() * 1000)
+    hours = sessions.MARKETS[exchange]  # its regular close, in its zone
+    return int(datetime.combine(parsed, hours.closes, hours.zone).timestamp() * 1000)

@@ -31,16 +31,16 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from app import sessions
 from app.feeds.base import FeedError, FeedUnavailable, FetchResult
 from app.feeds.http import dec, derive, fetch_each, get_json, or_price, volume_of
 from app.feeds.universe import BY_SYMBOL
 from app.models import Quote
 
-_IST = ZoneInfo("Asia/Kolkata")
+_IST = sessions.MARKETS["NSE"].zone  # NSE stamps its times in India time, without a zone
 _BROWSER = {
     "User-Agent": (
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
