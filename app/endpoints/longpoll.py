@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.core.admission import client_key
+from app.clients import client_of
 from app.endpoints.query import (
     TOLD_REJECTED,
     ApiError,
@@ -50,7 +50,7 @@ async def poll(request: Request) -> Response:
         # Rejections are news once: the cursor remembers them, so a page whose symbols are all
         # rejected waits like any other instead of polling in a tight loop.
         news = [r for r in rejected if cursor.get(r["symbol"]) != TOLD_REJECTED]
-        client = client_key(request.client.host if request.client else None)
+        client = client_of(request.scope)
         quotes, timed_out = await hub.await_quotes(
             symbols,
             lambda qs: bool(news) or bool(_newer(qs, cursor)),

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.chart import geometry, time_axis, zone_name
-from app.core.admission import client_key
+from app.clients import client_of
 from app.feeds.universe import is_index
 from app.history import Point
 from app.models import Quote, Refusal
@@ -83,11 +83,6 @@ def plain(
     return HTMLResponse(html, status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-def client_of(request: Request) -> str:
-    """Who is asking, for fair admission of new symbols (app.core.admission)."""
-    return client_key(request.client.host if request.client else None)
-
-
 def _static(path: str) -> str:
     return f"/static/{path}"
 
@@ -133,7 +128,7 @@ async def market(request: Request) -> Response:
     # costs the (rate-limited) providers nothing extra.
     symbols = [s for s in svc.settings.board_symbols if svc.hub.acceptance.listed(s)]
     symbols = symbols[: svc.settings.max_symbols_per_connection]
-    found = await priced(svc, symbols, client_of(request))
+    found = await priced(svc, symbols, client_of(request.scope))
     indices: list[tuple[str, Quote | None]] = []
     equities: list[tuple[str, Quote | None]] = []
     for symbol in symbols:
@@ -168,7 +163,7 @@ async def stock(request: Request) -> Response:
         raise HTTPException(404, f"No stock “{symbol}” here: {reason}.")
     if request.path_params["symbol"] != symbol:
         return RedirectResponse(_stock_url(symbol), status_code=308)  # one URL per stock
-    q = (await priced(svc, [symbol], client_of(request))).get(symbol)
+    q = (await priced(svc, [symbol], client_of(request.scope))).get(symbol)
     line = await svc.history.line(symbol)
     points = line.points
     if q is not None and (not points or points[-1][0] < q.source_time):

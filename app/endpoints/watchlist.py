@@ -12,9 +12,9 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.clients import client_of
 from app.endpoints.pages import (
     WATCHLIST_COOKIE,
-    client_of,
     priced,
     refusals,
     render,
@@ -45,7 +45,7 @@ async def _render(
     status: int = 200,
 ) -> Response:
     svc = services(request)
-    found = await priced(svc, symbols, client_of(request))
+    found = await priced(svc, symbols, client_of(request.scope))
     return render(
         request,
         "_watchlist.html" if partial else "dashboard.html",

@@ -39,7 +39,8 @@ class Transport:
 
     def write_now(self, payload: bytes) -> bool:
         """Write `payload` at once if the socket takes it; False (nothing written) if not."""
-        return self.write(self.prepare(payload))
+        # Without the fast path nothing can be written at once: do not frame for nothing.
+        return self.fast and self.write(self.prepare(payload))
 
     async def send(self, payload: bytes) -> None:
         """The awaited send (uvicorn frames it); raises what Starlette's send raises."""
