@@ -170,11 +170,9 @@ class Hub:
         """Wait on `symbols` for `client` until `ready(their newest quotes)` holds, the hub
         drains, or `seconds` pass: (the quotes, whether time ran out). The wait counts as a
         subscription (that is what makes the fetcher price a symbol) and is registered before
-        the first read, so no update slips between."""
-        # What the shared store has priced already needs no admission (app.core.admission):
-        # read it first, as a WebSocket subscribe does; the read after the wait catches what
-        # comes in between.
-        await self.snapshot(symbols)
+        the first read, so no update slips between. Callers read the store first (what it has
+        priced already needs no admission, app.core.admission), as a WebSocket subscribe does:
+        this read catches what came in between."""
         waiter = self.subscriptions.wait_for(symbols, client)
         self._empty.clear()
         try:

@@ -51,6 +51,7 @@ async def poll(request: Request) -> Response:
         # rejected waits like any other instead of polling in a tight loop.
         news = [r for r in rejected if cursor.get(r["symbol"]) != TOLD_REJECTED]
         client = client_of(request.scope)
+        await hub.snapshot(symbols)  # what the store has needs no admission (Hub.await_quotes)
         quotes, timed_out = await hub.await_quotes(
             symbols,
             lambda qs: bool(news) or bool(_newer(qs, cursor)),
