@@ -4,8 +4,10 @@ One tick: reconcile the cluster's subscriptions (which also refreshes the `subsc
 fetch the watched symbols plus the default board from the feed, stamp each *changed* quote with
 the next `seq` for its symbol and this term's `epoch`, store it as the symbol's snapshot, append
 its `(source_time, price)` to the symbol's chart history (app/history.py), and publish all of
-them as one message on `market-data:updates`. Ticks never overlap: a slow fetch is
-cut off by a timeout shorter than the interval, and a missed tick is skipped, not queued.
+them as one message on `market-data:updates`, with the symbols the source priced again unchanged
+(`confirmed`: still current, so no client calls a quiet symbol delayed). Ticks never overlap: a
+slow fetch is cut off by a timeout shorter than the interval, and a missed tick is skipped, not
+queued.
 
 A symbol that becomes watched between ticks (an event on `market-data:subscriptions`) is fetched
 at once, so a new subscriber does not wait a whole interval for its first price.
@@ -324,9 +326,13 @@ class Fetcher:
             )
         self.status = status
         changed = self._stamp(result.quotes)
+        # Priced again at the same price: still current, which only the fetcher knows (clients
+        # are sent changes alone). Every replica hears it and tells its clients, conflated.
+        moved = {q.symbol for q in changed}
+        confirmed = [q.symbol for q in result.quotes if q.symbol not in moved]
         announce = status != self._status_sent or status != LIVE
-        if changed or rejected or announce:
-            await self._publish(term, changed, status, rejected)
+        if changed or rejected or announce or confirmed:
+            await self._publish(term, changed, status, rejected, confirmed)
 
     def _stamp(self, quotes: Iterable[Quote]) -> list[Quote]:
         now_ms = int(self._clock() * 1000)
@@ -345,9 +351,13 @@ class Fetcher:
         quotes: list[Quote],
         status: FeedStatus | None = None,
         rejected: Sequence[Rejection] = (),
+        confirmed: Sequence[str] = (),
     ) -> None:
         encoded = {q.symbol: encode_quote(q) for q in quotes}
-        message = encode_update(self.epoch, list(encoded.values()), status, rejected, self.refresh)
+        message = encode_update(
+            self.epoch, list(encoded.values()), status, rejected, self.refresh,
+            confirmed, int(self._clock() * 1000),
+        )  # fmt: skip
         # Snapshots, chart points and message go together, fenced by our term (see
         # FetcherLease.publish): every replica's chart is the line this fetcher published.
         points = {q.symbol: encode_point(q) for q in quotes}

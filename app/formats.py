@@ -7,7 +7,10 @@ pages render, with `hx-swap-oob`, so what htmx swaps in is byte-for-byte what a 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+
+import orjson
 
 from app import protocol
 from app.core.wire import FrameKind
@@ -30,6 +33,9 @@ class JsonFormat:
             retry_after=status.retry_after, detail=status.detail,
         )  # fmt: skip
 
+    def fresh(self, at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+        return protocol.fresh(at, now, stale_after, stale)
+
     def rejected(self, symbol: str, reason: str, source: str | None) -> bytes:
         return protocol.rejected(symbol, reason, source)
 
@@ -38,6 +44,14 @@ class JsonFormat:
 
 
 JSON_FORMAT = JsonFormat()
+
+
+def fresh_template(at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+    """The freshness note for pages: not swapped in; static/js/quotes.js reads it (pages render
+    the same element, so a page knows its prices' freshness before its first frame)."""
+    attrs = b'data-at="%d" data-now="%d" data-stale-after="%d"' % (at, now, stale_after)
+    listed = html.escape(orjson.dumps(stale).decode()).encode()
+    return b'<template id="fresh" ' + attrs + b' data-stale="' + listed + b'"></template>'
 
 
 class HtmlFormat:
@@ -54,6 +68,9 @@ class HtmlFormat:
 
     def status(self, status: FeedStatus) -> bytes:
         return self._renderer.status(status).encode()
+
+    def fresh(self, at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+        return fresh_template(at, now, stale_after, stale)
 
     def rejected(self, symbol: str, reason: str, source: str | None) -> bytes:
         return self._renderer.rejected_row(symbol, reason, source).encode()

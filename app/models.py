@@ -220,14 +220,17 @@ class UpdateDecodeError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Update:
     """One `market-data:updates` message: a fetch tick's changed quotes, and optionally the
-    feed's `status`, the symbols it `rejected` and its per-symbol `refresh` interval (seconds
-    between two fetches of one symbol under the provider's quota)."""
+    feed's `status`, the symbols it `rejected`, its per-symbol `refresh` interval (seconds
+    between two fetches of one symbol under the provider's quota), and the symbols whose price
+    the source `confirmed` unchanged at `confirmed_at` (ms; changed ones carry their own time)."""
 
     epoch: int
     quotes: list[Quote]
     status: FeedStatus | None = None
     rejected: tuple[Rejection, ...] = ()
     refresh: float | None = None
+    confirmed: tuple[str, ...] = ()
+    confirmed_at: int = 0
 
 
 def encode_update(
@@ -236,10 +239,15 @@ def encode_update(
     status: FeedStatus | None = None,
     rejected: Sequence[Rejection] = (),
     refresh: float | None = None,
+    confirmed: Sequence[str] = (),
+    confirmed_at: int = 0,
 ) -> bytes:
     """The `market-data:updates` message around already-encoded quotes (joined, never
     re-encoded: the same bytes the snapshot store gets)."""
     extra = b"" if refresh is None else b',"refresh":%.3f' % refresh
+    if confirmed:
+        listed = orjson.dumps(list(confirmed))
+        extra += b',"confirmed":%s,"confirmed_at":%d' % (listed, confirmed_at)
     if status is not None:
         extra += b',"status":' + orjson.dumps(status.to_dict())
     if rejected:
@@ -271,6 +279,8 @@ def parse_update(data: bytes) -> Update:
             for r in message.get("rejected", ())
         )
         epoch = message.get("epoch", 0)
+        confirmed = tuple(s for s in message.get("confirmed", ()) if isinstance(s, str))
+        confirmed_at = message.get("confirmed_at", 0)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UpdateDecodeError(str(exc)) from None
     return Update(
@@ -279,6 +289,8 @@ def parse_update(data: bytes) -> Update:
         status,
         rejected,
         float(refresh) if isinstance(refresh, int | float) and refresh > 0 else None,
+        confirmed if isinstance(confirmed_at, int) and confirmed_at > 0 else (),
+        confirmed_at if isinstance(confirmed_at, int) and confirmed_at > 0 else 0,
     )
 
 

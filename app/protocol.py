@@ -252,6 +252,12 @@ def reconnect(delay_ms: int) -> bytes:
     return _dump({"type": "reconnect", "delay_ms": delay_ms, "reason": "server_draining"})
 
 
+def fresh(at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+    return _dump(
+        {"type": "fresh", "at": at, "now": now, "stale_after": stale_after, "stale": stale}
+    )
+
+
 def status(
     state: str,
     reason: str | None = None,

@@ -61,6 +61,7 @@ class Stall:
 
 class FetcherWatch:
     def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval  # the fetch interval
         self.stall_after = max(STALL_INTERVALS * interval, STALL_FLOOR)
         self._clock = clock
         self._since = clock()  # the listener's (re)connect: silence counts from here at most

@@ -16,7 +16,8 @@ that looks open): app.core.heartbeat notices when our own heartbeat stops coming
 hub then rebuilds the listener (readiness fails meanwhile).
 
 Update messages may also carry the fetcher's feed `status` (forwarded to every client when it
-changes) and `rejected` symbols (told to their watchers, whose subscription to them then ends).
+changes), `rejected` symbols (told to their watchers, whose subscription to them then ends) and
+the `confirmed` ones (still current: app.core.freshness tells clients in conflated notes).
 """
 
 from __future__ import annotations
@@ -24,23 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from app.core.acceptance import Acceptance
 from app.core.admission import Admission
 from app.core.fanout import Fanout
 from app.core.fetcher_watch import FetcherWatch
+from app.core.freshness import Freshness
 from app.core.heartbeat import Announce, ListenerHealth
-from app.core.latest import LatestQuotes, decode_stored
+from app.core.latest import LatestQuotes
 from app.core.outbox import Outbox
 from app.core.subscriptions import Subscriptions
 from app.models import LIVE, FeedStatus, Quote, UpdateDecodeError, parse_update
-from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, BusUnavailable
+from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend
 from app.supervise import cancel_together, reraise_if_cancelling
 
 log = logging.getLogger(__name__)
-
-WS_1012_SERVICE_RESTART = 1012  # the close code's value; the hub imports nothing of Starlette
 
 
 class Hub:
@@ -81,6 +82,9 @@ class Hub:
         self.fanout: Fanout = self.subscriptions.fanout
         # The fetcher's effective per-symbol refresh interval, as its last message said.
         self.refresh: float | None = None
+        # When each price was last confirmed current, told to clients in conflated notes.
+        self.freshness = Freshness(self.fetchers.interval)
+        self._told: FeedStatus | None = None  # the status last broadcast
         self._outboxes: set[Outbox] = set()
         self.bus_connected = False
         self.feed_status: FeedStatus = LIVE
@@ -107,14 +111,13 @@ class Hub:
     def outboxes(self) -> frozenset[Outbox]:
         return frozenset(self._outboxes)
 
-    @property
-    def state(self) -> str:
-        return self.current_status().state
-
     def current_status(self) -> FeedStatus:
-        """What clients are told: the bus state first, then the fetcher's feed status."""
+        """What clients are told: the bus state first (gone, or deaf: our heartbeat does not
+        come back), then the fetcher's feed status."""
         if not self.bus_connected:
             return FeedStatus("delayed", "bus_disconnected")
+        if not self.health.hearing_itself:
+            return FeedStatus("delayed", "bus_unresponsive")
         return self.feed_status
 
     def attach(self, outbox: Outbox) -> None:
@@ -142,9 +145,7 @@ class Hub:
         with 1012; wake every wait so it returns now."""
         self.draining = True
         for outbox in list(self._outboxes):
-            delay_ms = int(random.uniform(0.1, max(spread, 0.1)) * 1000)
-            outbox.offer_control(outbox.fmt.reconnect(delay_ms))
-            outbox.close_after(WS_1012_SERVICE_RESTART, "server restarting")
+            outbox.send_away(int(random.uniform(0.1, max(spread, 0.1)) * 1000))
         self.subscriptions.waiters.ring_all()
 
     # ---- snapshots and waits -----------------------------------------------------------------
@@ -169,10 +170,8 @@ class Hub:
     ) -> tuple[list[Quote], bool]:
         """Wait on `symbols` for `client` until `ready(their newest quotes)` holds, the hub
         drains, or `seconds` pass: (the quotes, whether time ran out). The wait counts as a
-        subscription (that is what makes the fetcher price a symbol) and is registered before
-        the first read, so no update slips between. Callers read the store first (what it has
-        priced already needs no admission, app.core.admission), as a WebSocket subscribe does:
-        this read catches what came in between."""
+        subscription (so the fetcher prices them), registered before this read so no update
+        slips between; callers read the store first, as a subscribe does (app.core.admission)."""
         waiter = self.subscriptions.wait_for(symbols, client)
         self._empty.clear()
         try:
@@ -190,15 +189,12 @@ class Hub:
             self._check_empty()
 
     def _deliver(self, quotes: Iterable[Quote]) -> int:
-        """Remember and fan out the quotes newer than this process's; returns how many were.
-        Duplicates, and quotes older than what this process already has, go no further."""
+        """Remember and fan out the quotes newer than this process's; returns how many were."""
         fresh = [quote for quote in quotes if self.latest.remember(quote)]
         if fresh:
             self.fanout.publish(fresh)
             self.subscriptions.waiters.ring(quote.symbol for quote in fresh)
         return len(fresh)
-
-    # ---- background work ---------------------------------------------------------------------
 
     async def run(self) -> None:
         backend = self._backend
@@ -207,6 +203,7 @@ class Hub:
             tg.create_task(self.health.run(backend.bus, lambda: self.bus_connected))
             tg.create_task(self._resync_loop())
             tg.create_task(self.subscriptions.report_loop(backend.bus, backend.registry))
+            tg.create_task(self._watch())
 
     async def withdraw(self) -> None:
         """Clean shutdown: take this replica's subscriptions out of the registry at once."""
@@ -257,6 +254,8 @@ class Hub:
         if update.refresh is not None:
             self.refresh = update.refresh
         self.fetchers.update_heard()
+        self.freshness.heard(update.quotes, update.confirmed, update.confirmed_at)
+        self.subscriptions.waiters.ring(update.confirmed)  # long-polls waiting for a note
         self.received += self._deliver(update.quotes)
         for rejection in update.rejected:
             self.acceptance.reject(rejection)
@@ -269,8 +268,18 @@ class Hub:
             if self.bus_connected:
                 self._broadcast_status()
 
+    async def _watch(self, every: float = 0.25) -> None:
+        """Changes no message tells of (the listener going deaf, or hearing again), and the
+        freshness notes of the newest confirmations."""
+        while True:
+            if self.current_status() != self._told:
+                self._broadcast_status()
+            watched = self.subscriptions.fanout.counts
+            self.freshness.note(self._outboxes, watched, self.refresh, int(time.time() * 1000))
+            await asyncio.sleep(every)
+
     def _broadcast_status(self) -> None:
-        status = self.current_status()
+        self._told = status = self.current_status()
         texts: dict[str, bytes | None] = {}
         for outbox in self._outboxes:
             name = outbox.fmt.name
@@ -284,12 +293,5 @@ class Hub:
             await self._resync.wait()
             self._resync.clear()
             symbols = list(self.subscriptions.local_counts())
-            if not symbols:
-                continue
-            try:
-                stored = await self._backend.snapshots.get(symbols)
-            except BusUnavailable as exc:
-                log.warning("resync after reconnect failed: %s", exc)
-                continue
-            self._deliver(decode_stored(stored.values()))
-            self.subscriptions.changed()  # the registry may have lost our lease while away
+            if symbols and await self.latest.reread(symbols):
+                self.subscriptions.changed()  # the registry may have lost our lease while away

@@ -39,6 +39,17 @@ class LatestQuotes:
         self._texts: dict[tuple[str, str], tuple[Quote, bytes]] = {}
         self._reads: dict[str, asyncio.Future[None]] = {}  # store reads in flight
 
+    async def reread(self, symbols: Sequence[str]) -> bool:
+        """After a gap in the bus (pub/sub lost what was published meanwhile): deliver the
+        stored quotes newer than ours. False if the store could not be read."""
+        try:
+            stored = await self._store.get(symbols)
+        except BusUnavailable as exc:
+            log.warning("resync after reconnect failed: %s", exc)
+            return False
+        self._deliver(decode_stored(stored.values()))
+        return True
+
     def get(self, symbol: str) -> Quote | None:
         return self._quotes.get(symbol)
 

@@ -24,6 +24,8 @@ from typing import Protocol
 
 from app.core.wire import WireFormat
 
+WS_1012_SERVICE_RESTART = 1012  # the close code's value; the core imports nothing of Starlette
+
 
 class Sink(Protocol):
     """Where a connection's payloads are written without awaiting (a transport's fast path)."""
@@ -44,7 +46,7 @@ class Outbox:
     __slots__ = (
         "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
         "_pending_since", "_max_control", "_max_bytes", "_control", "_control_bytes", "_pending",
-        "sink", "sending", "on_owed", "client",
+        "sink", "sending", "on_owed", "client", "_note",
     )  # fmt: skip
 
     def __init__(
@@ -68,6 +70,7 @@ class Outbox:
         self._control: list[bytes] = []
         self._control_bytes = 0
         self._pending: dict[str, bytes] = {}
+        self._note: bytes | None = None  # the newest freshness note owed (app.core.freshness)
         # The transport's non-blocking write (app.ws.transport), set by the connection.
         self.sink: Sink | None = None
         self.sending = False  # an awaited send is in progress: keep order, let it drain
@@ -109,6 +112,24 @@ class Outbox:
         self.offer_control(message)
         return len(message)
 
+    def offer_note(self, payload: bytes, prepared: dict[object, bytes]) -> None:
+        """A freshness note: only the newest is ever owed (it supersedes the one before), after
+        the quotes. Written at once when nothing is owed before it; `prepared` caches the
+        payload's framing per kind of sink, shared by every outbox given the same payload."""
+        if self.overflowed or self.closing:
+            return
+        sink = self.sink
+        if sink is not None and not (self._pending or self._control or self.sending):
+            prepare = sink.prepare
+            framed = prepared.get(prepare)
+            if framed is None:
+                framed = prepared[prepare] = prepare(payload)
+            if sink.write(framed):
+                self._note = None
+                return
+        self._note = payload
+        self._owed()
+
     def offer_control(self, message: bytes | None) -> None:
         if message is None or self.overflowed:
             return
@@ -128,12 +149,18 @@ class Outbox:
         self._control.clear()
         self._control_bytes = 0
         self._pending.clear()
+        self._note = None
 
     def close_after(self, code: int, reason: str) -> None:
         """Ask the writer to close once everything queued so far has been sent."""
         if self.closing is None:
             self.closing = (code, reason)
         self._owed()
+
+    def send_away(self, delay_ms: int) -> None:
+        """The drain: tell the client to reconnect after `delay_ms`, then close with 1012."""
+        self.offer_control(self.fmt.reconnect(delay_ms))
+        self.close_after(WS_1012_SERVICE_RESTART, "server restarting")
 
     def forget(self, symbols: Sequence[str]) -> None:
         """After unsubscribe: drop pending updates of `symbols`."""
@@ -145,7 +172,7 @@ class Outbox:
             self.on_owed()
 
     def owes(self) -> bool:
-        return bool(self._control or self._pending)
+        return bool(self._control or self._pending or self._note)
 
     def write_owed_now(self) -> tuple[int, bool]:
         """Write what is owed through the sink, in order, as far as it takes it:
@@ -169,10 +196,16 @@ class Outbox:
             self._pending.clear()
             self.batch_published_at = self._pending_since
             written += 1
+        if self._note is not None:
+            if not sink.write(sink.prepare(self._note)):
+                return written, False
+            self._note = None
+            written += 1
         return written, True
 
     def drain(self) -> list[bytes]:
-        """Everything owed now, in order: control messages, then one message of live quotes."""
+        """Everything owed now, in order: control messages, one message of live quotes, the
+        freshness note."""
         messages, self._control = self._control, []
         self._control_bytes = 0
         self.batch_published_at = 0
@@ -180,4 +213,7 @@ class Outbox:
             messages.append(self.fmt.frame("batch", list(self._pending.values())))
             self._pending.clear()
             self.batch_published_at = self._pending_since
+        if self._note is not None:
+            messages.append(self._note)
+            self._note = None
         return messages

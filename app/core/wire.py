@@ -33,6 +33,12 @@ class WireFormat(Protocol):
         """The data state (live, delayed, stale...); None if this format has no such message."""
         ...
 
+    def fresh(self, at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+        """The freshness note (app.core.freshness): prices not in `stale` ({symbol: when last
+        confirmed}) were current at `at`; `now` is the server's clock, `stale_after` the age (ms)
+        past which a price is not current."""
+        ...
+
     def rejected(self, symbol: str, reason: str, source: str | None) -> bytes | None:
         """The feed cannot price a subscribed symbol (whose subscription ended); None: not told."""
         ...

@@ -30,7 +30,7 @@ async def quotes(request: Request) -> Response:
     have = {q.symbol for q in found}
     body = (
         b'{"status":'
-        + orjson.dumps(svc.hub.state)
+        + orjson.dumps(svc.hub.current_status().state)
         + b',"interval":'
         + orjson.dumps(svc.fetcher.interval)
         + b',"refresh":'

@@ -6,6 +6,9 @@ waits until one arrives or `POLL_TIMEOUT` passes, then returns what it has (mayb
 cursor to send next time. Same ordering rule as the WebSocket: newer is (epoch, seq) greater.
 A rejection is news (an answer at once) only the first time: the cursor then records it as
 `-1, -1`, and later polls list it in `rejected` but wait for news like any other.
+Each answer carries the freshness note of its symbols (`fresh`, as on the WebSocket, see
+app.core.freshness); a client that sends the last note's time as `as_of` is answered again when
+a newer one is due, even if no price changed.
 `format=html` answers the same envelope with the quotes as one `html` string of `_quote_row.html`
 rows (what `/ws?format=html` sends, rejected symbols' rows included), so pages use one partial on
 either transport.
@@ -13,11 +16,14 @@ either transport.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.clients import client_of
+from app.core.freshness import stale_after_ms
 from app.endpoints.query import (
     TOLD_REJECTED,
     ApiError,
@@ -27,6 +33,7 @@ from app.endpoints.query import (
     parse_symbols,
     wire_format_name,
 )
+from app.formats import JSON_FORMAT, HtmlFormat
 from app.models import Quote, encode_quote
 from app.services import Services, services
 
@@ -42,7 +49,9 @@ async def poll(request: Request) -> Response:
     if fmt_name is None:
         raise ApiError("bad_format", "format must be json or html")
     cursor = decode_cursor(request.query_params.get("cursor", ""))
+    as_of = _as_of(request.query_params.get("as_of", ""))
     hub = svc.hub
+    freshness = hub.freshness
     hub.subscriptions.note_poll(symbols)
     hub.polls_in_flight += 1
     try:
@@ -52,9 +61,17 @@ async def poll(request: Request) -> Response:
         news = [r for r in rejected if cursor.get(r["symbol"]) != TOLD_REJECTED]
         client = client_of(request.scope)
         await hub.snapshot(symbols)  # what the store has needs no admission (Hub.await_quotes)
+        # A client that says how fresh its prices are (`as_of`, the last answer's `fresh.at`) is
+        # also answered when that moves on by half the time a price stays current, so its
+        # prices never look delayed while nothing changes (app.core.freshness).
+        half = stale_after_ms(freshness.interval, hub.refresh) // 2
+
+        def ready(qs: list[Quote]) -> bool:
+            return bool(news) or bool(_newer(qs, cursor)) or freshness.at - as_of >= half
+
         quotes, timed_out = await hub.await_quotes(
             symbols,
-            lambda qs: bool(news) or bool(_newer(qs, cursor)),
+            ready,
             svc.settings.poll_timeout,
             client,
         )
@@ -66,22 +83,30 @@ async def poll(request: Request) -> Response:
         cursor[quote.symbol] = (quote.epoch, quote.seq)
     cursor = {s: v for s, v in cursor.items() if s in symbols}
     cursor.update((r["symbol"], TOLD_REJECTED) for r in rejected)
+    now = int(time.time() * 1000)
+    fmt = JSON_FORMAT if fmt_name == "json" else HtmlFormat(svc.renderer)
+    note = freshness.told(fmt, symbols, hub.refresh, now)
     body = (
         b'{"type":"poll","cursor":'
         + orjson.dumps(encode_cursor(cursor))
         + b',"timeout":'
         + (b"true" if timed_out else b"false")
         + b',"status":'
-        + orjson.dumps(hub.state)
+        + orjson.dumps(hub.current_status().state)
         + b',"rejected":'
         + orjson.dumps(rejected)
         + (
-            b',"html":' + orjson.dumps(_html_rows(svc, fresh, rejected)) + b"}"
+            b',"html":' + orjson.dumps(_html_rows(svc, fresh, rejected) + note.decode()) + b"}"
             if fmt_name == "html"
-            else b',"quotes":[' + b",".join(encode_quote(q) for q in fresh) + b"]}"
+            else b',"fresh":' + note + b',"quotes":[' + b",".join(map(encode_quote, fresh)) + b"]}"
         )
     )
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _as_of(raw: str) -> int:
+    """The client's `as_of` (ms); junk or absent counts as never, so it gets the next note."""
+    return int(raw) if raw.isdigit() and len(raw) <= 16 else 0
 
 
 def _html_rows(svc: Services, fresh: list[Quote], rejected: list[dict[str, str]]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote as urlquote
 
 import orjson
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.chart import geometry, time_axis, zone_name
 from app.clients import client_of
 from app.feeds.universe import is_index
+from app.formats import HtmlFormat
 from app.history import Point
 from app.models import Quote, Refusal
 from app.rendering import unreal_notice
@@ -57,8 +59,14 @@ def render(
     """A full page (or partial) with what base.html needs: feed name, interval, static paths,
     and the not-market-data notice when any of the `shown` quotes is simulated or replayed."""
     svc = services(request)
+    shown = list(shown)
+    # When the prices shown were last confirmed current (static/js/quotes.js reads it).
+    symbols = [q.symbol for q in shown if q is not None]
+    now = int(time.time() * 1000)
+    fresh = svc.hub.freshness.told(HtmlFormat(svc.renderer), symbols, svc.hub.refresh, now)
     html = svc.renderer.env.get_template(template).render(
         page=page,
+        fresh_note=Markup(fresh.decode()),
         # Quota pacing may refresh each symbol less often than the poll interval: show the truth.
         interval=f"{svc.hub.refresh or svc.fetcher.refresh:.3g}",
         source=svc.feed.name,

@@ -166,9 +166,9 @@ class Connection:
                 self.outbox.offer_control(protocol.welcome(
                     int(time.time() * 1000), settings.replica_id,
                     settings.max_symbols_per_connection, settings.max_message_bytes,
-                    settings.heartbeat_interval, hub.state,
+                    settings.heartbeat_interval, hub.current_status().state,
                 ))  # fmt: skip
-                if hub.state != "live" or hub.feed_status.reason:
+                if hub.current_status().state != "live" or hub.feed_status.reason:
                     self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             else:
                 self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))

@@ -116,14 +116,20 @@ class FeedChain:
             remaining = [s for s in remaining if s not in taken]
             if not remaining:
                 break
-        self._status = self._summarise(served_by, failures, bool(remaining))
+        self._status = self._summarise(served_by, failures, bool(remaining), bool(result.quotes))
         return result
 
     def _summarise(
-        self, served_by: list[str], failures: list[tuple[str, Exception]], unserved: bool
+        self,
+        served_by: list[str],
+        failures: list[tuple[str, Exception]],
+        unserved: bool,
+        priced: bool,
     ) -> FeedStatus:
         if not failures:
-            return LIVE
+            # A poll that priced nothing (no symbol due under quota pacing) is no news: a stale
+            # status stays stale until a real quote comes back.
+            return LIVE if priced else self._status
         name, exc = failures[0]
         retry = exc.retry_after if isinstance(exc, FeedRateLimited) else None
         if unserved or not served_by:

@@ -53,6 +53,9 @@ class Symbols:
     def status(self, status: FeedStatus) -> None:
         return None
 
+    def fresh(self, at: int, now: int, stale_after: int, stale: dict[str, int]) -> bytes:
+        return b"fresh %d" % at
+
     def rejected(self, symbol: str, reason: str, source: str | None) -> None:
         return None
 

@@ -110,6 +110,7 @@ async def test_rejected_symbols_are_announced_and_not_asked_again(backend: Backe
 async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) -> None:
     hub = Hub(backend, "r1", lease_refresh=1.0, poll_linger=1.0)
     hub.bus_connected = True
+    hub.health.listening()  # as a connected listener does: not deaf
     client, page = Outbox(JSON_FORMAT), Outbox(HtmlFormat(Renderer()))
     for outbox in (client, page):
         hub.attach(outbox)
@@ -132,7 +133,7 @@ async def test_the_hub_forwards_status_changes_and_rejections(backend: Backend) 
         {"type": "status", "state": "stale", "reason": "provider_down", "source": "finnhub",
          "since": 1700000000000, "retry_after": None, "detail": "HTTP 502"},
     ]  # fmt: skip
-    assert client.symbols == {"AAPL"} and hub.state == "stale"
+    assert client.symbols == {"AAPL"} and hub.current_status().state == "stale"
     assert hub.acceptance.refused("NOPE") == "not found" and hub.acceptance.refused("AAPL") is None
     rejected, html = (message.decode() for message in page.drain())
     # The page's row of the symbol, swapped out of band into its rejected state.

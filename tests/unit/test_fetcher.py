@@ -11,7 +11,7 @@ import pytest
 from app.feeds.base import FetchResult
 from app.feeds.simulated import SimulatedFeed
 from app.fetcher import Fetcher
-from app.models import LIVE, FeedStatus, decode_quote
+from app.models import LIVE, FeedStatus, decode_quote, parse_update
 from app.pubsub import open_backend
 from app.pubsub.base import UPDATES_CHANNEL, Backend, Message
 
@@ -68,7 +68,7 @@ async def test_publishes_changed_quotes_with_growing_seq(backend: Backend) -> No
     task.cancel()
 
 
-async def test_unchanged_quotes_are_not_republished(backend: Backend) -> None:
+async def test_unchanged_quotes_are_confirmed_not_republished(backend: Backend) -> None:
     class Frozen(SimulatedFeed):
         def _step(self, walk: object) -> None:  # prices never move
             return None
@@ -78,7 +78,14 @@ async def test_unchanged_quotes_are_not_republished(backend: Backend) -> None:
     await fetcher.tick()
     await fetcher.tick()
     await fetcher.tick()
-    assert len(await drain(backend, queue)) == 1
+    first, *later = [parse_update(m.data) for m in await drain(backend, queue)]
+    assert [q.seq for q in first.quotes] == [1] and first.confirmed == ()
+    # Priced again at the same price: no quote (no seq spent), but confirmed still current.
+    assert len(later) == 2
+    for update in later:
+        assert update.quotes == [] and update.confirmed == ("TCS",)
+        assert update.confirmed_at >= first.quotes[0].published_at
+    assert decode_quote((await backend.snapshots.get(["TCS"]))["TCS"]).seq == 1
     task.cancel()
 
 

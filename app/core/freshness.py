@@ -1,0 +1,106 @@
+"""How fresh each price is: when its source last confirmed it, changed or not.
+
+Only changed prices are published, so a quote's own times say when its price last *moved*, not
+whether it is still current: a quiet symbol would look delayed after a few ticks. The fetcher
+also lists the symbols its source priced again unchanged (`confirmed` in the update message), and
+every replica keeps, per symbol, the newest time it heard either (`as_of`). Clients learn it from
+a conflated freshness note (the wire format's `fresh`): at most one per connection per tick, the
+same bytes for every connection whose symbols are all current, and one per cohort (connections
+watching the same set) that has stale ones. Never a frame per unchanged quote per client.
+
+A symbol is stale when the newest confirmation heard (`at`) is more than `stale_after` past its
+own: two of its refresh periods (the fetch interval, or longer under a provider's quota pacing)
+plus 2 s. Measuring against `at` rather than this replica's clock keeps the fetcher's clock the
+only one in the comparison; when nothing is confirmed at all, `at` stops and the notes stop, and
+clients age their data from the last note (see docs/protocol.md, `fresh`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from app.core.fanout import Cohort
+from app.core.outbox import Outbox
+from app.core.wire import WireFormat
+from app.models import Quote
+
+SLACK_MS = 2000
+
+
+def stale_after_ms(interval: float, refresh: float | None) -> int:
+    """How long a price stays current without a confirmation: two refresh periods plus 2 s."""
+    return int(2 * max(refresh or interval, interval) * 1000) + SLACK_MS
+
+
+class Freshness:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.as_of: dict[str, int] = {}  # symbol -> newest confirmation heard (ms, fetcher clock)
+        self.at = 0  # the newest confirmation of any symbol: a note's time
+        self._noted = 0  # the `at` of the last notes sent
+        self.notes = 0  # notes written or queued, for tests and /metrics
+
+    def heard(self, quotes: Iterable[Quote], confirmed: Iterable[str], confirmed_at: int) -> None:
+        """An update message: its changed quotes were current when published, its confirmed
+        symbols at `confirmed_at`."""
+        as_of, newest = self.as_of, self.at
+        for quote in quotes:
+            at = quote.published_at
+            if at > as_of.get(quote.symbol, 0):
+                as_of[quote.symbol] = at
+            newest = max(newest, at)
+        if confirmed_at > 0:
+            for symbol in confirmed:
+                if confirmed_at > as_of.get(symbol, 0):
+                    as_of[symbol] = confirmed_at
+            newest = max(newest, confirmed_at)
+        self.at = newest
+
+    def stale(self, symbols: Iterable[str], refresh: float | None) -> dict[str, int]:
+        """Those of `symbols` priced before but not confirmed in time: {symbol: as_of}."""
+        limit = self.at - stale_after_ms(self.interval, refresh)
+        as_of = self.as_of
+        return {s: t for s in symbols if (t := as_of.get(s, 0)) and t < limit}
+
+    def told(
+        self, fmt: WireFormat, symbols: Iterable[str], refresh: float | None, now: int
+    ) -> bytes:
+        """The note for a one-off answer (a page, a long-poll) about `symbols`."""
+        stale_after = stale_after_ms(self.interval, refresh)
+        return fmt.fresh(self.at, now, stale_after, self.stale(symbols, refresh))
+
+    def note(
+        self,
+        outboxes: Iterable[Outbox],
+        watched: Callable[[], Iterable[str]],
+        refresh: float | None,
+        now: int,
+    ) -> int:
+        """Send each outbox watching something the note of the newest confirmation, if it is
+        newer than the last one sent; returns how many outboxes were given one."""
+        if self.at <= self._noted:
+            return 0
+        self._noted = at = self.at
+        stale_after = stale_after_ms(self.interval, refresh)
+        stale = self.stale(watched(), refresh)
+        payloads: dict[tuple[str, object], bytes] = {}
+        prepared: dict[bytes, dict[object, bytes]] = {}
+        given = 0
+        for outbox in outboxes:
+            if not outbox.symbols:
+                continue
+            # When all is current every connection of a format shares one note; otherwise the
+            # connections watching the same set (a cohort) do.
+            group: object = None
+            if stale:
+                group = outbox.cohort if isinstance(outbox.cohort, Cohort) else outbox
+            key = (outbox.fmt.name, group)
+            payload = payloads.get(key)
+            if payload is None:
+                symbols = group.symbols if isinstance(group, Cohort) else outbox.symbols
+                mine = {s: stale[s] for s in symbols if s in stale} if stale else {}
+                payload = payloads[key] = outbox.fmt.fresh(at, now, stale_after, mine)
+            outbox.offer_note(payload, prepared.setdefault(payload, {}))
+            given += 1
+        self.notes += given
+        return given
