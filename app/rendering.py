@@ -11,6 +11,7 @@ known to be rejected.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -101,12 +102,39 @@ def source_tag(source: str) -> tuple[str, str]:
     return _SOURCE_TAGS.get(source, (source.upper()[:6], source))
 
 
-def exchange_time(quote: Quote) -> tuple[str, str]:
-    """(ISO 8601 UTC for `datetime=`, HH:MM:SS in the exchange's own time zone for people)."""
+def age_text(seconds: float) -> str:
+    """ "45 s", "12 min", "3 h", "2 d" (static/js/age.js ageText): never a raw count of seconds."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    return f"{s // 3600} h" if s < 48 * 3600 else f"{s // 86400} d"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeTime:
+    """A quote's source time for people: in its exchange's zone, with the date when that is not
+    the exchange's today (`today` at render time; the page script keeps `day` hidden or not as
+    days pass, from `day_iso` and `zone`)."""
+
+    iso: str  # ISO 8601 UTC, for `datetime=`
+    clock: str  # "15:30:00 IST"
+    day: str  # "28 Nov"
+    day_iso: str  # "2026-11-28", in the exchange's zone
+    zone: str  # IANA name ("Asia/Kolkata"), "UTC" when the exchange is unknown
+    today: bool
+
+
+def exchange_time(quote: Quote, now: datetime | None = None) -> ExchangeTime:
     moment = datetime.fromtimestamp(quote.source_time / 1000, UTC)
     zone = sessions.zone(quote.exchange)
     local = moment.astimezone(zone) if zone else moment
-    return moment.isoformat(timespec="seconds"), local.strftime("%H:%M:%S %Z")
+    today = (now or datetime.now(UTC)).astimezone(local.tzinfo).date() == local.date()
+    return ExchangeTime(
+        moment.isoformat(timespec="seconds"), local.strftime("%H:%M:%S %Z"),
+        f"{local.day} {local:%b}", local.date().isoformat(), zone.key if zone else "UTC", today,
+    )  # fmt: skip
 
 
 def next_open(quote: Quote, now: datetime | None = None) -> str | None:

@@ -4,20 +4,26 @@
 // the newer ones in ~100 ms batches; the badge, toasts, chart, movers and the polite summary all
 // follow from what was applied. Forms (add/remove) stay plain htmx.
 
-import { AGE_AFTER_MS, markAges } from "./js/age.js";
+import { ageText, markAges } from "./js/age.js";
 import { Badge, Toasts } from "./js/badge.js";
 import { SortableTable, rerankMovers } from "./js/board.js";
 import { Chart } from "./js/chart.js";
 import { Connection } from "./js/connection.js";
-import { Quotes } from "./js/quotes.js";
+import { Quotes, freshNote } from "./js/quotes.js";
 
 const SUMMARY_EVERY_MS = 20000;
 
 const body = document.body;
 const interval = parseFloat(body.dataset.interval) || 2;
-// Data counts as delayed when the freshest quote is older than two fetch intervals; the 2 s of
-// slack keeps a quiet single-symbol page from flickering between Live and Delayed.
-const staleAfterMs = 2 * interval * 1000 + 2000;
+// The server confirms each price current in freshness notes (app.core.freshness), changed or
+// not. A price unconfirmed for `fresh.staleAfter` (two refresh periods plus 2 s: the server's
+// figure, this one until its first note) is stale; the page is Delayed when all of them are.
+const fresh = {
+  at: 0, // the newest note's time (server clock, ms)
+  offset: 0, // the server's clock minus ours, from the newest note
+  staleAfter: 2 * interval * 1000 + 2000,
+  asOf: new Map(), // symbol -> when last confirmed (server clock)
+};
 // After the link comes up, the rows still show what they had before it went down until the
 // server's snapshot lands (the next batch): judge freshness, for toasts, only after that.
 const SETTLE_MS = 3000;
@@ -53,20 +59,40 @@ const quotes = new Quotes({
   onStatus: serverStatus,
   onLatency: (ms) => { view.latency = ms; },
   onReconnect: (ms) => connection.drainNotice(ms),
+  onFresh: noted,
 });
+
+function noted(note) {
+  if (!note.at || note.at < fresh.at) return; // none yet (a new server), or an older one
+  fresh.at = note.at;
+  fresh.offset = note.now - Date.now();
+  if (note.staleAfter) fresh.staleAfter = note.staleAfter;
+  for (const symbol of quotes.symbols()) {
+    const when = symbol in note.stale ? note.stale[symbol] : note.at;
+    fresh.asOf.set(symbol, Math.max(fresh.asOf.get(symbol) || 0, when));
+  }
+  refresh();
+}
+
+// When the server last confirmed the row's price current: its note, or the quote's publication.
+function confirmedAt(row) {
+  return Math.max(fresh.asOf.get(row.dataset.symbol) || 0, Number(row.dataset.published) || 0);
+}
 
 function freshness() {
   const rows = quotes.rows().filter((row) => Number(row.dataset.seq) > 0);
-  const times = rows.map((row) => Number(row.dataset.time)).filter((t) => t > 0);
-  view.lastData = times.length ? Math.max(...times) : null;
+  const serverNow = Date.now() + fresh.offset;
+  const confirmed = rows.map(confirmedAt).filter((t) => t > 0);
+  const newest = confirmed.length ? Math.max(...confirmed) : null;
+  view.lastData = newest === null ? null : newest - fresh.offset; // on our clock, for the tooltip
   view.closed = rows.length > 0 && rows.every((row) => row.dataset.market === "closed");
-  view.stale = !view.closed && view.lastData !== null && Date.now() - view.lastData > staleAfterMs;
+  view.stale = newest !== null && serverNow - newest > fresh.staleAfter;
   const sources = new Set(rows.map((row) => row.dataset.source).filter(Boolean));
   if (sources.size) view.source = [...sources].join(", ");
   const kinds = new Set(rows.map((row) => row.dataset.unreal).filter(Boolean));
   view.unreal = [...kinds].sort().reverse().join(", ");
   showNotice([...kinds].sort().reverse());
-  markAges(rows, Date.now(), Math.max(AGE_AFTER_MS, staleAfterMs));
+  markAges(rows, Date.now(), (row) => serverNow - confirmedAt(row), fresh.staleAfter);
 }
 
 // The server renders the notice for the prices it sent; this keeps it true as rows change.
@@ -138,6 +164,7 @@ const LINK_TOASTS = {
 
 const connection = new Connection({
   symbols: quotes.symbols(),
+  asOf: () => fresh.at,
   onFrame: (html) => quotes.ingest(html),
   onStatus: serverStatus,
   onLink: (info) => {
@@ -163,10 +190,13 @@ setInterval(() => {
   if (age && Number(age.dataset.time)) {
     const row = quotes.rows()[0];
     const t = row ? Number(row.dataset.time) : Number(age.dataset.time);
-    age.textContent = `${Math.max(0, Math.round((Date.now() - t) / 1000))} s`;
+    age.textContent = ageText(Date.now() - t);
   }
 }, 1000);
 
+// The page's own note (rendered with it): its prices' freshness before the first frame.
+const pageNote = document.getElementById("fresh");
+if (pageNote) noted(freshNote(pageNote));
 refresh();
 connection.start();
 
@@ -177,4 +207,5 @@ window.stocktracker = {
   ignored: () => quotes.ignored,
   batches: () => quotes.batches,
   view: () => ({ ...view, badge: badge.state }),
+  fresh: () => ({ ...fresh, asOf: Object.fromEntries(fresh.asOf) }),
 };

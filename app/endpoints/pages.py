@@ -24,7 +24,7 @@ from app.feeds.universe import is_index
 from app.formats import HtmlFormat
 from app.history import Point
 from app.models import Quote, Refusal
-from app.rendering import unreal_notice
+from app.rendering import age_text, unreal_notice
 from app.services import Services, services
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
@@ -232,5 +232,4 @@ def _thin(points: list[Point], limit: int) -> list[Point]:
 def _age(q: Quote | None) -> str:
     if q is None:
         return "—"
-    seconds = max(0, int(time.time() - q.source_time / 1000))
-    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+    return age_text(time.time() - q.source_time / 1000)

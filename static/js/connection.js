@@ -40,8 +40,11 @@ const FINAL_CLOSE = new Set([1000, 1008, 1009]);
 export class Connection {
   // onFrame(html, transport): live rows; onStatus(state): the server's data state;
   // onLink(info): {link: connecting|up|reconnecting|offline|stopped, transport, retryAt, event}.
-  constructor({ symbols, onFrame, onStatus, onLink }) {
+  // asOf(): the time of the newest freshness note held (sent with each long-poll, so the server
+  // answers when a newer one is due even if no price changed).
+  constructor({ symbols, onFrame, onStatus, onLink, asOf = () => 0 }) {
     this.symbols = [...symbols];
+    this.asOf = asOf;
     this.onFrame = onFrame;
     this.onStatus = onStatus;
     this.onLink = onLink;
@@ -230,6 +233,7 @@ export class Connection {
         url.searchParams.set("format", "html");
         url.searchParams.set("symbols", this.symbols.join(","));
         if (cursor) url.searchParams.set("cursor", cursor);
+        url.searchParams.set("as_of", String(this.asOf()));
         const response = await fetch(url, { cache: "no-store", signal: control.signal });
         if (response.status === 401) {
           // The login session ended (ACCESS_TOKENS): sign in again, then come back to this page.

@@ -22,6 +22,22 @@ export function isNewer(candidate, current) {
   return candidate[0] > current[0] || (candidate[0] === current[0] && candidate[1] > current[1]);
 }
 
+// A `<template id="fresh">` (app.formats.fresh_template) as {at, now, staleAfter, stale}.
+export function freshNote(el) {
+  let stale = {};
+  try {
+    stale = JSON.parse(el.dataset.stale || "{}");
+  } catch {
+    stale = {};
+  }
+  return {
+    at: Number(el.dataset.at) || 0,
+    now: Number(el.dataset.now) || 0,
+    staleAfter: Number(el.dataset.staleAfter) || 0,
+    stale,
+  };
+}
+
 function isRejected(row) {
   return row.classList.contains("rejected");
 }
@@ -40,8 +56,9 @@ function merge(row, incoming) {
 }
 
 export class Quotes {
-  constructor({ onApplied, onStatus, onLatency, onReconnect }) {
+  constructor({ onApplied, onStatus, onLatency, onReconnect, onFresh }) {
     this.onReconnect = onReconnect;
+    this.onFresh = onFresh;
     this.onApplied = onApplied;
     this.onLatency = onLatency;
     this.onStatus = onStatus;
@@ -67,7 +84,10 @@ export class Quotes {
     template.innerHTML = html;
     let latency = null;
     for (const el of template.content.children) {
-      if (el.id === "reconnect") {
+      if (el.id === "fresh") {
+        // The server's freshness note: when the prices were last confirmed current.
+        if (this.onFresh) this.onFresh(freshNote(el));
+      } else if (el.id === "reconnect") {
         // The server is draining: it asks for a reconnect after its own spread-out delay.
         if (this.onReconnect) this.onReconnect(Number(el.dataset.delayMs) || 0);
       } else if (el.id === "feed-status") {

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 
 from app.formats import HtmlFormat
-from app.rendering import Renderer, exchange_time, next_open
+from app.rendering import Renderer, age_text, exchange_time, next_open
 from tests.unit.test_models import make_quote
 
 CELLS = re.compile(r'data-col="([a-z]+)"')
@@ -52,13 +52,39 @@ def test_each_quote_shows_its_exchanges_time_zone() -> None:
     # 15:00 UTC on 1 Dec 2026: 10:00 in New York for SPX (CBOE) as for AAPL, 20:30 in India.
     at = int(datetime(2026, 12, 1, 15, 0, tzinfo=UTC).timestamp() * 1000)
     shown = {
-        exchange: exchange_time(make_quote(exchange=exchange, source_time=at))[1]
+        exchange: exchange_time(make_quote(exchange=exchange, source_time=at)).clock
         for exchange in ("CBOE", "NASDAQ", "NYSE", "NSE", "BSE", "SIM")
     }
     assert shown == {
         "CBOE": "10:00:00 EST", "NASDAQ": "10:00:00 EST", "NYSE": "10:00:00 EST",
         "NSE": "20:30:00 IST", "BSE": "20:30:00 IST", "SIM": "15:00:00 UTC",
     }  # fmt: skip
+
+
+def test_a_time_not_from_the_exchanges_today_shows_its_date() -> None:
+    # 20:00 UTC on Friday 27 Nov: 01:30 on the 28th in India, 15:00 on the 27th in New York.
+    at = int(datetime(2026, 11, 27, 20, 0, tzinfo=UTC).timestamp() * 1000)
+    same_evening = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)
+    us = exchange_time(make_quote(exchange="NYSE", source_time=at), same_evening)
+    assert (us.day, us.day_iso, us.zone, us.today) == (
+        "27 Nov",
+        "2026-11-27",
+        "America/New_York",
+        True,
+    )
+    india = exchange_time(make_quote(exchange="NSE", source_time=at), same_evening)
+    assert (india.day_iso, india.today) == ("2026-11-28", True)  # already the 28th there
+    monday = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    assert not exchange_time(make_quote(exchange="NYSE", source_time=at), monday).today
+    row = Renderer().quote_row(make_quote(exchange="NYSE", source_time=at))
+    assert '<span class="day">27 Nov </span>15:00:00 EST' in row  # not today: the date shows
+    assert 'data-day="2026-11-27" data-zone="America/New_York"' in row
+
+
+def test_ages_read_as_people_say_them() -> None:
+    assert [age_text(s) for s in (0, 59, 60, 3599, 3 * 3600, 47 * 3600, 59143948)] == [
+        "0 s", "59 s", "1 min", "59 min", "3 h", "47 h", "684 d",
+    ]  # fmt: skip
 
 
 def test_a_closed_market_names_its_next_open() -> None:
