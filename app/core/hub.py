@@ -191,6 +191,7 @@ class Hub:
     def _deliver(self, quotes: Iterable[Quote]) -> int:
         """Remember and fan out the quotes newer than this process's; returns how many were."""
         fresh = [quote for quote in quotes if self.latest.remember(quote)]
+        self.freshness.heard(fresh, (), 0)  # a stored quote is as fresh as its publication
         if fresh:
             self.fanout.publish(fresh)
             self.subscriptions.waiters.ring(quote.symbol for quote in fresh)
@@ -254,7 +255,7 @@ class Hub:
         if update.refresh is not None:
             self.refresh = update.refresh
         self.fetchers.update_heard()
-        self.freshness.heard(update.quotes, update.confirmed, update.confirmed_at)
+        self.freshness.heard((), update.confirmed, update.confirmed_at)
         self.subscriptions.waiters.ring(update.confirmed)  # long-polls waiting for a note
         self.received += self._deliver(update.quotes)
         for rejection in update.rejected:

@@ -225,6 +225,31 @@ async def test_no_replica_stays_deaf_after_its_subscriber_is_killed(
     await eventually(all_ready, 10, "every replica ready again")
 
 
+@pytest.mark.parametrize("cluster", [{"size": 1}], indirect=True)
+async def test_a_frozen_redis_tells_json_clients_delayed_as_a_clean_outage_does(
+    cluster: list[AppServer], redis_server: RedisServer
+) -> None:
+    # SIGSTOP: connections stay open and nothing errors, but nothing comes back either. The
+    # listener is deaf (/ready 503); its clients must hear `delayed` too, not silence.
+    await leader_of(cluster)
+    ws = await open_client(cluster[0], "TCS")
+    await recv_until(ws, lambda m: bool(quotes_in(m)))
+    proc = redis_server.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        delayed = await recv_until(
+            ws, lambda m: m["type"] == "status" and m["state"] == "delayed", within=15
+        )
+        assert delayed["reason"] == "bus_unresponsive"
+        assert cluster[0].ready().status_code == 503
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    await recv_until(ws, lambda m: m["type"] == "status" and m["state"] == "live", within=20)
+    await recv_until(ws, lambda m: bool(quotes_in(m)), within=10)
+    await ws.close()
+
+
 async def test_redis_outage_across_replicas(
     cluster: list[AppServer], redis_server: RedisServer
 ) -> None:

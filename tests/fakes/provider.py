@@ -17,7 +17,8 @@ switched per test into the failure scenarios of providers.md section 7.4 by sett
   unauthorized (the 401 page on the API, as when cookies expire), homeblock (403 on the home
   page), hang (the API answers after `delay` seconds, as for blocked cloud addresses).
 
-Prices move by a cent per call, so every answer is a changed quote. `unknown` symbols get each
+Prices move by a cent per call, so every answer is a changed quote, except for `frozen` symbols
+(a quiet market); `silent` ones are left out of Twelve Data's batch answers. `unknown` symbols get each
 provider's not-found answer (per-symbol error, all-zero quote, empty Global Quote).
 """
 
@@ -112,6 +113,8 @@ class FakeState:
     error_status: int = 200
     delay: float = 2.0
     unknown: set[str] = field(default_factory=lambda: {"NOTATICKER", "NOPE"})
+    frozen: set[str] = field(default_factory=set)  # a quiet market: the price never moves
+    silent: set[str] = field(default_factory=set)  # left out of batch answers (Twelve Data)
     null_fields: bool = False
     credits_left: int | None = None
     calls: Counter[str] = field(default_factory=Counter)
@@ -121,7 +124,8 @@ class FakeState:
 
     def price(self, symbol: str) -> Decimal:
         prev = Decimal(INSTRUMENTS.get(symbol.split(":")[0], ("100.00",))[0])
-        return prev + Decimal("4.59") + Decimal("0.01") * self.symbols_asked[symbol]
+        moves = 0 if symbol in self.frozen else self.symbols_asked[symbol]
+        return prev + Decimal("4.59") + Decimal("0.01") * moves
 
 
 class FakeProviders:
@@ -191,7 +195,7 @@ class FakeProviders:
         if mode in simple:
             return simple[mode]()
         symbols = request.query_params.get("symbol", "").split(",")
-        answers = {s: self._td_quote(s) for s in symbols}
+        answers = {s: self._td_quote(s) for s in symbols if s not in self.state.silent}
         if len(symbols) == 1:
             return JSONResponse(answers[symbols[0]])
         used = len(symbols)

@@ -174,3 +174,31 @@ async def test_an_unknown_market_flag_is_filled_from_the_exchange_calendar() -> 
     adapter.market_open = None
     adapter.exchange = "SIM"
     assert (await chain.fetch(["AAPL"])).quotes[0].market_open is None
+
+
+async def test_a_poll_that_prices_nothing_keeps_a_stale_status_until_a_real_quote() -> None:
+    # 6 calls a minute for one symbol: under pacing most polls have nothing due and call nobody.
+    # Such a poll is no news: the status stays stale (it used to flip to live every ~12 s).
+    clock = Clock()
+    adapter = Scripted("td")
+    provider = GuardedProvider(
+        adapter, Quota(6, 0, clock), make_breaker("td", 100, 60.0), clock, poll_interval=2.0
+    )
+    chain = FeedChain([provider], clock)
+    adapter.fail = FeedUnavailable("td: connection refused")
+    await chain.fetch(["A"])
+    assert chain.status().state == "stale"
+    idle, states = 0, set()
+    for _ in range(15):  # 30 s of polls, most of them calling nobody
+        calls = len(adapter.calls)
+        clock.advance(2.0)
+        await chain.fetch(["A"])
+        idle += len(adapter.calls) == calls
+        states.add(chain.status().state)
+    assert idle >= 10 and states == {"stale"}
+    adapter.fail = None
+    calls = len(adapter.calls)
+    while len(adapter.calls) == calls:  # the next due poll reaches the provider, which answers
+        clock.advance(2.0)
+        result = await chain.fetch(["A"])
+    assert result.quotes and chain.status().state == "live"

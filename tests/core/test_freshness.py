@@ -1,0 +1,105 @@
+"""Freshness per symbol: confirmations heard on the bus, and the conflated notes that tell them."""
+
+from __future__ import annotations
+
+import orjson
+
+from app.core.fanout import Fanout
+from app.core.freshness import Freshness, stale_after_ms
+from app.core.outbox import Outbox
+from app.formats import JSON_FORMAT
+from tests.core.sinks import Socket, untag
+from tests.unit.test_models import make_quote
+
+T0 = 1_764_000_000_000
+
+
+def client(fanout: Fanout, symbols: list[str]) -> tuple[Outbox, Socket]:
+    outbox, sock = Outbox(JSON_FORMAT), Socket()
+    outbox.sink = sock
+    outbox.symbols.update(symbols)
+    fanout.regroup(outbox)
+    return outbox, sock
+
+
+def notes(sock: Socket) -> list[dict[str, object]]:
+    return [orjson.loads(untag(f)) for f in sock.frames]
+
+
+def test_the_threshold_is_two_refresh_periods_plus_slack() -> None:
+    assert stale_after_ms(2.0, None) == 6000
+    assert stale_after_ms(2.0, 140.0) == 282_000  # quota pacing: a symbol every 140 s
+    assert stale_after_ms(2.0, 0.5) == 6000  # never below the fetch interval's
+
+
+def test_confirmations_and_publications_move_a_symbols_time_forward_only() -> None:
+    fresh = Freshness(2.0)
+    fresh.heard([make_quote(symbol="TCS", published_at=T0)], ["INFY"], T0 + 10)
+    assert fresh.as_of == {"TCS": T0, "INFY": T0 + 10} and fresh.at == T0 + 10
+    fresh.heard([], ["TCS"], T0 + 2000)
+    fresh.heard([make_quote(symbol="INFY", published_at=T0 + 5)], [], 0)  # a resync's old quote
+    assert fresh.as_of == {"TCS": T0 + 2000, "INFY": T0 + 10} and fresh.at == T0 + 2000
+    # INFY is 1.99 s behind the newest confirmation: current. 6 s behind: stale.
+    assert fresh.stale(["TCS", "INFY", "NEVER"], None) == {}
+    fresh.heard([], ["TCS"], T0 + 6011)
+    assert fresh.stale(["TCS", "INFY", "NEVER"], None) == {"INFY": T0 + 10}
+    # Under quota pacing the same gap is normal.
+    assert fresh.stale(["INFY"], 140.0) == {}
+
+
+def test_one_note_per_tick_shared_by_all_when_all_is_current() -> None:
+    fanout, fresh = Fanout(), Freshness(2.0)
+    a, a_sock = client(fanout, ["TCS"])
+    b, b_sock = client(fanout, ["TCS", "INFY"])
+    idle, idle_sock = client(fanout, [])
+    fresh.heard([], ["TCS", "INFY"], T0)
+    assert fresh.note([a, b, idle], fanout.counts, None, T0 + 50) == 2
+    assert (
+        notes(a_sock)
+        == notes(b_sock)
+        == [{"type": "fresh", "at": T0, "now": T0 + 50, "stale_after": 6000, "stale": {}}]
+    )
+    assert a_sock.frames[0] is b_sock.frames[0]  # the same bytes, framed once
+    assert idle_sock.frames == []  # watching nothing: nothing to confirm
+    # Nothing newer heard: no note, however often the hub asks.
+    assert fresh.note([a, b], fanout.counts, None, T0 + 300) == 0
+    fresh.heard([], ["TCS", "INFY"], T0 + 2000)
+    assert fresh.note([a, b], fanout.counts, None, T0 + 2050) == 2
+    assert [n["at"] for n in notes(a_sock)] == [T0, T0 + 2000]
+
+
+def test_a_stale_symbol_is_named_to_its_watchers_only() -> None:
+    fanout, fresh = Fanout(), Freshness(2.0)
+    a, a_sock = client(fanout, ["TCS"])
+    b, b_sock = client(fanout, ["TCS", "NSEI"])
+    c, c_sock = client(fanout, ["TCS", "NSEI"])
+    fresh.heard([], ["TCS", "NSEI"], T0)
+    for step in range(1, 5):  # NSEI is not priced any more (its provider is down)
+        fresh.heard([], ["TCS"], T0 + 2000 * step)
+    fresh.note([a, b, c], fanout.counts, None, T0 + 8000)
+    assert notes(a_sock)[0]["stale"] == {}
+    assert notes(b_sock)[0]["stale"] == notes(c_sock)[0]["stale"] == {"NSEI": T0}
+    assert b_sock.frames[0] is c_sock.frames[0]  # one cohort, one note
+
+
+def test_a_note_waits_behind_owed_messages_and_only_the_newest_is_kept() -> None:
+    fanout, fresh = Fanout(), Freshness(2.0)
+    box, sock = client(fanout, ["TCS"])
+    sock.paused = True
+    for step in range(3):
+        fresh.heard([], ["TCS"], T0 + 2000 * step)
+        fresh.note([box], fanout.counts, None, T0 + 2000 * step)
+    box.offer("TCS", JSON_FORMAT.encode(make_quote(seq=7)), T0)
+    drained = [orjson.loads(m) for m in box.drain()]
+    # The quote first, then one note: the newest; the older two were superseded.
+    assert [m["type"] for m in drained] == ["quote", "fresh"] and drained[1]["at"] == T0 + 4000
+    assert not box.owes()
+
+
+def test_a_closing_or_overflowed_outbox_is_given_no_note() -> None:
+    fanout, fresh = Fanout(), Freshness(2.0)
+    box, sock = client(fanout, ["TCS"])
+    box.close_after(1001, "bye")
+    fresh.heard([], ["TCS"], T0)
+    fresh.note([box], fanout.counts, None, T0)
+    assert sock.frames == [] and box.drain() == []
