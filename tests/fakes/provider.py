@@ -18,8 +18,8 @@ switched per test into the failure scenarios of providers.md section 7.4 by sett
   page), hang (the API answers after `delay` seconds, as for blocked cloud addresses).
 
 Prices move by a cent per call, so every answer is a changed quote, except for `frozen` symbols
-(a quiet market); `silent` ones are left out of Twelve Data's batch answers. `unknown` symbols get each
-provider's not-found answer (per-symbol error, all-zero quote, empty Global Quote).
+(a quiet market); `silent` ones are left out of Twelve Data's batch answers. `unknown` symbols
+get each provider's not-found answer (per-symbol error, all-zero quote, empty Global Quote).
 """
 
 from __future__ import annotations
