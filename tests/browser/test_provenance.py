@@ -88,8 +88,9 @@ def test_an_old_price_shows_its_age_in_its_row_at_phone_width(
     row = page.locator(f'{ROWS}[data-symbol="{symbol}"]')
     age = row.locator('[data-col="symbol"] .age')
     expect(age).to_be_hidden()  # fresh: no age shown
-    # The same row, three hours old, with a version far ahead of the feed's (so nothing newer
-    # replaces it during the test): what a symbol the source stopped pricing looks like.
+    # The same row, its last trade three hours old, with a version far ahead of the feed's (so
+    # nothing newer replaces it during the test): the server keeps confirming it current, so it
+    # shows its age, without the stale marker (a quiet or closed market looks like this).
     page.evaluate(
         """(symbol) => {
         const row = document.querySelector(`tr.quote[data-symbol="${symbol}"]`).cloneNode(true);
@@ -103,8 +104,9 @@ def test_an_old_price_shows_its_age_in_its_row_at_phone_width(
     )
     expect(age).to_be_visible()
     expect(age).to_have_text("3 h")
-    expect(row).to_have_class(re.compile(r"\bstale\b"))
-    screenshot(page, "market-stale-row-phone")
+    expect(age).to_have_attribute("title", re.compile("confirmed current$"))
+    expect(row).not_to_have_class(re.compile(r"\bstale\b"))
+    screenshot(page, "market-old-row-phone")
 
 
 @pytest.fixture
@@ -151,8 +153,7 @@ def test_a_reconnect_on_a_healthy_feed_toasts_no_delayed_live_pair(
     page.route_web_socket(re.compile(r".*/ws\?.*"), route)
     # Reconnect after ~4 s, well past the page's delay threshold (2 x 0.3 s + 2 s): the rows it
     # holds are then older than that until the server's snapshot lands. The watchlist's several
-    # symbols keep the freshest price recent (one quiet symbol alone can go unchanged for longer:
-    # per-symbol confirmation, issue 13 point 1, is another change).
+    # symbols keep the freshest price recent.
     page.add_init_script("window.__stocktrackerTuning = { backoff: [4000], jitter: 0 }")
     page.add_init_script(TOAST_LOG)
     page.goto(server.base + "/")
