@@ -52,19 +52,21 @@ def zone_name(exchange: str) -> str:
     return zone.key if zone is not None else "UTC"
 
 
+# Below this span (ms) the axis shows seconds: start, middle and end could read the same minute.
+SECONDS_SPAN_MS = 3 * 60 * 1000
+
+
 def time_axis(points: Sequence[tuple[int, Decimal]], exchange: str) -> tuple[str, str, str]:
-    """The time axis's labels (first, middle and last point's time, HH:MM in the exchange's zone,
-    the last with the zone's name); empty without points."""
+    """The time axis's labels (first, middle and last point's time in the exchange's zone, the
+    last with the zone's name): HH:MM, or HH:MM:SS over a span too short for minutes to tell the
+    three apart (static/js/chart.js does the same); empty without points."""
     if not points:
         return "", "", ""
     zone = sessions.zone(exchange) or UTC
     t0, t1 = points[0][0], points[-1][0]
+    clock = "%H:%M:%S" if t1 - t0 < SECONDS_SPAN_MS else "%H:%M"
 
-    def at(ms: float) -> datetime:
-        return datetime.fromtimestamp(ms / 1000, zone)
+    def at(ms: float) -> str:
+        return datetime.fromtimestamp(ms / 1000, zone).strftime(clock)
 
-    return (
-        at(t0).strftime("%H:%M"),
-        at((t0 + t1) / 2).strftime("%H:%M"),
-        at(t1).strftime("%H:%M %Z"),
-    )
+    return at(t0), at((t0 + t1) / 2), f"{at(t1)} {datetime.fromtimestamp(t1 / 1000, zone):%Z}"

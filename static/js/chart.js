@@ -77,9 +77,11 @@ export class Chart {
 
   // The time axis: first, middle and last point's time in the exchange's zone (as the server
   // renders it, app/chart.py).
+  // Over less than three minutes the labels show seconds (HH:MM alone could read the same thrice).
   timeAxis(t0, t1) {
+    const seconds = t1 - t0 < 3 * 60 * 1000 ? { second: "2-digit" } : {};
     const hhmm = (t) => new Date(t).toLocaleTimeString("en-GB", {
-      hour: "2-digit", minute: "2-digit", hour12: false, timeZone: this.zone,
+      hour: "2-digit", minute: "2-digit", ...seconds, hour12: false, timeZone: this.zone,
     });
     const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
     set("chart-start", hhmm(t0));

@@ -35,7 +35,7 @@ def app(fake: FakeProviders) -> Iterator[AppServer]:
 
 
 def is_fresh(message: dict[str, Any]) -> bool:
-    return message["type"] == "fresh"
+    return bool(message["type"] == "fresh")
 
 
 async def test_a_quiet_market_is_confirmed_current_without_a_quote_per_tick(

@@ -124,8 +124,9 @@ def test_the_chart_has_a_time_axis_in_the_exchanges_zone(client: TestClient) -> 
     wait_priced(client, "TCS")
     page = client.get("/stock/TCS").text
     axis = re.search(
-        r'<span id="chart-start">(\d\d:\d\d)</span><span id="chart-mid">(\d\d:\d\d)</span>'
-        r'<span id="chart-end">(\d\d:\d\d) IST</span>',
+        r'<span id="chart-start">(\d\d:\d\d(?::\d\d)?)</span>'
+        r'<span id="chart-mid">(\d\d:\d\d(?::\d\d)?)</span>'
+        r'<span id="chart-end">(\d\d:\d\d(?::\d\d)?) IST</span>',
         page,
     )
     assert axis is not None, page[page.find("chart-scale") :][:400]

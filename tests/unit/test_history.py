@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 
-from app.chart import HEIGHT, PAD, WIDTH, geometry
+from app.chart import HEIGHT, PAD, WIDTH, geometry, time_axis
 from app.feeds.simulated import SimulatedFeed
 from app.fetcher import Fetcher
 from app.history import UNAVAILABLE, History, Line, decode_points, encode_point
@@ -103,3 +104,12 @@ def test_geometry_scales_into_the_box_with_the_previous_close() -> None:
     assert geometry([], None).polyline == ""
     single = geometry([(5, Decimal("3"))], None)
     assert single.dot[0] == WIDTH - PAD
+
+
+def test_the_time_axis_shows_seconds_when_minutes_cannot_tell_its_labels_apart() -> None:
+    t0 = int(datetime(2026, 12, 1, 9, 0, 5, tzinfo=UTC).timestamp() * 1000)
+    short = [(t0, Decimal("1")), (t0 + 40_000, Decimal("2"))]
+    assert time_axis(short, "NSE") == ("14:30:05", "14:30:25", "14:30:45 IST")
+    long = [(t0, Decimal("1")), (t0 + 2 * 3600_000, Decimal("2"))]
+    assert time_axis(long, "NYSE") == ("04:00", "05:00", "06:00 EST")
+    assert time_axis([], "NSE") == ("", "", "")
