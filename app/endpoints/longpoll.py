@@ -67,7 +67,8 @@ async def poll(request: Request) -> Response:
         half = stale_after_ms(freshness.interval, hub.refresh) // 2
 
         def ready(qs: list[Quote]) -> bool:
-            return bool(news) or bool(_newer(qs, cursor)) or freshness.at - as_of >= half
+            due = as_of is not None and freshness.at - as_of >= half
+            return bool(news) or bool(_newer(qs, cursor)) or due
 
         quotes, timed_out = await hub.await_quotes(
             symbols,
@@ -104,9 +105,9 @@ async def poll(request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-def _as_of(raw: str) -> int:
-    """The client's `as_of` (ms); junk or absent counts as never, so it gets the next note."""
-    return int(raw) if raw.isdigit() and len(raw) <= 16 else 0
+def _as_of(raw: str) -> int | None:
+    """The client's `as_of` (ms); None when absent or junk (then only news answers a poll)."""
+    return int(raw) if raw.isdigit() and len(raw) <= 16 else None
 
 
 def _html_rows(svc: Services, fresh: list[Quote], rejected: list[dict[str, str]]) -> str:
