@@ -79,7 +79,7 @@ function draw(cell, symbol, line) {
   let svg = cell.querySelector("svg");
   if (!svg) {
     svg = element("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
-    svg.append(element("title", {}), element("polyline", {}), element("circle", { r: "2" }));
+    svg.append(element("polyline", {}), element("circle", { r: "2" }));
     cell.replaceChildren(svg);
   }
   const fmt = (v) => String(Math.round(v * 10) / 10);
@@ -92,7 +92,6 @@ function draw(cell, symbol, line) {
   svg.setAttribute("class", last > first ? "up" : last < first ? "down" : "flat");
   const text = label(symbol, cell.dataset.day || "today", first, last, pts.length);
   svg.setAttribute("aria-label", text);
-  svg.querySelector("title").textContent = text;
   Object.assign(cell.dataset, { lo: String(lo), hi: String(hi), t0: String(t0), t1: String(t1), first: line.first });
 }
 

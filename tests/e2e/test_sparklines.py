@@ -19,7 +19,7 @@ from tests.support import AppServer
 CELL = re.compile(r'<td class="spark c-spark" data-spark="([^"]+)"[^>]*>(.*?)</td>')
 SVG = re.compile(
     r'<svg class="(up|down|flat)" viewBox="0 0 80 24" role="img" aria-label="([^"]+)">'
-    r'<title>\2</title><polyline points="([^"]+)"></polyline><circle [^>]+></circle></svg>'
+    r'<polyline points="([^"]+)"></polyline><circle [^>]+></circle></svg>'
 )
 LABEL = re.compile(
     r"(?P<symbol>.+) today: (from [\d,]+\.\d\d to [\d,]+\.\d\d, "

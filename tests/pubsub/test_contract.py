@@ -233,12 +233,15 @@ async def test_history_sample_spreads_each_line_evenly_first_and_last_kept(
         history = {"TCS": b"%d 1.%d" % (n, n)}
         if n < 3:
             history["INFY"] = b"%d 2.%d" % (n, n)
+        if n == 0:
+            history["NIFTY 50"] = b"12:\x00 binary: \xe2\x82\xb9"  # opaque, length prefix or not
         assert await _publish_points(backend, token, history)
-    sampled = await backend.history.sample(["TCS", "NOPE", "INFY"], 4)
+    sampled = await backend.history.sample(["TCS", "NOPE", "INFY", "NIFTY 50"], 4)
     assert sampled == [
         [b"0 1.0", b"3 1.3", b"6 1.6", b"9 1.9"],  # positions i * (10 - 1) // (4 - 1)
         [],
         [b"0 2.0", b"1 2.1", b"2 2.2"],  # fewer than asked: all of them
+        [b"12:\x00 binary: \xe2\x82\xb9"],
     ]
     assert await backend.history.sample(["TCS"], 10) == [await backend.history.read("TCS")]
     assert await backend.history.sample([], 4) == []
