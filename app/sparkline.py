@@ -97,20 +97,23 @@ def build(
     if hi - lo < 1e-9 * max(abs(hi), 1.0):  # flat: a level line across the middle
         lo, hi = lo - 1, hi + 1
     t0, t1 = line[0][0], line[-1][0]
-    span = max(t1 - t0, 1)
-
-    def x(t: int) -> float:
-        return WIDTH - PAD if len(line) == 1 else PAD + (t - t0) / span * (WIDTH - 2 * PAD)
-
-    def y(price: float) -> float:
-        return PAD + (1 - (price - lo) / (hi - lo)) * (HEIGHT - 2 * PAD)
-
-    xy = [(round(x(t), 1), round(y(p), 1)) for (t, _), p in zip(line, prices, strict=True)]
+    # x by time, y by price (the high at the top), inlined: this runs for every point of every
+    # row of a page.
+    x_scale = (WIDTH - 2 * PAD) / max(t1 - t0, 1)
+    y_scale = (HEIGHT - 2 * PAD) / (hi - lo)
+    if len(line) == 1:
+        coords = [f"{WIDTH - PAD:.1f},{PAD + (hi - prices[0]) * y_scale:.1f}"]
+    else:
+        coords = [
+            f"{PAD + (t - t0) * x_scale:.1f},{PAD + (hi - p) * y_scale:.1f}"
+            for (t, _), p in zip(line, prices, strict=True)
+        ]
+    dot_x, dot_y = coords[-1].split(",")
     first, last = line[0][1], line[-1][1]
     day = _day(t1, quote.exchange if quote is not None else "", now)
     return Sparkline(
-        polyline=" ".join(f"{a:g},{b:g}" for a, b in xy),
-        dot=xy[-1],
+        polyline=" ".join(coords),
+        dot=(float(dot_x), float(dot_y)),
         direction="up" if last > first else "down" if last < first else "flat",
         label=label(symbol, day, first, last, len(line)),
         day=day,
