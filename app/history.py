@@ -16,7 +16,7 @@ the store was down are missing from the line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -81,3 +81,16 @@ class History:
             log.warning("drawing %s without its history: %s", symbol, exc)
             return Line([], UNAVAILABLE)
         return Line(decode_points(entries))
+
+    async def samples(self, symbols: Sequence[str], points: int) -> dict[str, list[Point]]:
+        """At most `points` points of each symbol's line, evenly spread over it (first and last
+        kept), for all of `symbols` in one round trip: the sparklines of a page. Never raises
+        BusUnavailable: the store cannot be read, the lines are empty (the rows draw none)."""
+        if not symbols:
+            return {}
+        try:
+            sampled = await self._store.sample(symbols, points)
+        except BusUnavailable as exc:
+            log.warning("drawing %d sparklines without their history: %s", len(symbols), exc)
+            return {}
+        return {s: decode_points(entries) for s, entries in zip(symbols, sampled, strict=True)}

@@ -10,6 +10,7 @@ import { SortableTable, rerankMovers } from "./js/board.js";
 import { Chart } from "./js/chart.js";
 import { Connection } from "./js/connection.js";
 import { Quotes, freshNote } from "./js/quotes.js";
+import { extendSparkline } from "./js/sparkline.js";
 
 const SUMMARY_EVERY_MS = 20000;
 
@@ -128,6 +129,7 @@ function applied(rows) {
     const hero = document.querySelector(`[data-quote="${CSS.escape(row.dataset.symbol)}"] .hero`);
     if (hero) hero.className = `hero ${row.classList.contains("down") ? "down" : row.classList.contains("up") ? "up" : "flat"}`;
     if (chart) chart.add(row);
+    extendSparkline(row);
   }
   for (const table of tables) table.apply();
   if (document.getElementById("gainers")) rerankMovers(quotes.rows());

@@ -26,6 +26,7 @@ from app.history import Point
 from app.models import Quote, Refusal
 from app.rendering import age_text, unreal_notice
 from app.services import Services, services
+from app.sparkline import sparklines
 from app.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 
 MOVERS = 5
@@ -156,6 +157,7 @@ async def market(request: Request) -> Response:
         gainers=[q for q in ranked if q.change_pct > 0][:MOVERS],
         losers=[q for q in reversed(ranked) if q.change_pct < 0][:MOVERS],
         refusals=refusals(svc, symbols),
+        sparks=await sparklines(svc.history, symbols, found),
     )
 
 

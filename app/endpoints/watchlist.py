@@ -21,6 +21,7 @@ from app.endpoints.pages import (
     watchlist,
 )
 from app.services import services
+from app.sparkline import sparklines
 from app.symbols import InvalidSymbol, normalize_symbol
 
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
@@ -54,6 +55,7 @@ async def _render(
         shown=found.values(),
         rows=[(s, found.get(s)) for s in symbols],
         refusals=refusals(svc, symbols),
+        sparks=await sparklines(svc.history, symbols, found),
         error=error,
         notice=notice,
         entered=entered,

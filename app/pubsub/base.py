@@ -103,6 +103,12 @@ class HistoryStore(Protocol):
         """The entries of `symbol`, oldest first; [] when it has none. Raises BusUnavailable."""
         ...
 
+    async def sample(self, symbols: Sequence[str], points: int) -> list[list[bytes]]:
+        """At most `points` (>= 2) entries of each of `symbols`, oldest first, spread evenly over
+        its entries by position, its first and last included: all of them when it has no more.
+        One round trip for all the symbols (a page's sparklines). Raises BusUnavailable."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseHolder:

@@ -105,6 +105,21 @@ class MemoryHistoryStore:
             return []
         return list(found[1])
 
+    async def sample(self, symbols: Sequence[str], points: int) -> list[list[bytes]]:
+        if points < 2:
+            raise ValueError(f"a sample needs at least 2 points, not {points}")
+        now = self._clock()
+        sampled: list[list[bytes]] = []
+        for symbol in symbols:
+            found = self._lines.get(symbol)
+            line = found[1] if found is not None and found[0] > now else deque[bytes]()
+            n = len(line)
+            if n <= points:
+                sampled.append(list(line))
+            else:  # the same positions as the Redis store's script picks
+                sampled.append([line[i * (n - 1) // (points - 1)] for i in range(points)])
+        return sampled
+
 
 class MemoryLease:
     """One process is the whole cluster: it always holds the lease, in one term per start."""

@@ -212,10 +212,49 @@ return 1
 """
 
 
+# A sample of each history list (sparklines): at most ARGV[1] entries per list, evenly spread by
+# position, its first and last included, for every list in KEYS, in one round trip. LINDEX walks
+# the list's nodes, not its entries, so a page's sample costs Redis about points x lists steps
+# however long the lists are, and only the sampled entries cross the network. Each list comes
+# back as one string of `<length>:<entry>` items (entries are opaque bytes): parsing 50 strings
+# instead of 3,000 nested replies halves a 50-row page's read.
+_SAMPLE = """
+local points = tonumber(ARGV[1])
+local out = {}
+for k = 1, #KEYS do
+  local n = redis.call('LLEN', KEYS[k])
+  local picked = {}
+  if n <= points then
+    picked = redis.call('LRANGE', KEYS[k], 0, -1)
+  else
+    for i = 0, points - 1 do
+      picked[i + 1] = redis.call('LINDEX', KEYS[k], math.floor(i * (n - 1) / (points - 1)))
+    end
+  end
+  for i = 1, #picked do picked[i] = #picked[i] .. ':' .. picked[i] end
+  out[k] = table.concat(picked)
+end
+return out
+"""
+
+
+def _unpack(packed: bytes) -> list[bytes]:
+    """`<length>:<entry>` items (the sample script's reply for one list) as entries."""
+    entries: list[bytes] = []
+    at = 0
+    while at < len(packed):
+        colon = packed.index(b":", at)
+        end = colon + 1 + int(packed[at:colon])
+        entries.append(packed[colon + 1 : end])
+        at = end
+    return entries
+
+
 class RedisHistoryStore:
     def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self._client = client
         self._names = names
+        self._sample = client.register_script(_SAMPLE)
 
     async def read(self, symbol: str) -> list[bytes]:
         try:
@@ -227,6 +266,22 @@ class RedisHistoryStore:
             raise BusUnavailable(f"reading the price history failed: {why}") from exc
         resume_cancellation()
         return [bytes(v) for v in values]
+
+    async def sample(self, symbols: Sequence[str], points: int) -> list[list[bytes]]:
+        if points < 2:
+            raise ValueError(f"a sample needs at least 2 points, not {points}")
+        if not symbols:
+            return []
+        keys = [self._names.history(s) for s in symbols]
+        try:
+            async with asyncio.timeout(HISTORY_READ_TIMEOUT):
+                lists: list[Any] = await self._sample(keys=keys, args=[points])
+        except (RedisError, OSError, TimeoutError) as exc:
+            resume_cancellation()
+            why = str(exc) or "timed out"
+            raise BusUnavailable(f"sampling the price history failed: {why}") from exc
+        resume_cancellation()
+        return [_unpack(bytes(packed)) for packed in lists]
 
 
 class RedisLease:

@@ -220,3 +220,30 @@ async def test_history_of_a_symbol_nobody_updates_expires(small: Backend) -> Non
         await asyncio.sleep(0.05)
     kept = await small.history.read("KEPT")
     assert kept and len(kept) <= HISTORY_POINTS and kept[-1] == b"%d 20" % n
+
+
+async def test_history_sample_spreads_each_line_evenly_first_and_last_kept(
+    backend: Backend,
+) -> None:
+    """The sparklines' read: every symbol in one call, at most `points` entries each, evenly
+    spread by position (the same positions whichever the store), the ends always included."""
+    token = await backend.lease.acquire("a")
+    assert token is not None
+    for n in range(10):
+        history = {"TCS": b"%d 1.%d" % (n, n)}
+        if n < 3:
+            history["INFY"] = b"%d 2.%d" % (n, n)
+        if n == 0:
+            history["NIFTY 50"] = b"12:\x00 binary: \xe2\x82\xb9"  # opaque, length prefix or not
+        assert await _publish_points(backend, token, history)
+    sampled = await backend.history.sample(["TCS", "NOPE", "INFY", "NIFTY 50"], 4)
+    assert sampled == [
+        [b"0 1.0", b"3 1.3", b"6 1.6", b"9 1.9"],  # positions i * (10 - 1) // (4 - 1)
+        [],
+        [b"0 2.0", b"1 2.1", b"2 2.2"],  # fewer than asked: all of them
+        [b"12:\x00 binary: \xe2\x82\xb9"],
+    ]
+    assert await backend.history.sample(["TCS"], 10) == [await backend.history.read("TCS")]
+    assert await backend.history.sample([], 4) == []
+    with pytest.raises(ValueError, match="at least 2 points"):
+        await backend.history.sample(["TCS"], 1)
