@@ -4,9 +4,10 @@ Only changed prices are published, so a quote's own times say when its price las
 whether it is still current: a quiet symbol would look delayed after a few ticks. The fetcher
 also lists the symbols its source priced again unchanged (`confirmed` in the update message), and
 every replica keeps, per symbol, the newest time it heard either (`as_of`). Clients learn it from
-a conflated freshness note (the wire format's `fresh`): at most one per connection per tick, the
-same bytes for every connection whose symbols are all current, and one per cohort (connections
-watching the same set) that has stale ones. Never a frame per unchanged quote per client.
+a conflated freshness note (the wire format's `fresh`): at most one per connection per half
+threshold (every other tick at the defaults), the same bytes for every connection whose symbols
+are all current, and one per cohort (connections watching the same set) that has stale ones.
+Never a frame per unchanged quote per client.
 
 A symbol is stale when the newest confirmation heard (`at`) is more than `stale_after` past its
 own: two of its refresh periods (the fetch interval, or longer under a provider's quota pacing)
@@ -76,12 +77,14 @@ class Freshness:
         refresh: float | None,
         now: int,
     ) -> int:
-        """Send each outbox watching something the note of the newest confirmation, if it is
-        newer than the last one sent; returns how many outboxes were given one."""
-        if self.at <= self._noted:
+        """Send each outbox watching something the note of the newest confirmation, once it is
+        half the threshold newer than the last one sent (a client's prices never age past the
+        threshold between two notes, and a fast feed costs no more writes than a slow one);
+        returns how many outboxes were given one."""
+        stale_after = stale_after_ms(self.interval, refresh)
+        if self.at - self._noted < stale_after // 2:
             return 0
         self._noted = at = self.at
-        stale_after = stale_after_ms(self.interval, refresh)
         stale = self.stale(watched(), refresh)
         payloads: dict[tuple[str, object], bytes] = {}
         prepared: dict[bytes, dict[object, bytes]] = {}

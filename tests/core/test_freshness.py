@@ -47,7 +47,7 @@ def test_confirmations_and_publications_move_a_symbols_time_forward_only() -> No
     assert fresh.stale(["INFY"], 140.0) == {}
 
 
-def test_one_note_per_tick_shared_by_all_when_all_is_current() -> None:
+def test_one_note_per_half_threshold_shared_by_all_when_all_is_current() -> None:
     fanout, fresh = Fanout(), Freshness(2.0)
     a, a_sock = client(fanout, ["TCS"])
     b, b_sock = client(fanout, ["TCS", "INFY"])
@@ -61,11 +61,14 @@ def test_one_note_per_tick_shared_by_all_when_all_is_current() -> None:
     )
     assert a_sock.frames[0] is b_sock.frames[0]  # the same bytes, framed once
     assert idle_sock.frames == []  # watching nothing: nothing to confirm
-    # Nothing newer heard: no note, however often the hub asks.
+    # Nothing newer heard: no note, however often the hub asks. Then one tick (2 s) newer: not
+    # yet (the threshold is 6 s, a note every 3 s keeps every price current); two ticks: a note.
     assert fresh.note([a, b], fanout.counts, None, T0 + 300) == 0
     fresh.heard([], ["TCS", "INFY"], T0 + 2000)
-    assert fresh.note([a, b], fanout.counts, None, T0 + 2050) == 2
-    assert [n["at"] for n in notes(a_sock)] == [T0, T0 + 2000]
+    assert fresh.note([a, b], fanout.counts, None, T0 + 2050) == 0
+    fresh.heard([], ["TCS", "INFY"], T0 + 4000)
+    assert fresh.note([a, b], fanout.counts, None, T0 + 4050) == 2
+    assert [n["at"] for n in notes(a_sock)] == [T0, T0 + 4000]
 
 
 def test_a_stale_symbol_is_named_to_its_watchers_only() -> None:
@@ -87,12 +90,12 @@ def test_a_note_waits_behind_owed_messages_and_only_the_newest_is_kept() -> None
     box, sock = client(fanout, ["TCS"])
     sock.paused = True
     for step in range(3):
-        fresh.heard([], ["TCS"], T0 + 2000 * step)
-        fresh.note([box], fanout.counts, None, T0 + 2000 * step)
+        fresh.heard([], ["TCS"], T0 + 4000 * step)
+        fresh.note([box], fanout.counts, None, T0 + 4000 * step)
     box.offer("TCS", JSON_FORMAT.encode(make_quote(seq=7)), T0)
     drained = [orjson.loads(m) for m in box.drain()]
     # The quote first, then one note: the newest; the older two were superseded.
-    assert [m["type"] for m in drained] == ["quote", "fresh"] and drained[1]["at"] == T0 + 4000
+    assert [m["type"] for m in drained] == ["quote", "fresh"] and drained[1]["at"] == T0 + 8000
     assert not box.owes()
 
 

@@ -47,7 +47,7 @@ async def test_a_quiet_market_is_confirmed_current_without_a_quote_per_tick(
         first = await recv_until(ws, is_fresh)
         assert first["stale"] == {} and first["stale_after"] == 4000  # 2 x 1 s + 2 s
         assert abs(first["now"] - first["at"]) < 3000
-        # Four more ticks: each brings one note, and no quote (nothing changed).
+        # Four more notes (one every other tick: half the 4 s threshold), and no quote.
         seen: list[dict[str, Any]] = []
         while len(seen) < 4:
             message = await recv_json(ws, within=5)
