@@ -220,8 +220,8 @@ def test_delayed_when_the_server_says_so_or_the_data_is_old(page: Page, server: 
     expect(page.locator("#conn")).to_have_attribute("data-state", "delayed")
     page.evaluate(status, "live")
     expect(page.locator(BADGE)).to_have_text("Live · simulated")
-    toast_text = "Prices are delayed"
-    expect(page.locator("#toasts .toast", has_text=toast_text).first).to_be_attached()
+    # (Its toast is not checked here: toasts wait until a new link has settled, 3 s; the real
+    # delays of test_provenance and test_freshness check them.)
     # A price a minute old that the server keeps confirming current (a quiet symbol) is not
     # delayed: the page goes by the server's freshness notes, not by how long a price stood.
     page.evaluate(
