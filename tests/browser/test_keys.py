@@ -72,6 +72,7 @@ def test_slash_focuses_the_search_and_nothing_fires_while_typing(
     page.keyboard.press("/")
     field = page.locator("#add-symbol")
     expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-keyshortcuts", "/")
     expect(field).to_have_value("")  # the slash focused, it was not typed
     page.keyboard.type("jkxa?gm/")
     expect(field).to_have_value("jkxa?gm/")
