@@ -39,6 +39,13 @@ function focusRow(row, options = {}) {
   row.focus(options);
 }
 
+// The element of `row` that plays the part `inner` described (same cell, tag and link).
+function standIn(row, inner) {
+  const scope = inner.col ? row.querySelector(`:scope > [data-col="${CSS.escape(inner.col)}"]`) : row;
+  if (!scope) return null;
+  return [...scope.querySelectorAll(inner.tag)].find((el) => el.getAttribute("href") === inner.href) || null;
+}
+
 function typing(el) {
   return el instanceof Element && (el.closest(TYPING) !== null || el.isContentEditable);
 }
@@ -90,11 +97,18 @@ export class Keys {
     }
     const key = tableKey(row);
     const index = rows().filter((r) => tableKey(r) === key).indexOf(row);
-    this.focused = { el: target, key, symbol: row.dataset.symbol, index };
+    // A link or button in the row: which one, to find its stand-in in a re-rendered row.
+    const inner = target === row ? null : {
+      col: target.closest("[data-col]")?.dataset.col,
+      tag: target.tagName,
+      href: target.getAttribute("href"),
+    };
+    this.focused = { el: target, key, symbol: row.dataset.symbol, index, inner };
   }
 
   // The focused element (the row, or a link or button in it) left the page with a re-render:
-  // focus the same symbol's row in the same table, else the row now at its place.
+  // focus the same symbol's row in the same table (the same link in it, if that was it), else
+  // the row now at its place.
   restore(records) {
     const was = this.focused;
     if (!was) return;
@@ -107,8 +121,13 @@ export class Keys {
     }
     const same = rows().filter((r) => tableKey(r) === was.key);
     const row = same.find((r) => r.dataset.symbol === was.symbol) || same[Math.min(was.index, same.length - 1)];
-    if (row) focusRow(row, { preventScroll: true });
-    else this.focused = null;
+    if (!row) {
+      this.focused = null;
+      return;
+    }
+    const inner = row.dataset.symbol === was.symbol && was.inner ? standIn(row, was.inner) : null;
+    if (inner) inner.focus({ preventScroll: true });
+    else focusRow(row, { preventScroll: true });
   }
 
   // Focus leaving for nothing (a click on the page's background) ends the selection; focus

@@ -240,6 +240,14 @@ def test_the_focused_row_keeps_focus_across_live_updates(page: Page, server: App
     assert page.evaluate("() => document.activeElement.isConnected")
     page.keyboard.press("j")
     assert focused(page) == "INFY"
+    # A link in a row keeps the focus too, though every update re-renders its cell.
+    link = page.locator('#watchlist tr[data-symbol="INFY"] a.sym')
+    link.focus()
+    old = link.element_handle()
+    page.wait_for_function("el => !el.isConnected", arg=old)
+    expect(link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(server.base + "/stock/INFY")
 
 
 def test_focus_follows_its_row_as_the_board_resorts_and_movers_rerank(
