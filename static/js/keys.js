@@ -143,7 +143,7 @@ export class Keys {
 
   keydown(event) {
     if (event.defaultPrevented || event.isComposing || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (this.dialog && this.dialog.open) return; // the dialog has its own keys (Esc, Tab)
+    if (document.querySelector("dialog[open]")) return; // a dialog has its own keys (Esc, Tab)
     if (typing(event.target)) {
       // Esc leaves the search field (keeping what was typed, for `a`).
       if (event.key === "Escape" && event.target.matches("#add-symbol, #lookup-symbol")) event.target.blur();
