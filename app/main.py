@@ -186,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *(sign_in if access.enabled else []),
             Route("/", watchlist.dashboard),
             Route("/watchlist", watchlist.add, methods=["POST"]),
+            Route("/watchlist.csv", watchlist.download),
             Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
             Route("/watchlist/{symbol:path}", watchlist.remove, methods=["DELETE"]),
             Route("/market", pages.market),

@@ -9,6 +9,7 @@ import { Badge, Toasts } from "./js/badge.js";
 import { SortableTable, rerankMovers } from "./js/board.js";
 import { Chart } from "./js/chart.js";
 import { Connection } from "./js/connection.js";
+import { installKeys } from "./js/keys.js";
 import { Quotes, freshNote } from "./js/quotes.js";
 import { extendSparkline } from "./js/sparkline.js";
 
@@ -201,6 +202,7 @@ const pageNote = document.getElementById("fresh");
 if (pageNote) noted(freshNote(pageNote));
 refresh();
 connection.start();
+installKeys({ toasts });
 
 // A small handle for tests and for debugging from the console.
 window.stocktracker = {

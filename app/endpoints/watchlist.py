@@ -7,11 +7,14 @@ response renders. Symbols are validated on the server by app.core.acceptance.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app import export
 from app.clients import client_of
 from app.endpoints.pages import (
     WATCHLIST_COOKIE,
@@ -64,6 +67,24 @@ async def _render(
 
 async def dashboard(request: Request) -> Response:
     return await _render(request, _current(request), partial=False)
+
+
+async def download(request: Request) -> Response:
+    """GET /watchlist.csv: the dashboard's watchlist as a CSV attachment (app.export).
+    Bounded like the page: the cookie holds at most MAX_SYMBOLS_PER_CONNECTION symbols."""
+    symbols = _current(request)
+    found = await priced(services(request), symbols, client_of(request.scope))
+    now = time.time()
+    body = export.watchlist_csv([(s, found.get(s)) for s in symbols], int(now * 1000))
+    name = export.filename(datetime.fromtimestamp(now, UTC))
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def add(request: Request) -> Response:
