@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from app.alerts.evaluator import AlertEvaluator
 from app.cooldown import Cooldowns
 from app.feeds.base import Feed, FeedError, FetchResult
 from app.history import encode_point
@@ -69,8 +70,11 @@ class Fetcher:
         reject_retry: float = 900.0,
         new_symbols_per_minute: float = 0.0,
         nonce: str | None = None,
+        alerts: AlertEvaluator | None = None,
     ) -> None:
         self.feed = feed
+        # Price alerts are evaluated here, once for the cluster, after each fenced publish.
+        self.alerts = alerts
         self._backend = backend
         self._replica_id = replica_id
         # Who holds the lease: this process, not just its replica id (see app.identity).
@@ -221,7 +225,8 @@ class Fetcher:
                 }
             except BusUnavailable as exc:
                 log.warning("keeping last known subscriptions: %s", exc)
-            symbols = list(dict.fromkeys([*self._board, *sorted(self.watched)]))
+            alerted = sorted(self.alerts.symbols) if self.alerts else []  # priced when set
+            symbols = list(dict.fromkeys([*self._board, *sorted(self.watched), *alerted]))
             self._note_refresh(len(symbols))
             await self._fetch_and_publish(symbols)
             self.last_success = time.monotonic()
@@ -373,6 +378,8 @@ class Fetcher:
         for quote in quotes:
             if is_newer(quote, self._published.get(quote.symbol)):
                 self._published[quote.symbol] = quote
+        if self.alerts is not None:
+            await self.alerts.on_published(term, quotes)
 
     async def _listen_for_new_symbols(self) -> None:
         async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import descriptors, http_limits, launch, metrics
 from app.access import AccessPolicy
+from app.alerts import open_alerts
 from app.clients import ClientBudget, ClientLimits
 from app.core.acceptance import Acceptance
 from app.core.admission import Admission
@@ -31,6 +32,7 @@ from app.core.fetcher_watch import FetcherWatch
 from app.core.hub import Hub
 from app.csrf import CrossSiteGuard
 from app.drain import Drainer
+from app.endpoints import alerts as alert_pages
 from app.endpoints import api, pages, watchlist
 from app.endpoints.longpoll import poll
 from app.endpoints.query import ApiError
@@ -83,6 +85,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )
+            alerts = await stack.enter_async_context(
+                open_alerts(
+                    backend,
+                    settings.bus_url,
+                    client_name=f"stocktracker:{settings.replica_id}:alerts",
+                    session_secret=settings.session_secret.reveal(),
+                    limit=settings.alerts_per_owner,
+                    rearm_pct=settings.alert_rearm_percent,
+                    redis_options=settings.redis_options(),
+                )
+            )
             http = None
             if needs_http(settings):
                 http = await stack.enter_async_context(
@@ -105,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 reject_retry=settings.rejected_symbol_retry,
                 new_symbols_per_minute=settings.new_symbols_per_minute,
                 nonce=nonce,
+                alerts=alerts.evaluator,
             )
             hub = Hub(
                 backend,
@@ -131,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(supervisor.aclose)
             supervisor.start("hub", hub.run)
             supervisor.start("fetcher", fetcher.run)
+            supervisor.start("alerts", alerts.delivery.run)
             loop_lag = LoopLag(settings.loop_lag_interval)
             supervisor.start("loop_lag", loop_lag.run)
             supervisor.start("client_noise", client_noise.run)
@@ -164,7 +179,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             svc = Services(
                 settings, backend, feed, hub, fetcher, renderer, supervisor, history, loop_lag,
-                access, clients,
+                access, clients, alerts,
             )  # fmt: skip
             if settings.gc_tuning:
                 stack.callback(gctune.restore, gctune.tune())
@@ -190,6 +205,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/watchlist/{symbol:path}/remove", watchlist.remove, methods=["POST"]),
             Route("/watchlist/{symbol:path}", watchlist.remove, methods=["DELETE"]),
             Route("/market", pages.market),
+            Route("/alerts", alert_pages.page, methods=["GET"]),
+            Route("/alerts", alert_pages.create, methods=["POST"]),
+            Route("/alerts/{alert_id}/remove", alert_pages.remove, methods=["POST"]),
             Route("/stock", pages.lookup),
             Route("/stock/{symbol:path}", pages.stock, name="stock"),
             Route("/api/quotes", api.quotes),

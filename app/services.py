@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from app.access import AccessPolicy
+from app.alerts import Alerts
 from app.clients import ClientBudget
 from app.core.hub import Hub
 from app.feeds.base import Feed
@@ -32,6 +33,7 @@ class Services:
     loop_lag: LoopLag
     access: AccessPolicy
     clients: ClientBudget
+    alerts: Alerts
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -102,6 +102,10 @@ class Settings:
     default_watchlist: tuple[str, ...] = DEFAULT_WATCHLIST
     board_symbols: tuple[str, ...] = DEFAULT_BOARD
     max_symbols_per_connection: int = 50
+    # Price alerts (app.alerts): how many one browser or user may have, and the re-arm band (%
+    # of the alert's level the price must come back by before the alert can fire again).
+    alerts_per_owner: int = 20
+    alert_rearm_percent: float = 0.5
     max_message_bytes: int = 64 * 1024
     # Replies and control messages queued for one client that is not reading; past it: 1013.
     max_queued_bytes: int = 256 * 1024
@@ -233,6 +237,8 @@ class Settings:
             max_symbols_per_connection=reader.get(
                 "MAX_SYMBOLS_PER_CONNECTION", 50, _int_in(1, 10_000)
             ),
+            alerts_per_owner=reader.get("ALERTS_PER_OWNER", 20, _int_in(1, 1000)),
+            alert_rearm_percent=reader.get("ALERT_REARM_PERCENT", 0.5, _rate(0.01, 20)),
             max_message_bytes=reader.get("MAX_MESSAGE_BYTES", 64 * 1024, _int_in(256, 16 << 20)),
             max_queued_bytes=reader.get(
                 "MAX_QUEUED_BYTES", 256 * 1024, _int_in(16 * 1024, 1 << 30)

@@ -5,6 +5,7 @@
 // follow from what was applied. Forms (add/remove) stay plain htmx.
 
 import { ageText, markAges } from "./js/age.js";
+import { AlertToasts } from "./js/alerts.js";
 import { Badge, Toasts } from "./js/badge.js";
 import { SortableTable, rerankMovers } from "./js/board.js";
 import { Chart } from "./js/chart.js";
@@ -56,7 +57,10 @@ const chart = chartSvg ? new Chart(chartSvg) : null;
 const tables = [...document.querySelectorAll("table[data-sortable]")].map((t) => new SortableTable(t));
 let lastSummary = 0;
 
+const alerts = new AlertToasts(toasts, document.getElementById("notify-allow"));
+
 const quotes = new Quotes({
+  onAlert: (el) => alerts.show(el),
   onApplied: applied,
   onStatus: serverStatus,
   onLatency: (ms) => { view.latency = ms; },
@@ -212,4 +216,5 @@ window.stocktracker = {
   batches: () => quotes.batches,
   view: () => ({ ...view, badge: badge.state }),
   fresh: () => ({ ...fresh, asOf: Object.fromEntries(fresh.asOf) }),
+  alerts: () => alerts.shown,
 };

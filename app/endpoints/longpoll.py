@@ -12,6 +12,12 @@ a newer one is due, even if no price changed.
 `format=html` answers the same envelope with the quotes as one `html` string of `_quote_row.html`
 rows (what `/ws?format=html` sends, rejected symbols' rows included), so pages use one partial on
 either transport.
+
+Price alerts (app.alerts) ride along for a caller that has them: `alerts=<cursor>` (the
+`alerts_cursor` of the previous answer; none on a page's first poll) asks for the caller's fired
+alerts numbered above it (the first poll: those no tab has shown yet); a fired alert answers at
+once; the answer carries them (`alerts`, wire protocol `alert` messages; in `html`, appended as
+`alert-fired` elements) and the next `alerts_cursor`.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.alerts.delivery import Fired
 from app.clients import client_of
 from app.core.freshness import stale_after_ms
+from app.endpoints import alerts as alert_pages
 from app.endpoints.query import (
     TOLD_REJECTED,
     ApiError,
@@ -35,6 +43,7 @@ from app.endpoints.query import (
 )
 from app.formats import JSON_FORMAT, HtmlFormat
 from app.models import Quote, encode_quote
+from app.pubsub.base import BusUnavailable
 from app.services import Services, services
 
 
@@ -52,6 +61,17 @@ async def poll(request: Request) -> Response:
     as_of = _as_of(request.query_params.get("as_of", ""))
     hub = svc.hub
     freshness = hub.freshness
+    delivery = svc.alerts.delivery
+    try:
+        owner = await alert_pages.owner_of(request, svc.alerts)
+    except BusUnavailable:
+        owner = None
+    fired: list[Fired] = []
+    alerts_cursor = _alerts_cursor(request.query_params.get("alerts", ""))
+    if owner is not None:
+        fired = await delivery.for_poll(owner, alerts_cursor)
+        if alerts_cursor is None:  # a new page: only what no tab showed yet, then what comes
+            alerts_cursor = max([delivery.latest_seq(owner), *(f.seq for f in fired)])
     hub.subscriptions.note_poll(symbols)
     hub.polls_in_flight += 1
     try:
@@ -68,14 +88,17 @@ async def poll(request: Request) -> Response:
 
         def ready(qs: list[Quote]) -> bool:
             due = as_of is not None and freshness.at - as_of >= half
-            return bool(news) or bool(_newer(qs, cursor)) or due
+            return bool(fired) or bool(news) or bool(_newer(qs, cursor)) or due
 
-        quotes, timed_out = await hub.await_quotes(
-            symbols,
-            ready,
-            svc.settings.poll_timeout,
-            client,
+        waited = await delivery.race(
+            owner, hub.await_quotes(symbols, ready, svc.settings.poll_timeout, client)
         )
+        if waited is None:  # an alert for this caller came first
+            assert owner is not None
+            fired = await delivery.for_poll(owner, alerts_cursor)
+            quotes, timed_out = await hub.snapshot(symbols), False
+        else:
+            quotes, timed_out = waited
     finally:
         hub.polls_in_flight -= 1
         hub.subscriptions.note_poll(symbols)
@@ -96,8 +119,11 @@ async def poll(request: Request) -> Response:
         + orjson.dumps(hub.current_status().state)
         + b',"rejected":'
         + orjson.dumps(rejected)
+        + _alerts_part(fired, alerts_cursor, fmt_name)
         + (
-            b',"html":' + orjson.dumps(_html_rows(svc, fresh, rejected) + note.decode()) + b"}"
+            b',"html":'
+            + orjson.dumps(_html_rows(svc, fresh, rejected, fired) + note.decode())
+            + b"}"
             if fmt_name == "html"
             else b',"fresh":' + note + b',"quotes":[' + b",".join(map(encode_quote, fresh)) + b"]}"
         )
@@ -110,9 +136,25 @@ def _as_of(raw: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) <= 16 else None
 
 
-def _html_rows(svc: Services, fresh: list[Quote], rejected: list[dict[str, str]]) -> str:
-    """The rows `/ws?format=html` would send: rejected symbols' rows, then the fresh quotes'."""
+def _html_rows(
+    svc: Services, fresh: list[Quote], rejected: list[dict[str, str]], fired: list[Fired]
+) -> str:
+    """What `/ws?format=html` would send: rejected symbols' rows, the fresh quotes', alerts."""
     renderer = svc.renderer
     rows = [renderer.rejected_row(r["symbol"], r["reason"], svc.feed.name) for r in rejected]
     rows += [renderer.quote_row(q) for q in fresh]
+    rows += [f.html.decode() for f in fired]
     return "".join(rows)
+
+
+def _alerts_cursor(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+def _alerts_part(fired: list[Fired], cursor: int | None, fmt_name: str) -> bytes:
+    """`,"alerts":[...]` (json) and `,"alerts_cursor":n`; nothing for a caller without alerts."""
+    if cursor is None:
+        return b""
+    cursor = max([cursor, *(f.seq for f in fired)])
+    listed = b"" if fmt_name == "html" else b',"alerts":[' + b",".join(f.json for f in fired) + b"]"
+    return listed + b',"alerts_cursor":' + str(cursor).encode()

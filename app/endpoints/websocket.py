@@ -34,6 +34,7 @@ from app import protocol
 from app.clients import client_of
 from app.core.outbox import Outbox
 from app.core.wire import WireFormat
+from app.endpoints import alerts
 from app.endpoints.query import wire_format_name
 from app.formats import JSON_FORMAT, HtmlFormat
 from app.logbudget import client_noise
@@ -156,6 +157,7 @@ class Connection:
     async def serve(self) -> None:
         hub, settings = self.svc.hub, self.svc.settings
         self._task = asyncio.current_task()
+        owner: str | None = None  # whose alerts this connection shows (app.endpoints.alerts)
         self.outbox.on_owed = self._pump
         hub.attach(self.outbox)
         if hub.draining:  # the drain began while this upgrade was being accepted
@@ -172,6 +174,7 @@ class Connection:
                     self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             else:
                 self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
+            owner = await alerts.attach(self.ws, self.outbox)
             initial = self.ws.query_params.get("symbols")
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
@@ -184,6 +187,7 @@ class Connection:
             self._phase = Phase.ENDED  # from here on, nothing cancels this task on our behalf
             self.outbox.on_owed = None
             hub.detach(self.outbox)
+            alerts.detach(self.ws, owner, self.outbox)
             self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
             self.outbox.sink = None
             self.transport.release()

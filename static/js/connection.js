@@ -222,6 +222,7 @@ export class Connection {
   async pollLoop(control) {
     let cursor = "";
     let failures = 0;
+    let alertsCursor = ""; // fired price alerts already shown (the server's numbering)
     while (this.poll === control) {
       if (!this.symbols.length) {
         // Nothing to ask for: wait until setSymbols restarts the loop (it aborts this one).
@@ -234,6 +235,7 @@ export class Connection {
         url.searchParams.set("symbols", this.symbols.join(","));
         if (cursor) url.searchParams.set("cursor", cursor);
         url.searchParams.set("as_of", String(this.asOf()));
+        if (alertsCursor) url.searchParams.set("alerts", alertsCursor);
         const response = await fetch(url, { cache: "no-store", signal: control.signal });
         if (response.status === 401) {
           // The login session ended (ACCESS_TOKENS): sign in again, then come back to this page.
@@ -244,6 +246,7 @@ export class Connection {
         const body = await response.json();
         if (this.poll !== control) return;
         cursor = body.cursor;
+        if (body.alerts_cursor != null) alertsCursor = String(body.alerts_cursor);
         if (failures) this.emit("up", "restored");
         failures = 0;
         this.onStatus(body.status);

@@ -56,9 +56,10 @@ function merge(row, incoming) {
 }
 
 export class Quotes {
-  constructor({ onApplied, onStatus, onLatency, onReconnect, onFresh }) {
+  constructor({ onApplied, onStatus, onLatency, onReconnect, onFresh, onAlert }) {
     this.onReconnect = onReconnect;
     this.onFresh = onFresh;
+    this.onAlert = onAlert;
     this.onApplied = onApplied;
     this.onLatency = onLatency;
     this.onStatus = onStatus;
@@ -90,6 +91,9 @@ export class Quotes {
       } else if (el.id === "reconnect") {
         // The server is draining: it asks for a reconnect after its own spread-out delay.
         if (this.onReconnect) this.onReconnect(Number(el.dataset.delayMs) || 0);
+      } else if (el.classList.contains("alert-fired")) {
+        // A price alert of this browser fired (static/js/alerts.js shows it).
+        if (this.onAlert) this.onAlert(el);
       } else if (el.id === "feed-status") {
         const state = [...el.classList].find((c) => c.startsWith("status-"));
         if (state) this.onStatus(state.slice("status-".length));

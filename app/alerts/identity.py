@@ -1,0 +1,57 @@
+"""Whose alerts: the signed-in user (ACCESS_TOKENS on) or this browser (a signed cookie).
+
+The browser's identity is the cookie `stocktracker_alerts` = `a1.<random id>.<signature>`, the
+signature HMAC-SHA256 of the rest (as app.access signs sessions). It is issued when the browser
+sets its first alert, so browsers without alerts carry nothing. The key is derived from
+SESSION_SECRET when set, else from a random key the first replica stores in Redis with SET NX
+(`alerts:secret`), so every replica of the deployment accepts every other's cookies; on the
+memory bus, a random key per process. A forged or foreign cookie is no identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+COOKIE = "stocktracker_alerts"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+_VERSION = "a1"
+_MAX_COOKIE = 128
+_LABEL = b"stocktracker alert identity v1"
+
+
+def derive_key(session_secret: str, shared: bytes) -> bytes:
+    """The signing key: from SESSION_SECRET when set, else from the deployment's shared key."""
+    base = session_secret.encode() if session_secret else shared
+    return hmac.new(base, _LABEL, hashlib.sha256).digest()
+
+
+class Identities:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def issue(self) -> tuple[str, str]:
+        """A new browser identity: (owner, cookie value)."""
+        ident = secrets.token_urlsafe(16)
+        body = f"{_VERSION}.{ident}"
+        return f"anon:{ident}", f"{body}.{self._sign(body)}"
+
+    def browser(self, value: str) -> str | None:
+        """The owner a valid cookie names, else None."""
+        if not value or len(value) > _MAX_COOKIE:
+            return None
+        body, _, signature = value.rpartition(".")
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
+            return None
+        version, _, ident = body.partition(".")
+        return f"anon:{ident}" if version == _VERSION and ident else None
+
+    def owner(self, user: str | None, cookie: str) -> str | None:
+        """The signed-in user's alerts when there is one, else this browser's (if it has any)."""
+        return f"user:{user}" if user else self.browser(cookie)
+
+    def _sign(self, body: str) -> str:
+        raw = hmac.new(self._key, b"identity\0" + body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
