@@ -70,7 +70,7 @@ def render_html(m: dict[str, Any]) -> bytes:
         "seq": m.get("seq"), "id": m.get("id"), "symbol": m.get("symbol"),
         "condition": m.get("condition"), "price": m.get("price"),
         "currency": m.get("currency"), "source": m.get("source"), "note": m.get("note"),
-        "fired-at": m.get("fired_at"),
+        "fired-at": m.get("fired_at"), "published-at": m.get("published_at"),
     }  # fmt: skip
     data = "".join(f' data-{k}="{escape("" if v is None else str(v))}"' for k, v in attrs.items())
     return f'<div class="alert-fired" hidden{data}>{escape(text)}</div>'.encode()

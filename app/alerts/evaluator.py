@@ -46,6 +46,7 @@ def fired_message(alert: Alert, quote: Quote) -> tuple[bytes, bytes]:
         "condition": alert.condition(), "level": str(alert.level),
         "direction": "up" if alert.up else "down", "price": str(quote.price),
         "currency": quote.currency, "source": quote.source, "source_time": quote.source_time,
+        "published_at": quote.published_at,
         "note": alert.note, "fired_at": alert.fired_at, "fired": alert.fired,
     })  # fmt: skip
     return MESSAGE_PREFIX, b"," + body[1:]

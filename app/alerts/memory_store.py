@@ -48,7 +48,8 @@ class MemoryAlertStore:
         return True
 
     async def owned(self, owner: str) -> list[Alert]:
-        return [decode_alert(self._alerts[i]) for i in self._owners.get(owner, [])]
+        alerts = [decode_alert(self._alerts[i]) for i in self._owners.get(owner, [])]
+        return sorted(alerts, key=lambda a: (a.created_at, a.id))
 
     async def symbols(self) -> set[str]:
         return set(self._by_symbol)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -114,10 +114,10 @@ def decode_alert(data: bytes | str) -> Alert:
     )  # fmt: skip
 
 
-def _tidy(value: Decimal) -> Decimal:
-    """`value` to at most 4 decimals, at least 2: 97.0000 -> 97.00, 1.234567 -> 1.2346."""
-    whole, _, frac = f"{value:.4f}".partition(".")
-    return Decimal(f"{whole}.{frac.rstrip('0').ljust(2, '0')}")
+def _tidy(value: Decimal, like: Decimal) -> Decimal:
+    """`value` with as many decimals as `like` has (at least 2, at most 6)."""
+    places = min(max(len(str(like).partition(".")[2]), 2), 6)
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def new_id() -> str:
@@ -170,7 +170,7 @@ def build(
         pct = pct.quantize(Decimal("0.01")).normalize()
         if last is None:
             raise InvalidAlert(f"{symbol} has no price yet, so a move cannot be measured from it.")
-        level = _tidy(last * (1 + pct / 100))
+        level = _tidy(last * (1 + pct / 100), last)
         return Alert(
             new_id(), owner, symbol, kind, level, pct > 0, text, pct, last, now_ms,
         )  # fmt: skip

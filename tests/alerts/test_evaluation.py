@@ -1,0 +1,163 @@
+"""Alerts evaluated by the fetcher that holds the lease: once per crossing, fenced like the
+quotes' publish, and neither lost nor doubled by a fetcher failover (real Redis where there are
+two replicas; the memory bus's one-process cluster too where it applies)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from app.alerts.evaluator import AlertEvaluator
+from app.alerts.model import Alert, State
+from app.alerts.store import AlertStore
+from app.fetcher import Fetcher
+from app.pubsub.base import BusUnavailable
+from tests.alerts.conftest import PricedFeed, Replica, alert
+from tests.feeds.scripted import quote
+
+
+def fetcher(replica: Replica, feed: PricedFeed, name: str, *, alerts: bool = True) -> Fetcher:
+    return Fetcher(
+        feed, replica.backend, interval=1.0, board=["AAPL"], replica_id=name,
+        alerts=replica.alerts.evaluator if alerts else None,
+    )  # fmt: skip
+
+
+async def fired_prices(replica: Replica, owner: str = "anon:a") -> list[str]:
+    return [orjson.loads(m)["price"] for m in await replica.alerts.store.inbox(owner)]
+
+
+async def test_a_price_oscillating_around_the_level_fires_once(replicas: list[Replica]) -> None:
+    one = replicas[0]
+    feed = PricedFeed({"AAPL": "100"})
+    f = fetcher(one, feed, "a")
+    await f.tick()
+    await one.alerts.store.add(alert(value="110"), 3)
+    # Hovering at 110: fires at the first touch only. Re-arms at 110 × (1 − 0.5 %) = 109.45.
+    for price in ["110", "109.9", "110.2", "109.5", "110.05", "111", "109.8"]:
+        feed.prices["AAPL"] = price
+        await f.tick()
+    assert await fired_prices(one) == ["110"]
+    for price in ["109.45", "110.3", "109.9", "110.4"]:  # back by the band, then a new crossing
+        feed.prices["AAPL"] = price
+        await f.tick()
+    assert await fired_prices(one) == ["110", "110.3"]
+    [(a, _)] = await one.alerts.store.for_symbols(["AAPL"])
+    assert a.fired == 2 and a.state is State.FIRED
+    assert one.alerts.evaluator.fired == 2
+
+
+async def test_alerts_are_evaluated_only_for_symbols_that_have_them(
+    replicas: list[Replica],
+) -> None:
+    one = replicas[0]
+    feed = PricedFeed({"AAPL": "100", "MSFT": "50"})
+    f = Fetcher(
+        feed, one.backend, interval=1.0, board=["AAPL", "MSFT"], alerts=one.alerts.evaluator
+    )
+    await one.alerts.store.add(alert(symbol="MSFT", value="60", last="50"), 3)
+    await f.tick()
+    assert one.alerts.evaluator.symbols == {"MSFT"}
+    feed.prices["MSFT"] = "61"
+    await f.tick()
+    assert await fired_prices(one) == ["61"]
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-db1"], indirect=True)
+async def test_a_failover_between_crossing_and_publish_fires_once(
+    replicas: list[Replica],
+) -> None:
+    a_side, b_side = replicas
+    feed_a, feed_b = PricedFeed({"AAPL": "100"}), PricedFeed({"AAPL": "100"})
+    a, b = fetcher(a_side, feed_a, "a"), fetcher(b_side, feed_b, "b")
+    await a.tick()
+    assert a.term is not None
+    await a_side.alerts.store.add(alert(value="110"), 3)
+    await b.tick()
+    assert b.term is None  # a follower
+    # A fetches the crossing price, then stalls before publishing; its lease runs out and B
+    # takes over (fetching the same price), then A wakes up and tries to publish.
+    feed_a.prices["AAPL"] = feed_b.prices["AAPL"] = "111"
+    feed_a.gate = asyncio.Event()
+    feed_a.fetching.clear()
+    stalled = asyncio.create_task(a.tick())
+    await asyncio.wait_for(feed_a.fetching.wait(), 5)
+    old_term = a.term
+    await _expire_lease(a_side)  # as if A paused past its lease TTL
+    # A's evaluation in its old term, had it got that far, changes nothing:
+    await a_side.alerts.evaluator.on_published(old_term, [quote("AAPL", "scripted", "111")])
+    assert await fired_prices(a_side) == []
+    await b.tick()
+    assert b.term is not None and b.term != old_term
+    assert await fired_prices(b_side) == ["111"]
+    feed_a.gate.set()
+    await stalled
+    assert a.term is None  # its publish was refused: it knows it is deposed
+    for _ in range(3):
+        await b.tick()
+    assert await fired_prices(b_side) == ["111"]  # once, not lost, not doubled
+
+
+@pytest.mark.parametrize("kind", ["redis"], indirect=True)
+async def test_a_fetcher_dying_after_its_publish_loses_no_crossing(
+    replicas: list[Replica],
+) -> None:
+    a_side, b_side = replicas
+    feed_a, feed_b = PricedFeed({"AAPL": "100"}), PricedFeed({"AAPL": "111"})
+    # A publishes the crossing price and dies before evaluating anything.
+    a = fetcher(a_side, feed_a, "a", alerts=False)
+    await a.tick()
+    await a_side.alerts.store.add(alert(value="110"), 3)
+    feed_a.prices["AAPL"] = "111"
+    await a.tick()
+    await _expire_lease(a_side)
+    # B takes over; the price stays at 111, so nothing new is published for AAPL: B catches
+    # up on the stored snapshot at the start of its term.
+    b = fetcher(b_side, feed_b, "b")
+    for _ in range(3):
+        await b.tick()
+    assert await fired_prices(b_side) == ["111"]
+
+
+class FlakyStore:
+    """The real store, but `for_symbols` fails while `down` (a Redis blip, in-process)."""
+
+    def __init__(self, real: AlertStore) -> None:
+        self.real = real
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def for_symbols(self, symbols: Sequence[str]) -> list[tuple[Alert, bytes]]:
+        if self.down:
+            raise BusUnavailable("redis went away")
+        return await self.real.for_symbols(symbols)
+
+
+async def test_a_failed_evaluation_is_caught_up_on(replicas: list[Replica]) -> None:
+    one = replicas[0]
+    store = FlakyStore(one.alerts.store)
+    evaluator = AlertEvaluator(store, one.backend.snapshots, Decimal("0.5"))
+    feed = PricedFeed({"AAPL": "100", "MSFT": "50"})
+    f = Fetcher(feed, one.backend, interval=1.0, board=["AAPL", "MSFT"], alerts=evaluator)
+    await f.tick()
+    await store.add(alert(value="110"), 3)
+    store.down = True
+    feed.prices["AAPL"] = "111"
+    await f.tick()  # published, but the evaluation failed
+    assert evaluator.failures == 1 and await fired_prices(one) == []
+    store.down = False
+    feed.prices["MSFT"] = "51"  # AAPL stays at 111: only the catch-up can see its crossing
+    await f.tick()
+    assert await fired_prices(one) == ["111"]
+
+
+async def _expire_lease(replica: Replica) -> None:
+    client = replica.alerts.store._client  # type: ignore[attr-defined]
+    await client.delete(replica.backend.prefix + "fetcher:lease")
