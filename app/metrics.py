@@ -57,6 +57,7 @@ class AppCollector(Collector):
         yield from self._fanout()
         yield from self._fetcher()
         yield from self._providers()
+        yield from self._alerts()
         yield from self._process()
 
     def _connections(self) -> Iterator[Metric]:
@@ -183,6 +184,21 @@ class AppCollector(Collector):
         yield calls
         yield breaker
         yield quota
+
+    def _alerts(self) -> Iterator[Metric]:
+        alerts = self.svc.alerts
+        evaluator, delivery = alerts.evaluator, alerts.delivery
+        counters = [
+            ("set", "Price alerts set through this replica", alerts.counts["set"]),
+            ("removed", "Price alerts removed through this replica", alerts.counts["removed"]),
+            ("fired", "Price alerts this replica fired as fetcher", evaluator.fired),
+            ("rearmed", "Fired price alerts this replica re-armed as fetcher", evaluator.rearmed),
+            ("delivered", "Fired price alerts handed to a tab on this replica", delivery.delivered),
+            ("evaluation_failures", "Alert evaluations that failed (caught up on later)",
+             evaluator.failures),
+        ]  # fmt: skip
+        for name, doc, value in counters:
+            yield CounterMetricFamily(f"{PREFIX}_alerts_{name}", doc, value=value)
 
     def _process(self) -> Iterator[Metric]:
         hub, lag = self.svc.hub, self.svc.loop_lag

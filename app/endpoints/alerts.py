@@ -101,6 +101,9 @@ async def create(request: Request) -> Response:
         error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed does not list it."
         return await _page(request, form=form, error=error, status=422)
     quote = (await priced(svc, [symbol], client_of(request.scope))).get(symbol)
+    if quote is None and svc.hub.acceptance.reason(symbol) is not None:  # the provider said so
+        error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed cannot price it."
+        return await _page(request, form=form, error=error, status=422)
     if quote is None:
         error = f"{symbol} has no price yet, so no alert can be set on it: try again in a moment."
         return await _page(request, form=form, error=error, status=422)
