@@ -30,7 +30,8 @@ export class AlertToasts {
     this.seen.add(key);
     const title = `🔔 ${d.symbol} ${d.condition}`;
     const body = `Now ${d.price} ${d.currency} · source ${d.source}${d.note ? ` · ${d.note}` : ""}`;
-    this.shown = [...this.shown.slice(-19), { seq: d.seq, id: d.id, symbol: d.symbol, title, body }];
+    const publishedAt = Number(d.publishedAt) || null; // when the crossing price was published
+    this.shown = [...this.shown.slice(-19), { seq: d.seq, id: d.id, symbol: d.symbol, title, body, at: Date.now(), publishedAt }];
     this.toasts.show(`${title} — ${body}`, "alert", ALERT_TOAST_MS);
     if ("Notification" in window && Notification.permission === "granted") {
       try {
