@@ -9,12 +9,13 @@ from collections import deque
 from collections.abc import Sequence
 
 from app.alerts.model import Alert, decode_alert
-from app.alerts.store import ALERTS_CHANNEL, INBOX_MAX, Change
+from app.alerts.store import ALERTS_CHANNEL, INBOX_MAX, MAX_ALERTS, Added, Change
 from app.pubsub.base import Bus, FetcherLease
 
 
 class MemoryAlertStore:
-    def __init__(self, lease: FetcherLease, bus: Bus) -> None:
+    def __init__(self, lease: FetcherLease, bus: Bus, *, max_alerts: int = MAX_ALERTS) -> None:
+        self._max_alerts = max_alerts
         self._lease = lease
         self._bus = bus
         self._alerts: dict[str, bytes] = {}  # id -> encoded, in insertion order
@@ -24,14 +25,15 @@ class MemoryAlertStore:
         self._seq = 0
         self._secret = os.urandom(32)
 
-    async def add(self, alert: Alert, limit: int) -> bool:
-        ids = self._owners.setdefault(alert.owner, [])
-        if len(ids) >= limit:
-            return False
-        ids.append(alert.id)
+    async def add(self, alert: Alert, limit: int) -> Added:
+        if len(self._owners.get(alert.owner, ())) >= limit:
+            return Added.OWNER_FULL
+        if len(self._alerts) >= self._max_alerts:
+            return Added.STORE_FULL
+        self._owners.setdefault(alert.owner, []).append(alert.id)
         self._alerts[alert.id] = alert.encode()
         self._by_symbol.setdefault(alert.symbol, set()).add(alert.id)
-        return True
+        return Added.ADDED
 
     async def remove(self, owner: str, alert_id: str) -> bool:
         ids = self._owners.get(owner, [])

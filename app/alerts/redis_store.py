@@ -20,12 +20,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.alerts.model import Alert, decode_alert
-from app.alerts.store import ALERTS_CHANNEL, INBOX_MAX, INBOX_TTL, Change
+from app.alerts.store import ALERTS_CHANNEL, INBOX_MAX, INBOX_TTL, MAX_ALERTS, Added, Change
 from app.pubsub.redis import translated
 from app.pubsub.redis_names import RedisNames
 
 _ADD = """
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then return -1 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
@@ -68,8 +69,11 @@ return fired
 
 
 class RedisAlertStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "") -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str = "", *, max_alerts: int = MAX_ALERTS
+    ) -> None:
         self._client = client
+        self._max_alerts = max_alerts
         self._names = RedisNames(prefix)
         self._p = prefix + "alerts:"
         self._add = client.register_script(_ADD)
@@ -93,11 +97,12 @@ class RedisAlertStore:
     def _inbox(self, owner: str) -> str:
         return f"{self._p}inbox:{owner}"
 
-    async def add(self, alert: Alert, limit: int) -> bool:
+    async def add(self, alert: Alert, limit: int) -> Added:
         keys = [self._owner(alert.owner), self._all, self._symbol(alert.symbol), self._symbols]
         with translated("storing the alert failed"):
-            done = await self._add(keys=keys, args=[alert.id, alert.encode(), limit, alert.symbol])
-        return bool(done)
+            args: list[Any] = [alert.id, alert.encode(), limit, alert.symbol, self._max_alerts]
+            done = int(await self._add(keys=keys, args=args))
+        return {1: Added.ADDED, 0: Added.OWNER_FULL}.get(done, Added.STORE_FULL)
 
     async def remove(self, owner: str, alert_id: str) -> bool:
         with translated("removing the alert failed"):

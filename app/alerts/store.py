@@ -15,6 +15,7 @@ Errors surface as app.pubsub.base.BusUnavailable.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +26,15 @@ ALERTS_CHANNEL = "market-data:alerts"
 # Fired alerts kept per owner until a tab shows them, and for how long at most.
 INBOX_MAX = 50
 INBOX_TTL = 7 * 86400.0
+# Alerts the whole deployment holds at most: anonymous browsers are free to make, so the sum of
+# their bounds is no bound; this one keeps the store (and an evaluation) finite.
+MAX_ALERTS = 100_000
+
+
+class Added(enum.Enum):
+    ADDED = "added"
+    OWNER_FULL = "owner_full"  # the owner has `limit` alerts already
+    STORE_FULL = "store_full"  # the deployment holds MAX_ALERTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +48,8 @@ class Change:
 
 
 class AlertStore(Protocol):
-    async def add(self, alert: Alert, limit: int) -> bool:
-        """Store a new alert unless its owner has `limit` already (False, nothing stored)."""
+    async def add(self, alert: Alert, limit: int) -> Added:
+        """Store a new alert, unless its owner has `limit` already or the store is full."""
         ...
 
     async def remove(self, owner: str, alert_id: str) -> bool:

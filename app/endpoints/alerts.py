@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from app.alerts import Alerts
 from app.alerts.identity import COOKIE, COOKIE_MAX_AGE
 from app.alerts.model import KINDS, NOTE_MAX, InvalidAlert, build
+from app.alerts.store import MAX_ALERTS, Added
 from app.clients import client_of
 from app.core.outbox import Outbox
 from app.endpoints.pages import priced, render
@@ -122,11 +123,15 @@ async def create(request: Request) -> Response:
     except BusUnavailable as exc:
         log.warning("setting an alert failed: %s", exc)
         return await _page(request, form=form, error=UNAVAILABLE, status=503)
-    if not stored:
+    if stored is Added.OWNER_FULL:
         error = (
             f"You have {alerts.limit} alerts, the most allowed: remove one before setting another."
         )
         return await _page(request, form=form, error=error, status=422)
+    if stored is Added.STORE_FULL:
+        log.warning("alert refused: the deployment holds %d alerts, its most", MAX_ALERTS)
+        error = "This server holds all the alerts it can: try again later."
+        return await _page(request, form=form, error=error, status=503)
     alerts.counts["set"] += 1
     log.info("alert set on %s: %s", symbol, alert.condition())
     response = RedirectResponse(f"/alerts?set={alert.id}", status_code=303)

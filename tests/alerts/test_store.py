@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from app.alerts.evaluator import MESSAGE_PREFIX
+from app.alerts.memory_store import MemoryAlertStore
 from app.alerts.model import State
-from app.alerts.store import ALERTS_CHANNEL, Change
+from app.alerts.redis_store import RedisAlertStore
+from app.alerts.store import ALERTS_CHANNEL, Added, AlertStore, Change
+from app.pubsub.redis import connect
 from tests.alerts.conftest import Replica, alert, listening
 from tests.support import eventually
 
@@ -21,9 +26,10 @@ async def test_alerts_per_owner_are_bounded_and_indexed_by_symbol(replicas: list
     other = replicas[-1].alerts.store  # another replica sees the same alerts
     made = [alert(symbol=s) for s in ("AAPL", "AAPL", "MSFT")]
     for a in made:
-        assert await store.add(a, 3)
-    assert not await other.add(alert(symbol="IBM"), 3)  # the bound holds across replicas
-    assert await store.add(alert(owner="anon:b", symbol="IBM"), 3)  # another owner's own bound
+        assert await store.add(a, 3) is Added.ADDED
+    # The bound holds across replicas; another owner has a bound of its own.
+    assert await other.add(alert(symbol="IBM"), 3) is Added.OWNER_FULL
+    assert await store.add(alert(owner="anon:b", symbol="IBM"), 3) is Added.ADDED
     assert [a.id for a in await other.owned("anon:a")] == [a.id for a in made]
     assert await other.symbols() == {"AAPL", "MSFT", "IBM"}
     assert {a.id for a, _ in await other.for_symbols(["AAPL"])} == {made[0].id, made[1].id}
@@ -31,7 +37,7 @@ async def test_alerts_per_owner_are_bounded_and_indexed_by_symbol(replicas: list
     assert await other.remove("anon:a", made[2].id)
     assert not await store.remove("anon:a", made[2].id)
     assert await store.symbols() == {"AAPL", "IBM"}  # no alert left on MSFT: out of the index
-    assert await store.add(alert(symbol="NVDA"), 3)  # room again
+    assert await store.add(alert(symbol="NVDA"), 3) is Added.ADDED  # room again
 
 
 async def test_firing_is_fenced_by_the_fetcher_term_and_happens_once(
@@ -90,3 +96,22 @@ async def test_replicas_agree_on_the_identity_key(replicas: list[Replica]) -> No
     assert (await replicas[-1].alerts.identities()).browser(cookie) == owner
     assert first.browser(cookie[:-2] + "xx") is None  # forged
     assert first.owner("alice", cookie) == "user:alice"  # signed in: the user's alerts
+
+
+async def test_the_deployment_holds_a_bounded_number_of_alerts(
+    replicas: list[Replica], kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Anonymous browsers are free to make, so owners' bounds alone bound nothing."""
+    backend = replicas[0].backend
+    async with AsyncExitStack() as stack:
+        store: AlertStore
+        if kind == "memory":
+            store = MemoryAlertStore(backend.lease, backend.bus, max_alerts=2)
+        else:
+            client = connect(request.getfixturevalue("redis_url"), "cap")
+            stack.push_async_callback(client.aclose)
+            store = RedisAlertStore(client, backend.prefix, max_alerts=2)
+        assert await store.add(alert(owner="anon:1"), 3) is Added.ADDED
+        assert await store.add(alert(owner="anon:2"), 3) is Added.ADDED
+        assert await store.add(alert(owner="anon:3"), 3) is Added.STORE_FULL
+        assert await store.owned("anon:3") == []
