@@ -1,0 +1,70 @@
+"""Price alerts in-process (memory bus, simulated feed): whose they are with access control on,
+and delivery to a WebSocket page in both wire formats."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from app.alerts.identity import COOKIE
+from tests.fast.inprocess import message
+from tests.unit.asgi import TestClient, app_client
+
+TOKEN = "alice-token-0123456789abcdef"
+
+
+@pytest.fixture
+def private() -> Iterator[TestClient]:
+    with app_client({"ACCESS_TOKENS": f"alice:{TOKEN}", "POLL_TIMEOUT": "1"}) as client:
+        yield client
+
+
+def test_signed_in_users_alerts_are_theirs_in_every_browser(private: TestClient) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    answer = private.post(
+        "/alerts", data={"symbol": "TCS", "kind": "move", "value": "5", "note": "mine"},
+        headers=bearer, follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    assert COOKIE not in answer.headers.get("set-cookie", "")  # the user is the identity
+    signed_in = private.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert signed_in.status_code == 303
+    page = private.get("/alerts")  # another browser of alice's: her session cookie
+    assert page.status_code == 200 and "mine" in page.text
+    private.cookies.clear()
+    assert private.get("/alerts", follow_redirects=False).status_code == 303  # to /login
+
+
+def fired(ws: object, within: float = 15.0) -> str:
+    """The next alert frame's data (JSON or HTML), skipping everything else."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        data = message(ws, left)  # type: ignore[arg-type]
+        text = data.decode() if isinstance(data, bytes) else data
+        if '"type":"alert"' in text or "alert-fired" in text:
+            return text
+    raise AssertionError(f"no alert within {within} s")
+
+
+@pytest.mark.parametrize("fmt", ["json", "html"])
+def test_an_alert_reaches_an_open_page(client: TestClient, fmt: str) -> None:
+    # Two tiny moves, one either way: the simulated price crosses one of them within seconds.
+    for value in ("0.01", "-0.01"):
+        answer = client.post(
+            "/alerts", data={"symbol": "TCS", "kind": "move", "value": value},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303, answer.text
+    cookie = {"Cookie": f"{COOKIE}={client.cookies[COOKIE]}"}
+    with client.websocket_connect(f"/ws?format={fmt}", headers=cookie) as ws:
+        text = fired(ws)
+    if fmt == "json":
+        alert = orjson.loads(text)
+        assert alert["symbol"] == "TCS" and alert["source"] == "simulated"
+        assert alert["condition"].startswith("moves ") and "owner" not in alert
+    else:
+        assert text.startswith('<div class="alert-fired" hidden data-seq=')
+        assert 'data-symbol="TCS"' in text and 'data-source="simulated"' in text
