@@ -46,7 +46,7 @@ from app.httpstats import RequestMetrics, RequestStats
 from app.identity import new_nonce
 from app.logbudget import REPEATING_LOGGERS, ClientNoiseFilter, RepeatFilter, client_noise
 from app.logformat import JsonFormatter, RequestIds
-from app.login import Login
+from app.login import Login, LoginThrottle
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
 from app.security import SecurityHeaders
@@ -57,6 +57,10 @@ from app.supervise import Supervisor
 from app.ws import gctune
 
 log = logging.getLogger("app")
+
+# Price alerts one client address may store: a burst, then this many a minute.
+ALERTS_PER_MINUTE = 10
+ALERTS_BURST = 20
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     limit=settings.alerts_per_owner,
                     rearm_pct=settings.alert_rearm_percent,
                     redis_options=settings.redis_options(),
+                    # Alerts stored per client address: anonymous owners are free to make.
+                    throttle=LoginThrottle(per_minute=ALERTS_PER_MINUTE, burst=ALERTS_BURST),
                 )
             )
             http = None

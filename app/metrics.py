@@ -196,6 +196,7 @@ class AppCollector(Collector):
             ("delivered", "Fired price alerts handed to a tab on this replica", delivery.delivered),
             ("evaluation_failures", "Alert evaluations that failed (caught up on later)",
              evaluator.failures),
+            ("listener_rebuilds", "Deaf alert listeners replaced", delivery.rebuilds),
         ]  # fmt: skip
         for name, doc, value in counters:
             yield CounterMetricFamily(f"{PREFIX}_alerts_{name}", doc, value=value)

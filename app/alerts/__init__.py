@@ -15,13 +15,23 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from app.alerts.delivery import AlertDelivery
 from app.alerts.evaluator import AlertEvaluator
 from app.alerts.identity import Identities, derive_key
 from app.alerts.store import AlertStore
 from app.pubsub.base import Backend
+
+
+class Throttle(Protocol):
+    """Alerts stored per client address (app.login.LoginThrottle is one)."""
+
+    def take(self, address: str) -> float:
+        """0 if `address` may store one now (counted), else seconds until it may."""
+        ...
+
+    def refund(self, address: str) -> None: ...
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Alerts:
     delivery: AlertDelivery
     limit: int  # alerts per owner
     session_secret: str = ""
+    throttle: Throttle | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"set": 0, "removed": 0})
     _identities: Identities | None = None
 
@@ -53,6 +64,7 @@ async def open_alerts(
     limit: int,
     rearm_pct: float,
     redis_options: Mapping[str, Any] | None = None,
+    throttle: Throttle | None = None,
 ) -> AsyncIterator[Alerts]:
     """The alerts of the deployment on `backend` (`url` is its bus URL: memory or Redis)."""
     store: AlertStore
@@ -60,7 +72,7 @@ async def open_alerts(
         from app.alerts.memory_store import MemoryAlertStore
 
         store = MemoryAlertStore(backend.lease, backend.bus)
-        async with _built(store, backend, session_secret, limit, rearm_pct) as alerts:
+        async with _built(store, backend, session_secret, limit, rearm_pct, throttle) as alerts:
             yield alerts
         return
     from app.alerts.redis_store import RedisAlertStore
@@ -69,7 +81,7 @@ async def open_alerts(
     client = connect(url, client_name, **(redis_options or {}))
     try:
         store = RedisAlertStore(client, backend.prefix)
-        async with _built(store, backend, session_secret, limit, rearm_pct) as alerts:
+        async with _built(store, backend, session_secret, limit, rearm_pct, throttle) as alerts:
             yield alerts
     finally:
         await client.aclose()
@@ -77,7 +89,12 @@ async def open_alerts(
 
 @asynccontextmanager
 async def _built(
-    store: AlertStore, backend: Backend, session_secret: str, limit: int, rearm_pct: float
+    store: AlertStore,
+    backend: Backend,
+    session_secret: str,
+    limit: int,
+    rearm_pct: float,
+    throttle: Throttle | None,
 ) -> AsyncIterator[Alerts]:
     yield Alerts(
         store,
@@ -85,4 +102,5 @@ async def _built(
         AlertDelivery(store, backend.bus),
         limit,
         session_secret,
+        throttle,
     )

@@ -7,6 +7,11 @@ static/js/alerts.js), and long-polls waiting for that owner are woken. A message
 taken out of the owner's inbox (app.alerts.store); one that found no tab anywhere stays there and
 is shown by the next tab that opens (`welcome`, or a long-poll's first answer).
 
+The listener also hears `market-data:control`, where every replica (this one included) sends a
+heartbeat each second: a listener that hears nothing for `DEAF_AFTER` seconds while it believes
+itself connected (a subscriber connection killed without an error) is rebuilt, and the inboxes of
+the owners connected here are read again, since pub/sub lost what fired meanwhile.
+
 Long-poll cursor: the fired messages' sequence numbers (cluster-wide, assigned at firing). A
 poll returns the owner's fired messages numbered above its cursor, from what this replica heard
 lately (`RECENT_SECONDS`) and the inbox.
@@ -27,13 +32,16 @@ from markupsafe import escape
 
 from app.alerts.store import ALERTS_CHANNEL, AlertStore
 from app.core.outbox import Outbox
-from app.pubsub.base import Bus, BusUnavailable
+from app.pubsub.base import CONTROL_CHANNEL, Bus, BusUnavailable
+from app.supervise import cancel_together
 
 log = logging.getLogger(__name__)
 
 RECENT_SECONDS = 120.0
 RECENT_PER_OWNER = 20
 MAX_OWNERS_REMEMBERED = 10_000
+# Heartbeats come every second from every replica: this long without one, the listener is deaf.
+DEAF_AFTER = 5.0
 T = TypeVar("T")
 
 
@@ -85,6 +93,9 @@ class AlertDelivery:
         self._recent: OrderedDict[str, deque[Fired]] = OrderedDict()
         self._resync = asyncio.Event()
         self.connected = False
+        self.rebuilds = 0  # deaf listeners replaced
+        self.resyncs = 0  # inbox re-reads after a (re)connect
+        self._heard = 0.0  # monotonic time of the last message on either channel
         self.delivered = 0  # alert messages handed to a tab (a connection or a long-poll)
 
     # ---- connections and polls ---------------------------------------------------------------
@@ -154,17 +165,38 @@ class AlertDelivery:
 
     # ---- the listener ------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, deaf_after: float = DEAF_AFTER) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._resync_loop())
-            async for message in self._bus.listen([ALERTS_CHANNEL], self._on_state):
-                try:
-                    fired = parse_fired(message.data, time.monotonic())
-                except ValueError as exc:
-                    log.warning("ignoring a %s", exc)
-                    continue
-                if self.dispatch(fired):
-                    await self._seen(fired.owner, [fired.raw])
+            while True:
+                async with asyncio.TaskGroup() as inner:
+                    listener = inner.create_task(self._listen())
+                    watch = inner.create_task(self._watch(deaf_after))
+                    cancel_together(listener, watch)
+                self.rebuilds += 1
+                self._on_state(False)
+                log.warning("alert listener deaf for %gs: rebuilding it", deaf_after)
+
+    async def _listen(self) -> None:
+        self._heard = time.monotonic()
+        async for message in self._bus.listen([ALERTS_CHANNEL, CONTROL_CHANNEL], self._on_state):
+            self._heard = time.monotonic()
+            if message.channel != ALERTS_CHANNEL:
+                continue
+            try:
+                fired = parse_fired(message.data, self._heard)
+            except ValueError as exc:
+                log.warning("ignoring a %s", exc)
+                continue
+            if self.dispatch(fired):
+                await self._seen(fired.owner, [fired.raw])
+
+    async def _watch(self, deaf_after: float) -> None:
+        """Ends when the listener, connected, has heard nothing for `deaf_after` seconds."""
+        while True:
+            await asyncio.sleep(deaf_after / 5)
+            if self.connected and time.monotonic() - self._heard > deaf_after:
+                return
 
     def dispatch(self, fired: Fired) -> bool:
         """Hand `fired` to its owner's tabs here; whether any took it."""
@@ -191,6 +223,8 @@ class AlertDelivery:
             del self._recent[owner]
 
     def _on_state(self, connected: bool) -> None:
+        if connected:
+            self._heard = time.monotonic()  # a (re)connect counts as hearing it
         if connected and not self.connected:
             self._resync.set()
         self.connected = connected
@@ -208,6 +242,7 @@ class AlertDelivery:
                     break
                 taken = [f for f in pending if self.dispatch(f)]
                 await self._seen(owner, [f.raw for f in taken])
+            self.resyncs += 1
 
     async def _seen(self, owner: str, raws: Iterable[bytes]) -> None:
         raws = list(raws)

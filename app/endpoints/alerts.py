@@ -4,7 +4,9 @@
 the stock page link here or post to it). `POST /alerts` (form fields `symbol`, `kind` = above |
 below | move, `value`, `note`) stores an alert and redirects (303) to `/alerts?set=<id>`; bad
 input renders the page again with the message (422) and stores nothing; past the per-owner bound
-(`ALERTS_PER_OWNER`) it says so (422). `POST /alerts/{id}/remove` removes one and redirects.
+(`ALERTS_PER_OWNER`) it says so (422), and past the per-address rate (alerts stored, not
+attempts: app.main's ALERTS_PER_MINUTE) it answers 429. `POST /alerts/{id}/remove` removes one
+and redirects.
 Posts are subject to the cross-site guard (app.csrf) like every other form.
 
 Whose alerts: the signed-in user's when access control is on, else this browser's, named by the
@@ -108,7 +110,13 @@ async def create(request: Request) -> Response:
     if quote is None:
         error = f"{symbol} has no price yet, so no alert can be set on it: try again in a moment."
         return await _page(request, form=form, error=error, status=422)
+    address = client_of(request.scope)
+    wait = alerts.throttle.take(address) if alerts.throttle is not None else 0
+    if wait:
+        error = f"Too many alerts set from your address: try again in {int(wait) + 1} s."
+        return await _page(request, form=form, error=error, status=429)
     cookie = None
+    stored = Added.STORE_FULL
     try:
         owner = await owner_of(request, alerts)
         if owner is None:
@@ -123,6 +131,9 @@ async def create(request: Request) -> Response:
     except BusUnavailable as exc:
         log.warning("setting an alert failed: %s", exc)
         return await _page(request, form=form, error=UNAVAILABLE, status=503)
+    finally:
+        if stored is not Added.ADDED and alerts.throttle is not None:
+            alerts.throttle.refund(address)  # only stored alerts count against an address
     if stored is Added.OWNER_FULL:
         error = (
             f"You have {alerts.limit} alerts, the most allowed: remove one before setting another."

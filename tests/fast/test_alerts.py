@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from app.alerts.identity import COOKIE
+from app.main import ALERTS_BURST
 from tests.fast.inprocess import message
 from tests.unit.asgi import TestClient, app_client
 
@@ -68,3 +69,21 @@ def test_an_alert_reaches_an_open_page(client: TestClient, fmt: str) -> None:
     else:
         assert text.startswith('<div class="alert-fired" hidden data-seq=')
         assert 'data-symbol="TCS"' in text and 'data-source="simulated"' in text
+
+
+def test_alerts_stored_per_client_address_are_rate_limited(client: TestClient) -> None:
+    """A new browser is one cookie away: the per-owner bound alone would not stop one address
+    from filling the store. Attempts that store nothing do not count."""
+    for _ in range(3):
+        bad = client.post("/alerts", data={"symbol": "TCS", "kind": "move", "value": "0"})
+        assert bad.status_code == 422
+    for n in range(ALERTS_BURST + 1):
+        client.cookies.clear()  # a fresh browser each time: no per-owner bound in the way
+        answer = client.post(
+            "/alerts", data={"symbol": "TCS", "kind": "move", "value": "5"},
+            follow_redirects=False,
+        )  # fmt: skip
+        if n < ALERTS_BURST:
+            assert answer.status_code == 303, (n, answer.text)
+    assert answer.status_code == 429
+    assert "Too many alerts set from your address" in answer.text

@@ -1,0 +1,96 @@
+"""Each replica's alert listener, against in-process fakes of the Bus port: a deaf subscriber
+connection is noticed and replaced, and what fired meanwhile is delivered from the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from app.alerts.delivery import AlertDelivery
+from app.alerts.memory_store import MemoryAlertStore
+from app.alerts.store import ALERTS_CHANNEL, Change
+from app.core.outbox import Outbox
+from app.formats import JSON_FORMAT
+from app.pubsub import open_backend
+from app.pubsub.base import CONTROL_CHANNEL, Backend, Message, StateCallback
+from tests.alerts.conftest import alert
+from tests.support import eventually
+
+
+class DeafThenWorkingBus:
+    """The first subscription connects and then hears nothing, ever (a subscriber connection
+    that died without an error); later ones hear heartbeats and whatever is put in `live`."""
+
+    def __init__(self) -> None:
+        self.listens = 0
+        self.live: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.live.put(Message(channel, data))
+
+    async def listen(
+        self, channels: Sequence[str], on_state: StateCallback | None = None
+    ) -> AsyncGenerator[Message, None]:
+        self.listens += 1
+        deaf = self.listens == 1
+        if on_state is not None:
+            on_state(True)
+        while True:
+            if deaf:
+                await asyncio.Event().wait()
+            try:
+                yield await asyncio.wait_for(self.live.get(), 0.1)
+            except TimeoutError:
+                yield Message(CONTROL_CHANNEL, b'{"type":"heartbeat"}')
+
+    async def ping(self) -> bool:
+        return True
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with open_backend("memory://", registry_ttl=5, client_name="t") as b:
+        yield b
+
+
+async def test_a_deaf_listener_is_rebuilt_and_the_inbox_read_again(backend: Backend) -> None:
+    store = MemoryAlertStore(backend.lease, backend.bus)
+    bus = DeafThenWorkingBus()
+    delivery = AlertDelivery(store, bus)
+    outbox = Outbox(JSON_FORMAT)
+    await delivery.welcome("anon:a", outbox)
+    runner = asyncio.create_task(delivery.run(deaf_after=0.5))
+
+    async def connected() -> bool:
+        return delivery.resyncs == 1
+
+    await eventually(connected, 5, "the listener's first connect")
+    # It fires while this replica's listener is deaf: the message is lost, the inbox keeps it.
+    a = alert()
+    await store.add(a, 3)
+    [(read, stored)] = await store.for_symbols(["AAPL"])
+    token = await backend.lease.acquire("fetcher")
+    assert token is not None
+    new = read.step(Decimal("111"), Decimal("0.5"), 1)
+    assert new is not None
+    suffix = b',"owner":"anon:a","id":"%s","symbol":"AAPL"}' % a.id.encode()
+    change = Change(stored, new, (b'{"type":"alert","seq":', suffix))
+    [message] = await store.apply(token, [change]) or []
+
+    async def shown() -> bool:
+        return outbox.owes()
+
+    await eventually(shown, 10, "the alert, after the rebuild")
+    assert delivery.rebuilds == 1 and bus.listens == 2 and delivery.resyncs == 2
+    [sent] = outbox.drain()
+    assert orjson.loads(sent)["id"] == a.id and "owner" not in orjson.loads(sent)
+    assert await store.inbox("anon:a") == []  # shown: marked seen
+    # And the rebuilt listener delivers live ones.
+    await bus.publish(ALERTS_CHANNEL, message.replace(b'"seq":1', b'"seq":2'))
+    await eventually(shown, 5, "a live alert")
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
