@@ -150,3 +150,58 @@ def test_publish_to_toast_latency_across_two_replicas(
         f"median {statistics.median(latencies):.0f} ms, min {min(latencies)} ms, "
         f"max {max(latencies)} ms"
     )
+
+
+# The browser's Notification API, recorded: permission starts undecided ("default").
+NOTIFICATIONS = """
+window.__notes = { asked: 0, shown: [] };
+class RecordedNotification {
+  constructor(title, options) {
+    window.__notes.shown.push({ title, body: options && options.body });
+  }
+}
+RecordedNotification.permission = "default";
+RecordedNotification.requestPermission = async () => {
+  window.__notes.asked += 1;
+  RecordedNotification.permission = "granted";
+  return "granted";
+};
+window.Notification = RecordedNotification;
+"""
+
+
+def test_notifications_are_asked_for_on_a_click_and_shown_for_unwatched_symbols(
+    page: Page, pair: list[AppServer], fake_server: FakeProviders, redis_server: RedisServer
+) -> None:
+    a, b = pair
+    set_price(fake_server, "NVDA", "100")
+    with httpx.Client(timeout=10) as client:
+        answer = client.post(
+            f"{a.base}/alerts", data={"symbol": "NVDA", "kind": "above", "value": "105"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303, answer.text
+        cookie = client.cookies["stocktracker_alerts"]
+    page.context.add_cookies([{"name": "stocktracker_alerts", "value": cookie, "url": b.base}])
+    page.add_init_script(NOTIFICATIONS)
+    page.goto(f"{b.base}/alerts")
+    allow = page.locator("#notify-allow")
+    expect(allow).to_be_visible()
+    page.wait_for_function("() => window.stocktracker.view().link === 'up'")
+    assert page.evaluate("window.__notes.asked") == 0  # never on load
+    allow.click()
+    expect(page.locator("#toasts .toast", has_text="Browser notifications are on")).to_be_visible()
+    expect(allow).to_be_hidden()
+    assert page.evaluate("window.__notes.asked") == 1
+    # Nobody watches NVDA (setting the alert priced it, watching it for a moment; no page shows
+    # it): the fetcher prices it for its alert all the same.
+    wait_for(
+        lambda: "NVDA" not in redis_server.cli("SMEMBERS", "subscriptions:active"), 20,
+        "NVDA to be watched by nobody",
+    )  # fmt: skip
+    set_price(fake_server, "NVDA", "105.5")
+    expect(page.locator(ALERT_TOAST, has_text="NVDA above 105")).to_be_visible()
+    page.wait_for_function("() => window.__notes.shown.length === 1")
+    shown = page.evaluate("window.__notes.shown[0]")
+    assert shown["title"] == "🔔 NVDA above 105"
+    assert "105.5" in shown["body"] and "finnhub" in shown["body"]
