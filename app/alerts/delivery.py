@@ -66,8 +66,8 @@ def parse_fired(raw: bytes, heard: float = 0.0) -> Fired:
         message: dict[str, Any] = orjson.loads(raw)
         owner = str(message.pop("owner"))
         seq = int(message["seq"])
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"malformed fired alert: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed fired alert: {exc!r}") from None
     return Fired(raw, owner, seq, orjson.dumps(message), render_html(message), heard)
 
 

@@ -99,7 +99,14 @@ class Alert:
 
 
 def decode_alert(data: bytes | str) -> Alert:
-    raw: dict[str, Any] = orjson.loads(data)
+    """The alert `encode` wrote; ValueError for anything else."""
+    try:
+        return _decode(orjson.loads(data))
+    except (KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise ValueError(f"not an encoded alert: {exc!r}") from None
+
+
+def _decode(raw: dict[str, Any]) -> Alert:
 
     def dec(name: str) -> Decimal | None:
         value = raw.get(name)

@@ -13,6 +13,7 @@ Adding, removing and firing are Lua scripts, so the indexes never disagree with 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from app.alerts.model import Alert, decode_alert
 from app.alerts.store import ALERTS_CHANNEL, INBOX_MAX, INBOX_TTL, MAX_ALERTS, Added, Change
 from app.pubsub.redis import translated
 from app.pubsub.redis_names import RedisNames
+
+log = logging.getLogger(__name__)
 
 _ADD = """
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
@@ -109,8 +112,8 @@ class RedisAlertStore:
             raw = await self._client.hget(self._all, alert_id)
             if raw is None:
                 return False
-            alert = decode_alert(raw)
-            if alert.owner != owner:
+            alert = _decoded(raw)
+            if alert is None or alert.owner != owner:
                 return False
             keys = [self._owner(owner), self._all, self._symbol(alert.symbol), self._symbols]
             done = await self._remove(keys=keys, args=[alert_id, alert.symbol])
@@ -120,7 +123,7 @@ class RedisAlertStore:
         with translated("reading alerts failed"):
             ids = sorted(await self._client.smembers(self._owner(owner)))
             values: list[Any] = await self._client.hmget(self._all, ids) if ids else []
-        alerts = [decode_alert(v) for v in values if v is not None]
+        alerts = [a for v in values if v is not None and (a := _decoded(v)) is not None]
         return sorted(alerts, key=lambda a: (a.created_at, a.id))
 
     async def symbols(self) -> set[str]:
@@ -138,7 +141,7 @@ class RedisAlertStore:
                 found = await pipe.execute()
             ids = sorted({_text(i) for members in found for i in members})
             values: list[Any] = await self._client.hmget(self._all, ids) if ids else []
-        return [(decode_alert(v), bytes(v)) for v in values if v is not None]
+        return [(a, bytes(v)) for v in values if v is not None and (a := _decoded(v)) is not None]
 
     async def apply(self, token: int, changes: Sequence[Change]) -> list[bytes] | None:
         keys = [self._names.lease, self._all, self._p + "seq"]
@@ -176,6 +179,16 @@ class RedisAlertStore:
         if value is None:  # removed between the two commands: one more round
             return await self.shared_secret()
         return bytes.fromhex(_text(value))
+
+
+def _decoded(value: bytes | str) -> Alert | None:
+    """A stored alert, or None (logged) if what is stored is not one: one bad entry must not
+    stop the evaluation of every other alert."""
+    try:
+        return decode_alert(value)
+    except ValueError as exc:
+        log.warning("skipping a malformed stored alert: %s", exc)
+        return None
 
 
 def _text(value: bytes | str) -> str:

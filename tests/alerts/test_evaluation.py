@@ -161,3 +161,20 @@ async def test_a_failed_evaluation_is_caught_up_on(replicas: list[Replica]) -> N
 async def _expire_lease(replica: Replica) -> None:
     client = replica.alerts.store._client  # type: ignore[attr-defined]
     await client.delete(replica.backend.prefix + "fetcher:lease")
+
+
+@pytest.mark.parametrize("kind", ["redis"], indirect=True)
+async def test_a_malformed_stored_alert_stops_no_other(replicas: list[Replica]) -> None:
+    one = replicas[0]
+    client = one.alerts.store._client  # type: ignore[attr-defined]
+    await client.hset("alerts:all", "junk", b'{"id": "junk"}')
+    await client.sadd("alerts:symbol:AAPL", "junk")
+    await client.sadd("alerts:symbols", "AAPL")
+    feed = PricedFeed({"AAPL": "100"})
+    f = fetcher(one, feed, "a")
+    await f.tick()
+    await one.alerts.store.add(alert(value="110"), 3)
+    feed.prices["AAPL"] = "111"
+    await f.tick()
+    assert await fired_prices(one) == ["111"]
+    assert one.alerts.evaluator.failures == 0
