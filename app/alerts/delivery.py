@@ -104,6 +104,13 @@ class AlertDelivery:
         """A new connection of `owner`: attach it, then show what fired while no tab was open."""
         self._outboxes.setdefault(owner, set()).add(outbox)
         try:
+            await self._show_inbox(owner, outbox)
+        except BaseException:  # cancelled (the connection ended): its caller cannot detach it
+            self.detach(owner, outbox)
+            raise
+
+    async def _show_inbox(self, owner: str, outbox: Outbox) -> None:
+        try:
             pending = [parse_fired(raw) for raw in await self._store.inbox(owner)]
         except (BusUnavailable, ValueError) as exc:
             log.warning("could not read the alert inbox: %s", exc)

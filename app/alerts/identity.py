@@ -48,10 +48,6 @@ class Identities:
         version, _, ident = body.partition(".")
         return f"anon:{ident}" if version == _VERSION and ident else None
 
-    def owner(self, user: str | None, cookie: str) -> str | None:
-        """The signed-in user's alerts when there is one, else this browser's (if it has any)."""
-        return f"user:{user}" if user else self.browser(cookie)
-
     def _sign(self, body: str) -> str:
         raw = hmac.new(self._key, b"identity\0" + body.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

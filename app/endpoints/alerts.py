@@ -46,9 +46,11 @@ async def owner_of(conn: HTTPConnection, alerts: Alerts) -> str | None:
     Raises BusUnavailable while the identity key cannot be read."""
     svc = services(conn)
     caller = svc.access.identify(conn.headers, conn.cookies)
-    if caller.user is None and COOKIE not in conn.cookies:
+    if caller.user is not None:
+        return f"user:{caller.user}"  # signed in: the user's alerts, in every browser
+    if COOKIE not in conn.cookies:
         return None
-    return (await alerts.identities()).owner(caller.user, conn.cookies.get(COOKIE, ""))
+    return (await alerts.identities()).browser(conn.cookies[COOKIE])
 
 
 async def page(request: Request) -> Response:
