@@ -83,6 +83,8 @@ test-container: $(VENV)/.dev test-deps
 
 # The benchmark (bench/run.py): a few minutes on 2 cores; never part of `make test`.
 # BENCH_ARGS="tick --clients 19000" runs one workload; results go to bench/results/*.jsonl.
+# The stream-redis workload runs `npm ci` in bench/node-gateway (the Node reference peer) first
+# when its node_modules is missing or older than the lock.
 bench: $(VENV)/.bench test-deps
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
@@ -90,10 +92,12 @@ $(VENV)/.bench: pyproject.toml $(VENV)/.dev
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	touch $@
 
-# System packages the tests use: a real redis-server (tests start their own on a free port) and
-# Debian's chromium, which the browser tests drive through Playwright (never a downloaded browser).
+# System packages the tests use: a real redis-server (tests start their own on a free port),
+# Debian's chromium, which the browser tests drive through Playwright (never a downloaded browser),
+# and node + npm for the benchmark's Node peer (bench/node-gateway; its smoke test runs it).
 APT_PACKAGES = $(if $(shell command -v redis-server && command -v redis-cli),,redis-server) \
-               $(if $(wildcard /usr/bin/chromium),,chromium)
+               $(if $(wildcard /usr/bin/chromium),,chromium) \
+               $(if $(shell command -v node && command -v npm),,nodejs npm)
 test-deps:
 	@if [ -n "$(strip $(APT_PACKAGES))" ]; then \
 	  echo "installing $(strip $(APT_PACKAGES)) (Debian packages)"; \

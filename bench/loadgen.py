@@ -53,6 +53,9 @@ class Spec:
     same_symbols: bool = False
     # Seconds the clients stay connected (reading and dropping what comes) after the result.
     linger: float = 0.0
+    # Name the symbols in the URL (`/ws?symbols=A,B`, which the app and bench/node-gateway both
+    # take) instead of sending a `subscribe`; the client counts once `subscribed` arrives.
+    url_symbols: bool = False
     connect_parallel: int = 256
     ready_timeout: float = 120.0
     storm_timeout: float = 40.0
@@ -107,7 +110,7 @@ class Client(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        if self.symbols:
+        if self.symbols and not self.gen.spec.url_symbols:
             request = {"action": "subscribe", "symbols": self.symbols, "id": "b"}
             transport.send(WSMsgType.TEXT, orjson.dumps(request))
         elif not self.subscribed.done():
@@ -201,6 +204,8 @@ class Generator:
         self, url: str, index: int, symbols: list[str], slow: bool, first: bool = True
     ) -> Client | None:
         local = (f"127.0.0.{2 + index % SOURCES}", 0)
+        if self.spec.url_symbols and symbols:
+            url += "?symbols=" + urlquote(",".join(symbols), safe=",")
         async with self.sem:
             try:
                 _, client = await ws_connect(

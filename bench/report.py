@@ -1,4 +1,4 @@
-"""Percentiles from a millisecond histogram, and the markdown table of a set of runs."""
+"""Percentiles from a millisecond histogram, and the markdown tables of a set of runs."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "workload":
         extra = [f"{k}={v}" for k, v in row.get("label_env", {}).items()]
+        if row.get("peer"):
+            extra.insert(0, str(row["peer"]))
         if row.get("label"):
             extra.append(str(row["label"]))
         return f"{value}" + (f" ({', '.join(extra)})" if extra else "")
@@ -76,7 +78,73 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The stream-redis workload's peers, in the order they run and their columns appear.
+PEERS = ("node", "ours")
+PEER_TITLES = {"node": "Node", "ours": "ours"}
+PEER_COLUMNS = (
+    ("p99_ms", "p99 ms"), ("p50_ms", "p50 ms"), ("server_cpu", "CPU"),
+    ("rss_per_conn_kb", "KB/conn"), ("cpu_us_per_quote", "CPU us/quote"),
+    ("never_connected", "never connected"), ("connect_s", "connect s"),
+)  # fmt: skip
+
+
+def _peer_cell(row: dict[str, Any] | None, key: str) -> str:
+    if row is None:
+        return "-"
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if key == "server_cpu":
+        return f"{float(value):.0%}"
+    if key == "connect_s":
+        return f"{float(value):.1f}"
+    return str(value)
+
+
+def peers_markdown(rows: list[dict[str, Any]]) -> str:
+    """The peers side by side, one line per (workload, clients), with the machine and the
+    command in the header; "" when no row has a peer."""
+    grouped: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("peer"):
+            grouped.setdefault((row["workload"], row["clients"]), {})[row["peer"]] = row
+    if not grouped:
+        return ""
+    first = next(r for r in rows if r.get("peer"))
+    m = first.get("machine", {})
+    published = [r["published_per_s"] for r in rows if r.get("peer") and r.get("published_per_s")]
+    rate = f"{min(published)}-{max(published)}" if published else "-"
+    header = [
+        f"Peers side by side: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('mem_gb')} GB, "
+        f"Python {m.get('python')}, commit {first.get('git')}, {first.get('at')}; "
+        f"`{first.get('command', 'python -m bench.run')}`; published {rate} quotes/s "
+        f"(the leader replica); load before each run in the last column.",
+        "",
+    ]
+    titles = ["workload", "clients"]
+    for _, title in PEER_COLUMNS:
+        titles += [f"{PEER_TITLES.get(p, p)} {title}" for p in PEERS]
+    titles += ["valid", "load"]
+    lines = [*header, "| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for (workload, clients), peers in grouped.items():
+        cells = [workload, f"{clients:,}"]
+        for key, _ in PEER_COLUMNS:
+            cells += [_peer_cell(peers.get(p), key) for p in PEERS]
+        invalid = [
+            f"{PEER_TITLES.get(p, p)}: {'; '.join(r.get('invalid_because', []))}"
+            for p, r in peers.items()
+            if not r.get("valid")
+        ]
+        cells.append("INVALID: " + " / ".join(invalid) if invalid else "yes")
+        cells.append(" / ".join(str(peers[p].get("load_before", "-")) for p in PEERS if p in peers))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     # python -m bench.report bench/results/<date>.jsonl: the table of every run in the file
     paths = [Path(p) for p in sys.argv[1:]]
-    print(markdown([json.loads(line) for p in paths for line in p.read_text().splitlines()]))
+    runs = [json.loads(line) for p in paths for line in p.read_text().splitlines()]
+    print(markdown(runs))
+    if peers_markdown(runs):
+        print("\n" + peers_markdown(runs))

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from app.feeds.universe import universe
-from bench.report import markdown, percentiles
+from bench.report import PEERS, markdown, peers_markdown, percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -73,6 +73,11 @@ class Workload:
     abuse_kinds: tuple[str, ...] = ("big", "big-silent")
     linger: float = 0.0
     settle: float = ABUSE_SETTLE
+    # Peers measured side by side on one Redis fed by a leader replica on core 1 (stream-redis):
+    # "node" (bench/node-gateway, the seed's design) and "ours" (a replica that only fans out),
+    # at each of `counts` clients (--clients picks one). Clients name their symbols in the URL.
+    peers: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
 
 
 def suite(scale: float) -> list[Workload]:
@@ -97,6 +102,15 @@ def suite(scale: float) -> list[Workload]:
             target="tick, all on the same 10 symbols",
         ),  # fmt: skip
         Workload("stream", "ws", n(5_000), env={**stream, **many}, target="p99<=250ms, 0 loss"),
+        Workload(
+            "stream-redis",
+            "ws",
+            n(5_000),
+            env={**stream, **many},
+            peers=PEERS,
+            counts=tuple(n(c) for c in (5_000, 10_000, 12_500, 15_000)),
+            target="ours p99 <= Node's; <=10 us CPU/quote; p99<=100ms at 15,000",
+        ),  # fmt: skip
         Workload(
             "long-poll",
             "poll",
@@ -158,37 +172,33 @@ def pinned(core: int, argv: list[str]) -> list[str]:
     return (["taskset", "-c", str(core)] if shutil.which("taskset") else []) + argv
 
 
-class App:
-    """`python -m app` on a free port, pinned to core 0, with its own fd limit raised."""
+class Server:
+    """A measured server process on a free port: its pid, CPU time and RSS from /proc."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, log: Path) -> None:
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "LOG_LEVEL": "warning",
-            "SIM_SEED": "1",
-            "SIM_SESSIONS": "always",  # moving prices whatever the hour of the run
-            "MAX_SYMBOLS_PER_CONNECTION": "50",
-            **env,
-        }
         self.log = log
+        self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, argv: list[str], env: dict[str, str], core: int) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            pinned(0, [sys.executable, "-m", "app"]), env=self.env, cwd=ROOT, stdout=out,
-            stderr=subprocess.STDOUT, preexec_fn=_raise_fd_limit,
+            pinned(core, argv), env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_raise_fd_limit,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {self.proc.returncode}; see {self.log}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"app did not become ready; see {self.log}")
+        raise RuntimeError(f"{argv[0]} did not become ready; see {self.log}")
 
     @property
     def base(self) -> str:
@@ -210,8 +220,59 @@ class App:
         return 0
 
     def cpu_seconds(self) -> float:
+        """User + system time of every thread of the process (GC and I/O threads included)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 40) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class App(Server):
+    """`python -m app` pinned to `core` (0: the measured one), with its own fd limit raised."""
+
+    def __init__(self, env: dict[str, str], log: Path, core: int = 0) -> None:
+        super().__init__(log)
+        self.core = core
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "warning",
+            "SIM_SEED": "1",
+            "SIM_SESSIONS": "always",  # moving prices whatever the hour of the run
+            "MAX_SYMBOLS_PER_CONNECTION": "50",
+            **env,
+        }
+
+    def start(self) -> None:
+        self._spawn([sys.executable, "-m", "app"], self.env, self.core)
+
+    def details(self) -> dict[str, Any]:
+        """The /ready body's details (open to anyone while ACCESS_TOKENS is unset)."""
+        body: dict[str, Any] = httpx.get(f"{self.base}/ready", timeout=5).json()
+        return dict(body.get("details") or {})
+
+    def wait_role(self, role: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if self.details().get("role") == role:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"replica on port {self.port} never became {role}; see {self.log}")
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -229,25 +290,50 @@ class App:
                     out[name] = out.get(name, 0.0) + float(value)
         return out
 
-    def stop(self, sig: int = signal.SIGTERM, wait: float = 40) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+
+NODE_GATEWAY = ROOT / "bench" / "node-gateway"
+
+
+def node_gateway_installed() -> None:
+    """`npm ci` in bench/node-gateway when its node_modules is missing or older than the lock."""
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(
+            f"the stream-redis workload's Node peer needs {' and '.join(missing)} on PATH "
+            "(Debian: apt-get install nodejs npm; `make test-deps` does it)"
+        )
+    marker = NODE_GATEWAY / "node_modules" / ".package-lock.json"
+    lock = NODE_GATEWAY / "package-lock.json"
+    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    print("# npm ci --prefix bench/node-gateway", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        ["npm", "ci", "--prefix", str(NODE_GATEWAY), "--no-audit", "--no-fund"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"npm ci in {NODE_GATEWAY} failed:\n{done.stdout}\n{done.stderr}")
+
+
+class NodeGateway(Server):
+    """bench/node-gateway/gateway.js (the seed's design) pinned to core 0, like our replica."""
+
+    def __init__(self, redis_url: str, log: Path) -> None:
+        super().__init__(log)
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port),
+                    "REDIS_URL": redis_url}  # fmt: skip
+
+    def start(self) -> None:
+        self._spawn(["node", str(NODE_GATEWAY / "gateway.js")], self.env, 0)
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server(core: int | None = None) -> Iterator[str]:
     port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--loglevel", "warning"]  # fmt: skip
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--loglevel", "warning"],
+        argv if core is None else pinned(core, argv),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -282,8 +368,11 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run the generator processes; sample the first app during the measured window."""
+async def drive(
+    w: Workload, apps: list[Server], feeder: App | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the generator processes; sample the first app during the measured window (and the
+    quotes published by `feeder`, the leader replica, when the measured server is not it)."""
     symbols = list(universe(w.symbols))[: w.symbols]
     per_proc = [
         w.clients // w.procs + (1 if i < w.clients % w.procs else 0) for i in range(w.procs)
@@ -294,7 +383,7 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
             "mode": w.mode, "urls": [a.ws for a in apps], "clients": count,
             "symbols": symbols, "per_client": w.per_client, "warmup": w.warmup,
             "duration": w.duration, "seed": i, "slow_fraction": w.slow_fraction,
-            "same_symbols": w.same_symbols, "linger": w.linger,
+            "same_symbols": w.same_symbols, "linger": w.linger, "url_symbols": bool(w.peers),
         }  # fmt: skip
         procs.append(
             await asyncio.create_subprocess_exec(
@@ -319,6 +408,7 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
     await asyncio.sleep(w.warmup)
     app = apps[0]
     before, cpu0, t0 = app.metrics(), app.cpu_seconds(), time.monotonic()
+    fed_before = feeder.metrics() if feeder is not None else {}
     server["rss_start"] = app.rss()
     rss_peak = server["rss_start"]
     abusers = None
@@ -349,6 +439,11 @@ async def drive(w: Workload, apps: list[App]) -> tuple[list[dict[str, Any]], dic
     server["rss_end"] = app.rss()
     server["rss_peak"] = rss_peak
     after = app.metrics()
+    if feeder is not None:
+        published = "stocktracker_quotes_published_total"
+        fed_after = feeder.metrics()
+        before[published] = fed_before.get(published, 0.0)
+        after[published] = fed_after.get(published, 0.0)
     for key in ("quotes_conflated_total", "slow_client_closes_total", "frames_sent_total",
                 "quotes_received_total", "quotes_delivered_total",
                 "quotes_published_total"):  # fmt: skip
@@ -429,9 +524,14 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
         "server_lag_p99": server.get("server_lag_p99"),
         "gen_cpu": gen_cpu, "gen_lag_p99_ms": gen_lag, "gen_backlog_at_end": backlog,
         "seconds": seconds,
+        "never_connected": max(0, w.clients - total["subscribed"]),
+        "connect_s": max((r.get("connect_seconds", 0.0) for r in results), default=0.0),
         "valid": not invalid, "invalid_because": invalid,
     }  # fmt: skip
-    if w.mode == "idle" and total["subscribed"]:
+    if w.peers and row["deliveries_per_s"] and server.get("cpu") is not None:
+        # CPU seconds of the measured process per quote delivered to a client, in microseconds.
+        row["cpu_us_per_quote"] = round(server["cpu"] / row["deliveries_per_s"] * 1e6, 2)
+    if (w.mode == "idle" or w.peers) and total["subscribed"]:
         row["rss_per_conn_kb"] = round(
             (server["rss_start"] - idle_rss) / total["subscribed"] / 1024, 1
         )
@@ -451,7 +551,7 @@ def run_workload(w: Workload, extra_env: dict[str, str], log: Path) -> dict[str,
     started = time.time()
     load_before = load()
     with contextlib.ExitStack() as stack:
-        apps: list[App] = []
+        apps: list[Server] = []
         if w.mode == "storm":
             url = stack.enter_context(redis_server())
             env = {**env, "REDIS_URL": url, "RECONNECT_SPREAD": "5", "DRAIN_GRACE": "0"}
@@ -471,6 +571,51 @@ def run_workload(w: Workload, extra_env: dict[str, str], log: Path) -> dict[str,
         "git": _git_rev(), "env": env,
     })  # fmt: skip
     return row
+
+
+def run_peers(w: Workload, extra_env: dict[str, str], log: Path) -> list[dict[str, Any]]:
+    """One row per peer at `w.clients`: a real redis-server and a leader replica (it holds the
+    fetcher lease and prices all the symbols, watched or not, so both peers get the same feed)
+    on core 1 with the generator; each peer in turn on core 0, fanning that Redis channel out."""
+    if "node" in w.peers:
+        node_gateway_installed()
+    symbols = list(universe(w.symbols))[: w.symbols]
+    env = {"SIM_SYMBOLS": str(w.symbols), **w.env, **extra_env,
+           "BOARD_SYMBOLS": ",".join(symbols)}  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        env["REDIS_URL"] = stack.enter_context(redis_server(core=1))
+        leader = App(env, log, core=1)
+        leader.start()
+        stack.callback(leader.stop)
+        leader.wait_role("leader")
+        print(f"# leader pid {leader.pid} on port {leader.port} (core 1)", file=sys.stderr,
+              flush=True)  # fmt: skip
+        for peer in w.peers:
+            started, load_before = time.time(), load()
+            server: Server = NodeGateway(env["REDIS_URL"], log) if peer == "node" else App(env, log)
+            server.start()
+            try:
+                print(f"# {peer} pid {server.pid} on port {server.port} (core 0)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                idle_rss = server.rss()
+                results, measured = asyncio.run(drive(w, [server], feeder=leader))
+                role = server.details().get("role") if isinstance(server, App) else None
+            finally:
+                server.stop()
+            row = combine(w, results, measured, idle_rss)
+            row.update({
+                "peer": peer, "measured_role": role,
+                "at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(
+                    timespec="seconds"),
+                "load_before": load_before, "load_after": load(), "machine": machine(),
+                "git": _git_rev(), "env": env,
+            })  # fmt: skip
+            if role not in (None, "follower"):
+                row["valid"] = False
+                row["invalid_because"].append(f"the measured replica became {role}")
+            rows.append(row)
+    return rows
 
 
 def compare_with_baseline(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -512,9 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}.jsonl"
     log = RESULTS / "server.log"
     rows: list[dict[str, Any]] = []
+    command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
     for w in chosen:
         if args.clients:
             w.clients = args.clients
+            w.counts = (args.clients,)
         if args.duration:
             w.duration = args.duration
         if args.warmup is not None:
@@ -523,15 +670,22 @@ def main(argv: list[str] | None = None) -> int:
         if w.abusers:
             w.settle = args.settle
             w.linger = w.settle + 15  # the measured clients stay while memory settles
-        print(f"# {w.name}: {w.clients} clients, load {load()}", file=sys.stderr, flush=True)
-        row = run_workload(w, extra, log)
-        row["label"] = args.label
-        if w.abusers:
-            compare_with_baseline(row, rows)
-        rows.append(row)
-        with out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        for count in w.counts or (w.clients,):
+            w.clients = count
+            print(f"# {w.name}: {w.clients} clients, load {load()}", file=sys.stderr, flush=True)
+            new = run_peers(w, extra, log) if w.peers else [run_workload(w, extra, log)]
+            for row in new:
+                row["label"] = args.label
+                row["command"] = command
+                if w.abusers:
+                    compare_with_baseline(row, rows)
+                rows.append(row)
+                with out.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
     print(markdown(rows))
+    side_by_side = peers_markdown(rows)
+    if side_by_side:
+        print("\n" + side_by_side)
     return 0
 
 

@@ -37,3 +37,29 @@ def test_bench_runs_a_tiny_abuse_workload_and_reports(tmp_path: Path) -> None:
     assert base["workload"] == "abuse-none" and abuse["workload"] == "abuse"
     assert abuse["abusers"]["requests"] > 0 and abuse["abusers"]["connections"] >= 8
     assert abuse["rss_settled_mb"] > 0 and "p99_vs_abuse_none" in abuse
+
+
+def test_bench_runs_a_tiny_stream_redis_workload_with_both_peers(tmp_path: Path) -> None:
+    # Needs node and npm (`make test-deps` installs them): the driver runs `npm ci` in
+    # bench/node-gateway when its node_modules is missing, and fails, saying so, without them.
+    out = tmp_path / "runs.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "stream-redis", "--clients", "20", "--duration", "3",
+         "--warmup", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {row["peer"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"node", "ours"}
+    for row in rows.values():
+        assert row["workload"] == "stream-redis" and row["clients"] == 20
+        assert row["connected"] == 20 and row["never_connected"] == 0
+        # The leader replica fed both; the loadgen read every peer's frames, with no seq gap.
+        assert row["published_per_s"] > 0 and row["deliveries_per_s"] > 0
+        assert row["p99_ms"] is not None and row["loss"] == 0
+        assert row["cpu_us_per_quote"] > 0 and row["rss_per_conn_kb"] is not None
+        assert row["connect_s"] >= 0
+    assert rows["ours"]["measured_role"] == "follower"  # it only fanned out
+    assert "Node p99 ms | ours p99 ms" in done.stdout
+    assert "| stream-redis | 20 |" in done.stdout
+    assert "python -m bench.run stream-redis --clients 20" in done.stdout
