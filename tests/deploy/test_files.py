@@ -220,3 +220,17 @@ def test_the_readme_does_not_repeat_a_command_line_that_could_drift() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "uvicorn app.main:app --" not in readme  # app/launch.py is the one place
     assert procfile_web() in readme  # quoted exactly as the Procfile has it
+
+
+def test_every_app_package_ships_in_the_wheel() -> None:
+    # The wheel lists its packages by name: a new app/ package left out installs without it
+    # (and fails only at import, in production).
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "app").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found <= listed, sorted(found - listed)
