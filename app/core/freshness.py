@@ -76,31 +76,41 @@ class Freshness:
         watched: Callable[[], Iterable[str]],
         refresh: float | None,
         now: int,
+        published: Callable[[str], int] = lambda symbol: 0,
     ) -> int:
         """Send each outbox watching something the note of the newest confirmation, once it is
         half the threshold newer than the last one sent (a client's prices never age past the
         threshold between two notes, and a fast feed costs no more writes than a slow one);
-        returns how many outboxes were given one."""
+        returns how many outboxes were given one. `published(symbol)`: when the quote its
+        clients were last sent was published; a cohort whose every price was published in the
+        last quarter threshold is current by those quotes alone and gets no note (when every
+        price moves each tick, the notes cost nothing)."""
         stale_after = stale_after_ms(self.interval, refresh)
         if self.at - self._noted < stale_after // 2:
             return 0
         self._noted = at = self.at
         stale = self.stale(watched(), refresh)
+        recent = at - stale_after // 4
+        covered: dict[object, bool] = {}
         payloads: dict[tuple[str, object], bytes] = {}
         prepared: dict[bytes, dict[object, bytes]] = {}
         given = 0
         for outbox in outboxes:
             if not outbox.symbols:
                 continue
+            cohort = outbox.cohort if isinstance(outbox.cohort, Cohort) else None
+            symbols: Iterable[str] = cohort.symbols if cohort is not None else outbox.symbols
+            group = cohort if cohort is not None else outbox
+            done = covered.get(group)
+            if done is None:
+                done = covered[group] = all(published(s) >= recent for s in symbols)
+            if done:
+                continue
             # When all is current every connection of a format shares one note; otherwise the
             # connections watching the same set (a cohort) do.
-            group: object = None
-            if stale:
-                group = outbox.cohort if isinstance(outbox.cohort, Cohort) else outbox
-            key = (outbox.fmt.name, group)
+            key = (outbox.fmt.name, group if stale else None)
             payload = payloads.get(key)
             if payload is None:
-                symbols = group.symbols if isinstance(group, Cohort) else outbox.symbols
                 mine = {s: stale[s] for s in symbols if s in stale} if stale else {}
                 payload = payloads[key] = outbox.fmt.fresh(at, now, stale_after, mine)
             outbox.offer_note(payload, prepared.setdefault(payload, {}))

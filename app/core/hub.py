@@ -275,8 +275,10 @@ class Hub:
         while True:
             if self.current_status() != self._told:
                 self._broadcast_status()
-            watched = self.subscriptions.fanout.counts
-            self.freshness.note(self._outboxes, watched, self.refresh, int(time.time() * 1000))
+            self.freshness.note(
+                self._outboxes, self.fanout.counts, self.refresh, int(time.time() * 1000),
+                self.latest.published_at,
+            )  # fmt: skip
             await asyncio.sleep(every)
 
     def _broadcast_status(self) -> None:

@@ -50,6 +50,11 @@ class LatestQuotes:
         self._deliver(decode_stored(stored.values()))
         return True
 
+    def published_at(self, symbol: str) -> int:
+        """When the quote held was published (0: none held)."""
+        quote = self._quotes.get(symbol)
+        return quote.published_at if quote is not None else 0
+
     def get(self, symbol: str) -> Quote | None:
         return self._quotes.get(symbol)
 

@@ -106,3 +106,15 @@ def test_a_closing_or_overflowed_outbox_is_given_no_note() -> None:
     fresh.heard([], ["TCS"], T0)
     fresh.note([box], fanout.counts, None, T0)
     assert sock.frames == [] and box.drain() == []
+
+
+def test_a_cohort_whose_prices_all_just_moved_needs_no_note() -> None:
+    fanout, fresh = Fanout(), Freshness(2.0)
+    moved, moved_sock = client(fanout, ["TCS", "INFY"])
+    quiet, quiet_sock = client(fanout, ["TCS", "WIPRO"])
+    published = {"TCS": T0 - 1000, "INFY": T0 - 10, "WIPRO": T0 - 2000}.get
+    fresh.heard([], ["TCS", "INFY", "WIPRO"], T0)
+    # Every price of the first was published within a quarter threshold (1.5 s) of the note:
+    # its quotes alone keep it current (the tick workload: all move every tick).
+    assert fresh.note([moved, quiet], fanout.counts, None, T0, lambda s: published(s, 0)) == 1
+    assert moved_sock.frames == [] and len(quiet_sock.frames) == 1
