@@ -16,7 +16,8 @@ the store was down are missing from the line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -69,9 +70,18 @@ class Line:
     note: str | None = None
 
 
+# A page's sparklines are read from the store at most once a second per symbol and process, so a
+# reload flood costs the store (single-threaded Redis, shared with the fenced publish) nothing
+# more; the page script extends each line from the live rows anyway. Bounded by `SAMPLES_KEPT`.
+SAMPLE_TTL = 1.0
+SAMPLES_KEPT = 4096
+
+
 class History:
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: HistoryStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
+        self._clock = clock
+        self._samples: dict[tuple[str, int], tuple[float, list[Point]]] = {}
 
     async def line(self, symbol: str) -> Line:
         """The recent points of `symbol`, oldest first. Never raises BusUnavailable."""
@@ -84,13 +94,27 @@ class History:
 
     async def samples(self, symbols: Sequence[str], points: int) -> dict[str, list[Point]]:
         """At most `points` points of each symbol's line, evenly spread over it (first and last
-        kept), for all of `symbols` in one round trip: the sparklines of a page. Never raises
-        BusUnavailable: the store cannot be read, the lines are empty (the rows draw none)."""
-        if not symbols:
-            return {}
+        kept), for all of `symbols` in one round trip (or none: read within `SAMPLE_TTL`): the
+        sparklines of a page. Never raises BusUnavailable: the store cannot be read, the lines
+        are empty (the rows draw none)."""
+        now = self._clock()
+        kept, found, missing = self._samples, {}, []
+        for symbol in symbols:
+            hit = kept.get((symbol, points))
+            if hit is not None and now - hit[0] < SAMPLE_TTL:
+                found[symbol] = hit[1]
+            else:
+                missing.append(symbol)
+        if not missing:
+            return found
         try:
-            sampled = await self._store.sample(symbols, points)
+            sampled = await self._store.sample(missing, points)
         except BusUnavailable as exc:
-            log.warning("drawing %d sparklines without their history: %s", len(symbols), exc)
-            return {}
-        return {s: decode_points(entries) for s, entries in zip(symbols, sampled, strict=True)}
+            log.warning("drawing %d sparklines without their history: %s", len(missing), exc)
+            return found
+        if len(kept) > SAMPLES_KEPT:
+            kept.clear()
+        for symbol, entries in zip(missing, sampled, strict=True):
+            found[symbol] = line = decode_points(entries)
+            kept[(symbol, points)] = (now, line)
+        return found

@@ -149,6 +149,21 @@ async def test_a_page_reads_every_rows_line_in_one_sample() -> None:
     assert found["INFY"] is None and found["NOPE"] is None
 
 
+async def test_a_reload_flood_reads_each_line_once_a_second() -> None:
+    memory = MemoryHistoryStore(3000, ttl=60)
+    memory.append({"TCS": b"%d 100.5" % T, "INFY": b"%d 200.5" % T})
+    store, now = Counting(memory), [1000.0]
+    history = History(store, clock=lambda: now[0])
+    for _ in range(50):  # fifty renders within the second: one read
+        await history.samples(["TCS", "INFY"], MAX_POINTS)
+    await history.samples(["TCS", "WIPRO"], MAX_POINTS)  # only the symbol not read yet
+    assert store.calls == [(["TCS", "INFY"], MAX_POINTS), (["WIPRO"], MAX_POINTS)]
+    now[0] += 1.0  # a second later the line is read again (it has grown since)
+    memory.append({"TCS": b"%d 101.5" % (T + 2000)})
+    assert len((await history.samples(["TCS"], MAX_POINTS))["TCS"]) == 2
+    assert len(store.calls) == 3
+
+
 async def test_an_unreachable_store_gives_rows_without_sparklines() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     async with open_backend(url, registry_ttl=5, client_name="t") as backend:
