@@ -70,8 +70,13 @@ const quotes = new Quotes({
 
 function noted(note) {
   if (!note.at || note.at < fresh.at) return; // none yet (a new server), or an older one
+  // The server's clock minus ours. A note may reach us late (it waits up to a quarter threshold
+  // for a batch to ride with), which only makes this smaller: keep the largest, unless it jumps
+  // by more than 5 s (a clock was set).
+  const offset = note.now - Date.now();
+  const steady = fresh.at && Math.abs(offset - fresh.offset) < 5000;
+  fresh.offset = steady ? Math.max(offset, fresh.offset) : offset;
   fresh.at = note.at;
-  fresh.offset = note.now - Date.now();
   if (note.staleAfter) fresh.staleAfter = note.staleAfter;
   for (const symbol of quotes.symbols()) {
     const when = symbol in note.stale ? note.stale[symbol] : note.at;

@@ -32,7 +32,7 @@ class Cohort:
     """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
     that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members")
+    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "note", "noted")
 
     def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
         self.fmt = fmt
@@ -42,6 +42,10 @@ class Cohort:
         # One C call that picks this cohort's texts out of a publish's {symbol: text}.
         self.texts_of = _picker(symbols)
         self.members: set[Outbox] = set()
+        # A freshness note owed to every member (app.core.freshness), due since `noted` (ms): it
+        # rides along with the cohort's next batch, in the same write, or goes alone when late.
+        self.note: bytes | None = None
+        self.noted = 0
 
 
 def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], tuple[bytes, ...]]:
@@ -95,6 +99,7 @@ class Fanout:
         self.delivered = 0  # quotes handed to clients (written or queued)
         self.frames_fast = 0  # frames written straight to sockets
         self.fanout_lag = Histogram()  # publish -> last frame written, seconds
+        self.notes_along = 0  # freshness notes that went out with a batch (app.core.freshness)
 
     # ---- membership --------------------------------------------------------------------------
 
@@ -150,6 +155,9 @@ class Fanout:
     def cohorts(self) -> int:
         return len(self._cohorts)
 
+    def groups(self) -> Iterator[Cohort]:
+        return iter(list(self._cohorts.values()))
+
     # ---- the hot path ------------------------------------------------------------------------
 
     def publish(self, quotes: Iterable[Quote]) -> None:
@@ -197,18 +205,26 @@ class Fanout:
         """Write the cohort's payload to each member that takes it now; returns how many did."""
         written = 0
         prepare = cohort.prepare
+        note, cohort.note = cohort.note, None
         if prepare is not None:  # built and prepared once for all members
             prepared = prepare(self._envelope(cohort.fmt).payload(items))
+            if note is not None:  # the note owed too, in the same write: no syscall of its own
+                prepared += prepare(note)
+                self.notes_along += len(cohort.members)
             for outbox in cohort.members:
                 if outbox.send_now(prepared):
                     written += 1
                     continue
                 for symbol, text in zip(changed, items, strict=True):
                     outbox.offer(symbol, text, oldest)
+                if note is not None:
+                    outbox.offer_note(note, {})
         else:
             for outbox in cohort.members:
                 for symbol, text in zip(changed, items, strict=True):
                     outbox.offer(symbol, text, oldest)
+                if note is not None:
+                    outbox.offer_note(note, {})
         self.delivered += len(changed) * len(cohort.members)
         return written
 

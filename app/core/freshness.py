@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from app.core.fanout import Cohort
-from app.core.outbox import Outbox
+from app.core.fanout import Cohort, Fanout
 from app.core.wire import WireFormat
 from app.models import Quote
 
@@ -39,7 +38,7 @@ class Freshness:
         self.as_of: dict[str, int] = {}  # symbol -> newest confirmation heard (ms, fetcher clock)
         self.at = 0  # the newest confirmation of any symbol: a note's time
         self._noted = 0  # the `at` of the last notes sent
-        self.notes = 0  # notes written or queued, for tests and /metrics
+        self.notes = 0  # notes sent alone (not along with a batch), for tests and /metrics
 
     def heard(self, quotes: Iterable[Quote], confirmed: Iterable[str], confirmed_at: int) -> None:
         """An update message: its changed quotes were current when published, its confirmed
@@ -72,48 +71,65 @@ class Freshness:
 
     def note(
         self,
-        outboxes: Iterable[Outbox],
-        watched: Callable[[], Iterable[str]],
+        fanout: Fanout,
         refresh: float | None,
         now: int,
         published: Callable[[str], int] = lambda symbol: 0,
     ) -> int:
-        """Send each outbox watching something the note of the newest confirmation, once it is
-        half the threshold newer than the last one sent (a client's prices never age past the
-        threshold between two notes, and a fast feed costs no more writes than a slow one);
-        returns how many outboxes were given one. `published(symbol)`: when the quote its
-        clients were last sent was published; a cohort whose every price was published in the
-        last quarter threshold is current by those quotes alone and gets no note (when every
-        price moves each tick, the notes cost nothing)."""
+        """Owe each cohort the note of the newest confirmation once it is half the threshold
+        newer than the last one (so a client's prices never age past the threshold between two
+        notes, and a fast feed costs no more notes than a slow one); send the notes owed for a
+        quarter threshold that no batch took along. Returns how many outboxes were sent one
+        alone.
+
+        A note owed rides with the cohort's next batch, in the same write (app.core.fanout): a
+        streaming client gets it for nothing. `published(symbol)`: when the quote its clients
+        were last sent was published; a cohort whose every price was published in the last
+        quarter threshold is current by those quotes alone and is owed nothing (when every price
+        moves each tick, notes cost nothing at all)."""
         stale_after = stale_after_ms(self.interval, refresh)
-        if self.at - self._noted < stale_after // 2:
-            return 0
+        quarter = stale_after // 4
+        if self.at - self._noted >= stale_after // 2:
+            self._owe(fanout.groups(), refresh, stale_after, now, published)
+        return self._send_late(fanout.groups(), now - quarter)
+
+    def _owe(
+        self,
+        cohorts: Iterable[Cohort],
+        refresh: float | None,
+        stale_after: int,
+        now: int,
+        published: Callable[[str], int],
+    ) -> None:
         self._noted = at = self.at
-        stale = self.stale(watched(), refresh)
         recent = at - stale_after // 4
-        covered: dict[object, bool] = {}
-        payloads: dict[tuple[str, object], bytes] = {}
+        stale = self.stale(set(self.as_of), refresh)
+        shared: dict[str, bytes] = {}  # when all is current, one note per format
+        for cohort in cohorts:
+            symbols = cohort.symbols
+            if all(published(s) >= recent for s in symbols):
+                continue
+            mine = {s: stale[s] for s in symbols if s in stale} if stale else {}
+            fmt = cohort.fmt
+            if mine:
+                payload = fmt.fresh(at, now, stale_after, mine)
+            elif (payload := shared.get(fmt.name)) is None:  # type: ignore[assignment]
+                payload = shared[fmt.name] = fmt.fresh(at, now, stale_after, {})
+            if cohort.note is None:
+                cohort.noted = now
+            cohort.note = payload
+
+    def _send_late(self, cohorts: Iterable[Cohort], due_before: int) -> int:
         prepared: dict[bytes, dict[object, bytes]] = {}
-        given = 0
-        for outbox in outboxes:
-            if not outbox.symbols:
+        sent = 0
+        for cohort in cohorts:
+            note = cohort.note
+            if note is None or cohort.noted > due_before:
                 continue
-            cohort = outbox.cohort if isinstance(outbox.cohort, Cohort) else None
-            symbols: Iterable[str] = cohort.symbols if cohort is not None else outbox.symbols
-            group = cohort if cohort is not None else outbox
-            done = covered.get(group)
-            if done is None:
-                done = covered[group] = all(published(s) >= recent for s in symbols)
-            if done:
-                continue
-            # When all is current every connection of a format shares one note; otherwise the
-            # connections watching the same set (a cohort) do.
-            key = (outbox.fmt.name, group if stale else None)
-            payload = payloads.get(key)
-            if payload is None:
-                mine = {s: stale[s] for s in symbols if s in stale} if stale else {}
-                payload = payloads[key] = outbox.fmt.fresh(at, now, stale_after, mine)
-            outbox.offer_note(payload, prepared.setdefault(payload, {}))
-            given += 1
-        self.notes += given
-        return given
+            cohort.note = None
+            framed = prepared.setdefault(note, {})
+            for outbox in cohort.members:
+                outbox.offer_note(note, framed)
+            sent += len(cohort.members)
+        self.notes += sent
+        return sent

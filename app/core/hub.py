@@ -275,10 +275,8 @@ class Hub:
         while True:
             if self.current_status() != self._told:
                 self._broadcast_status()
-            self.freshness.note(
-                self._outboxes, self.fanout.counts, self.refresh, int(time.time() * 1000),
-                self.latest.published_at,
-            )  # fmt: skip
+            now = int(time.time() * 1000)
+            self.freshness.note(self.fanout, self.refresh, now, self.latest.published_at)
             await asyncio.sleep(every)
 
     def _broadcast_status(self) -> None:
