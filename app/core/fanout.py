@@ -184,7 +184,13 @@ class Fanout:
             if texts is None:
                 texts = encoded[fmt.name] = {}
             every = cohort.symbol_set <= changed_all  # all of this cohort's symbols changed
-            changed = cohort.symbols if every else [s for s in cohort.symbols if s in fresh]
+            if every:
+                changed: Sequence[str] = cohort.symbols
+            elif len(fresh) < len(cohort.symbols):  # a stream's few quotes: look those up
+                watched = cohort.symbol_set
+                changed = [s for s in fresh if s in watched]
+            else:
+                changed = [s for s in cohort.symbols if s in fresh]
             items: Sequence[bytes]
             try:
                 items = cohort.texts_of(texts) if every else [texts[s] for s in changed]
