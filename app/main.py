@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     history_ttl=settings.history_ttl,
                     redis_options=settings.redis_options(),
                     prefix=settings.redis_prefix,
+                    cluster=settings.redis_cluster,
+                    shards=settings.redis_shards,
                     client_name=f"stocktracker:{settings.replica_id}",
                 )
             )

@@ -83,6 +83,10 @@ class Settings:
     # Prepended to every Redis key and channel name. None: derived from REDIS_URL's DB number
     # ("" for DB 0, "db{n}:" for DB n), since pub/sub channels are shared by every DB.
     redis_prefix: str | None = None
+    # REDIS_URL names a node of a Redis Cluster (app.pubsub.cluster): sharded pub/sub over
+    # `redis_shards` shards, keys placed in slots with hash tags.
+    redis_cluster: bool = False
+    redis_shards: int = 16
     feeds: tuple[str, ...] = ("simulated",)
     # None: a different random walk each start; an int makes the simulated feed reproducible.
     sim_seed: int | None = None
@@ -224,6 +228,8 @@ class Settings:
             port=reader.get("PORT", 8000, _int_in(1, 65535)),
             redis_url=reader.get("REDIS_URL", "", _redis_url),
             redis_prefix=reader.get("REDIS_PREFIX", None, _redis_prefix),
+            redis_cluster=reader.get("REDIS_CLUSTER", False, _on_off),
+            redis_shards=reader.get("REDIS_SHARDS", 16, _int_in(1, 1024)),
             feeds=reader.get("FEEDS", ("simulated",), _feeds),
             sim_seed=reader.get("SIM_SEED", None, _optional_int),
             sim_symbols=reader.get("SIM_SYMBOLS", 0, _int_in(0, 10_000)),
@@ -310,6 +316,15 @@ class Settings:
             reader.problems.append(
                 f"DRAIN_GRACE={settings.drain_grace:g} is longer than "
                 f"DRAIN_TIMEOUT={settings.drain_timeout:g}, the longest drain"
+            )
+        if settings.redis_cluster and not settings.redis_url.startswith(("redis://", "rediss://")):
+            reader.problems.append(
+                "REDIS_CLUSTER=on needs REDIS_URL=redis://host:port (or rediss://) of a cluster node"
+            )
+        if settings.redis_cluster and settings.redis_prefix and re.search("[{}]", settings.redis_prefix):
+            reader.problems.append(
+                "REDIS_PREFIX must not contain { or } with REDIS_CLUSTER=on: the app tags its "
+                "keys with hash tags of its own"
             )
         if settings.web_concurrency > 1 and settings.redis_url and "REPLICA_ID" in env:
             # Each worker is a replica of its own (without Redis there is one process).

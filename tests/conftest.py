@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support import RedisServer
+from tests.support import RedisCluster, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +24,21 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.cli("FLUSHALL")
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real three-master Redis Cluster per test session, on free loopback ports."""
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """The session's cluster, emptied (FLUSHALL on every master)."""
+    for node in redis_cluster.nodes:
+        if node.proc is not None and "role:master" in node.cli("INFO", "replication"):
+            node.cli("FLUSHALL")
+    return redis_cluster.url

@@ -112,6 +112,83 @@ class RedisServer:
             return False
 
 
+class RedisCluster:
+    """A throwaway Redis Cluster of `masters` masters (each with `replicas` replicas) on free
+    loopback ports: `redis-server --cluster-enabled yes` per node, then `redis-cli --cluster
+    create`. Nodes can be killed (SIGKILL) and started again on the same port and config file.
+    A node is declared failed after `node_timeout` ms, so a replica takes over within ~2 s."""
+
+    def __init__(self, tmp: Path, masters: int = 3, replicas: int = 0, node_timeout: int = 1000):
+        self.tmp = tmp
+        self.node_timeout = node_timeout
+        self.nodes = [RedisServer() for _ in range(masters * (1 + replicas))]
+        self.masters, self.replicas = masters, replicas
+        for node in self.nodes:
+            # The bus port on a free port of its own (by default port + 10000, maybe taken or
+            # past 65535).
+            node.extra = ["--port", str(node.port), "--cluster-port", str(free_port()),
+                          "--cluster-enabled", "yes",
+                          "--cluster-config-file", str(tmp / f"nodes-{node.port}.conf"),
+                          "--cluster-node-timeout", str(node_timeout),
+                          "--cluster-require-full-coverage", "no"]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
+            capture_output=True, timeout=30, check=True,
+        )  # fmt: skip
+        wait_for(self.healthy, 30, "the cluster to be ok on every node")
+
+    def healthy(self) -> bool:
+        """Every running node says cluster_state:ok and knows as many masters as were made."""
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                info = node.cli("CLUSTER", "INFO")
+            except subprocess.SubprocessError:
+                return False
+            if "cluster_state:ok" not in info or f"cluster_size:{self.masters}" not in info:
+                return False
+        return True
+
+    def owner(self, key: str) -> RedisServer:
+        """The running node that serves `key`'s slot as master now."""
+        node = next(n for n in self.nodes if n.proc is not None)
+        slot = int(node.cli("CLUSTER", "KEYSLOT", key))
+        for line in node.cli("CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    return next(n for n in self.nodes if n.port == port)
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def kill(self, node: RedisServer) -> None:
+        assert node.proc is not None
+        node.proc.kill()
+        node.proc.wait(10)
+        node.proc = None
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.proc is not None:
+                node.proc.kill()
+                node.proc.wait(10)
+                node.proc = None
+
+
 def _pings(sock: socket.socket) -> bool:
     sock.sendall(b"PING\r\n")
     # +PONG, or -NOAUTH from a server that wants a password: either way, it is up.

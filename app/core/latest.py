@@ -87,8 +87,9 @@ class LatestQuotes:
 
     async def read(self, symbols: Sequence[str]) -> list[Quote]:
         """The newest quote known for each of `symbols` (this process, else the shared store)."""
-        quotes = self._quotes
-        missing = [s for s in symbols if s not in quotes]
+        quotes, covers = self._quotes, self._store.covers
+        # Held but not followed (a cluster's shard nobody here watched): the store is newer.
+        missing = [s for s in symbols if s not in quotes or not covers(s)]
         if missing:
             await self._read_stored(missing)
         return [quotes[s] for s in symbols if s in quotes]

@@ -20,6 +20,8 @@ async def open_backend(
     history_ttl: float = 21600.0,
     redis_options: Mapping[str, Any] | None = None,
     prefix: str | None = None,
+    cluster: bool = False,
+    shards: int = 16,
 ) -> AsyncIterator[Backend]:
     """`memory://` for one process, `redis://` / `rediss://` / `unix://` for a cluster.
 
@@ -42,6 +44,14 @@ async def open_backend(
         lease = MemoryLease(bus, snapshots, history)
         registry = MemoryRegistry(registry_ttl)
         yield Backend(bus, snapshots, registry, lease, MemoryQuotaLedger(), history, "memory")
+        return
+    if cluster and url.startswith(("redis://", "rediss://")):
+        async with _cluster_backend(
+            url, registry_ttl=registry_ttl, client_name=client_name, lease_ttl=lease_ttl,
+            history_points=history_points, history_ttl=history_ttl,
+            redis_options=redis_options, prefix=prefix or "", shards=shards,
+        ) as backend:  # fmt: skip
+            yield backend
         return
     if url.startswith(("redis://", "rediss://", "unix://")):
         from app.feeds.ledger_redis import RedisQuotaLedger
@@ -78,3 +88,54 @@ async def open_backend(
             await client.aclose()
         return
     raise ValueError(f"unsupported bus URL scheme: {url.split('://')[0]}")
+
+
+@asynccontextmanager
+async def _cluster_backend(
+    url: str,
+    *,
+    registry_ttl: float,
+    client_name: str,
+    lease_ttl: float,
+    history_points: int,
+    history_ttl: float,
+    redis_options: Mapping[str, Any] | None,
+    prefix: str,
+    shards: int,
+) -> AsyncIterator[Backend]:
+    """A Redis Cluster (app.pubsub.cluster): its adapters share one client and one view of the
+    shards this process follows."""
+    import redis
+
+    from app.feeds.ledger_redis import RedisQuotaLedger
+    from app.pubsub.cluster import (
+        ClusterBus,
+        ClusterHistoryStore,
+        ClusterLease,
+        ClusterRegistry,
+        ClusterSnapshotStore,
+        ShardInterest,
+        check_redis_py,
+        connect_cluster,
+    )
+    from app.pubsub.cluster_names import ClusterNames
+
+    check_redis_py(redis.__version__)
+    names = ClusterNames(prefix, shards)
+    client = connect_cluster(url, client_name, **(redis_options or {}))
+    interest = ShardInterest(names)
+    try:
+        yield Backend(
+            ClusterBus(client, names, interest),
+            ClusterSnapshotStore(client, names, interest),
+            ClusterRegistry(client, names, registry_ttl, interest),
+            ClusterLease(
+                client, names, lease_ttl, history_points=history_points, history_ttl=history_ttl
+            ),
+            RedisQuotaLedger(client, names),  # type: ignore[arg-type]
+            ClusterHistoryStore(client, names),
+            "redis-cluster",
+            names.prefix,
+        )
+    finally:
+        await client.aclose()

@@ -69,6 +69,12 @@ class SnapshotStore(Protocol):
 
     async def get_all(self) -> dict[str, bytes]: ...
 
+    def covers(self, symbol: str) -> bool:
+        """Whether this process's bus listener hears every new quote of `symbol` now; else a
+        quote held of it may be old, and a read should go to the store. Always, except on a
+        cluster, whose listener follows only the shards its clients watch."""
+        ...
+
 
 class SubscriptionRegistry(Protocol):
     """Who watches what, across replicas, with leases so a dead replica's entries expire.

@@ -69,6 +69,9 @@ class MemorySnapshotStore:
     async def get_all(self) -> dict[str, bytes]:
         return dict(self._items)
 
+    def covers(self, symbol: str) -> bool:
+        return True
+
 
 class MemoryHistoryStore:
     def __init__(
