@@ -123,12 +123,25 @@ class RedisCluster:
         self.node_timeout = node_timeout
         self.nodes = [RedisServer() for _ in range(masters * (1 + replicas))]
         self.masters, self.replicas = masters, replicas
-        for node in self.nodes:
-            # The bus port on a free port of its own (by default port + 10000, maybe taken or
-            # past 65535).
-            node.extra = ["--port", str(node.port), "--cluster-port", str(free_port()),
+        # Each bus on a free port of its own (by default port + 10000, maybe taken or past
+        # 65535), and no two ports alike.
+        taken = {node.port for node in self.nodes}
+        buses: list[int] = []
+        while len(buses) < len(self.nodes) or len(taken) < 2 * len(self.nodes):
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                buses.append(port)
+        if len({node.port for node in self.nodes}) < len(self.nodes):
+            raise RuntimeError("free_port gave one port twice: try again")
+        for node, bus in zip(self.nodes, buses, strict=True):
+            # Its own directory: a replica writes the RDB it syncs there (not in the checkout,
+            # where every later redis-server would load it).
+            home = tmp / f"node-{node.port}"
+            home.mkdir()
+            node.extra = ["--port", str(node.port), "--cluster-port", str(bus), "--dir", str(home),
                           "--cluster-enabled", "yes",
-                          "--cluster-config-file", str(tmp / f"nodes-{node.port}.conf"),
+                          "--cluster-config-file", "nodes.conf",
                           "--cluster-node-timeout", str(node_timeout),
                           "--cluster-require-full-coverage", "no"]  # fmt: skip
 
@@ -137,15 +150,21 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> None:
-        for node in self.nodes:
-            node.start()
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
-             str(self.replicas), "--cluster-yes"],
-            capture_output=True, timeout=30, check=True,
-        )  # fmt: skip
-        wait_for(self.healthy, 30, "the cluster to be ok on every node")
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            made = subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
+                 str(self.replicas), "--cluster-yes"],
+                capture_output=True, timeout=30,
+            )  # fmt: skip
+            assert made.returncode == 0, made.stdout.decode() + made.stderr.decode()
+            wait_for(self.healthy, 30, "the cluster to be ok on every node")
+            wait_for(self.synced, 30, "every replica in sync with its master")
+        except BaseException:
+            self.stop()
+            raise
 
     def healthy(self) -> bool:
         """Every running node says cluster_state:ok and knows as many masters as were made."""
@@ -157,6 +176,17 @@ class RedisCluster:
             except subprocess.SubprocessError:
                 return False
             if "cluster_state:ok" not in info or f"cluster_size:{self.masters}" not in info:
+                return False
+        return True
+
+    def synced(self) -> bool:
+        """Every running replica has its link to its master up (a replica that never synced
+        cannot take over)."""
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            info = node.cli("INFO", "replication")
+            if "role:slave" in info and "master_link_status:up" not in info:
                 return False
         return True
 
