@@ -319,9 +319,14 @@ class Settings:
             )
         if settings.redis_cluster and not settings.redis_url.startswith(("redis://", "rediss://")):
             reader.problems.append(
-                "REDIS_CLUSTER=on needs REDIS_URL=redis://host:port (or rediss://) of a cluster node"
+                "REDIS_CLUSTER=on needs REDIS_URL=redis://host:port (or rediss://) of a node of "
+                "the cluster"
             )
-        if settings.redis_cluster and settings.redis_prefix and re.search("[{}]", settings.redis_prefix):
+        if (
+            settings.redis_cluster
+            and settings.redis_prefix
+            and re.search("[{}]", settings.redis_prefix)
+        ):
             reader.problems.append(
                 "REDIS_PREFIX must not contain { or } with REDIS_CLUSTER=on: the app tags its "
                 "keys with hash tags of its own"

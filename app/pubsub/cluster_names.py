@@ -8,8 +8,9 @@ part of a name in `{...}`, which alone decides the slot):
   `history:{s3}:<symbol>`, the shard's updates channel `market-data:updates:{s3}` (SPUBLISH) and
   the shard's fence, `fetcher:lease:{s3}` / `fetcher:term:{s3}` (see app.pubsub.cluster);
 - the lease: `fetcher:lease:{fetcher}`, `fetcher:term:{fetcher}`;
-- the registry: `subscriptions:replica:{subscriptions}:<id>`, `subscriptions:replicas:{subscriptions}`,
-  `subscriptions:active:{subscriptions}`, `subscriptions:count:{subscriptions}:<symbol>`;
+- the registry: `subscriptions:replica:{subscriptions}:<id>`,
+  `subscriptions:replicas:{subscriptions}`, `subscriptions:active:{subscriptions}`,
+  `subscriptions:count:{subscriptions}:<symbol>`;
 - each provider's quota: `quota:{<provider>}:minute:<n>`, `...:day:<n>`, `:paused`, `:disabled`;
 - the control and subscription channels keep their names, sharded channels in their own slots.
 

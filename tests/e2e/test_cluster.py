@@ -138,4 +138,3 @@ async def test_a_node_failover_is_survived(replicated: RedisCluster) -> None:
     finally:
         for _ in gen:
             pass
-

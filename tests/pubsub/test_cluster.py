@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -99,8 +99,13 @@ async def test_a_listener_hears_only_the_shards_of_what_its_replica_watches(
 ) -> None:
     token = await cluster_backend.lease.acquire("me")
     assert token is not None
-    watched, other = "AAPL", next(
-        s for s in (f"S{i}" for i in range(100)) if shard_of(s, SHARDS) != shard_of("AAPL", SHARDS)
+    watched, other = (
+        "AAPL",
+        next(
+            s
+            for s in (f"S{i}" for i in range(100))
+            if shard_of(s, SHARDS) != shard_of("AAPL", SHARDS)
+        ),
     )
     async with Listener(cluster_backend, [UPDATES_CHANNEL, CONTROL_CHANNEL]) as listener:
         await cluster_backend.registry.report("r1", {watched: 1})
@@ -184,4 +189,3 @@ async def test_cost_per_replica_1000_symbols_16_shards_10_watched(
             f"publish {spent / ticks * 1000:.1f} ms per 1,000-quote tick"
         )
     assert share < followed / SHARDS * 1.5
-
