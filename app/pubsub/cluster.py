@@ -156,12 +156,14 @@ class ShardInterest:
     def __init__(self, names: ClusterNames) -> None:
         self._names = names
         self.wanted: frozenset[int] = frozenset()
+        self.symbols: tuple[str, ...] = ()  # what the wanted shards are for
         self.heard: set[int] = set()
         self._listeners: list[Callable[[], None]] = []
         self._settled = asyncio.Event()
         self._settled.set()
 
     def want(self, symbols: Sequence[str]) -> None:
+        self.symbols = tuple(symbols)
         wanted = frozenset(self._names.shard(s) for s in symbols)
         if wanted != self.wanted:
             self.wanted = wanted
@@ -320,6 +322,8 @@ class ClusterBus:
                             await self._subscribe(readers, queue, fixed, follow)
                             continue
                         message = self._note(item, set(), fixed)
+                        if message is None and follow:
+                            message = await self._catch_up(item)
                         if message is not None:
                             yield message
                 except (RedisError, OSError, TimeoutError, _Moved) as exc:
@@ -341,6 +345,23 @@ class ClusterBus:
         finally:
             if stop is not None:
                 stop()
+
+    async def _catch_up(self, raw: dict[str, Any]) -> Message | None:
+        """A shard newly followed: what was published on it before our SSUBSCRIBE took hold
+        (after the client's snapshot was read) is lost, so hand its watched symbols' stored
+        quotes on as an update (the hub keeps only those newer than it has, as on a resync)."""
+        channel = _text(raw["channel"])
+        if _text(raw["type"]) != "ssubscribe" or self._names.logical(channel) != UPDATES_CHANNEL:
+            return None
+        shard = _shard_of_channel(channel)
+        symbols = [s for s in self.interest.symbols if self._names.shard(s) == shard]
+        if not symbols:
+            return None
+        values: list[Any] = await self._client.hmget(self._names.last_quotes_of(shard), symbols)
+        stored = [bytes(v) for v in values if v is not None]
+        if not stored:
+            return None
+        return Message(UPDATES_CHANNEL, b'{"epoch":0,"quotes":[' + b",".join(stored) + b"]}")
 
     async def _refresh_slots(self) -> None:
         """Re-read the cluster's slots: a failover or a resharding moved them."""

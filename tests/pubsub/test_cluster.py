@@ -11,6 +11,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from app.core.latest import LatestQuotes
 from app.models import FeedStatus, Quote, encode_quote, encode_update, parse_update
 from app.pubsub import open_backend
 from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, Message
@@ -117,17 +118,51 @@ async def test_a_listener_hears_only_the_shards_of_what_its_replica_watches(
         )
         update = parse_update(listener.updates()[0])
         assert [q.symbol for q in update.quotes] == [watched]
-        # Now watching the other one instead: its shard is followed, AAPL's is left.
+        # Now watching the other one instead: its shard is followed (its stored quote handed
+        # on at once), AAPL's is left.
         await cluster_backend.registry.report("r1", {other: 1})
         assert await publish(cluster_backend, token, [quote(watched, 2), quote(other, 2)])
-        await eventually(lambda: _true(len(listener.updates()) == 2), what="the second update")
-        assert [q.symbol for q in parse_update(listener.updates()[1]).quotes] == [other]
+
+        def heard() -> list[tuple[str, int]]:
+            updates = [parse_update(data) for data in listener.updates()]
+            return [(q.symbol, q.seq) for u in updates for q in u.quotes]
+
+        await eventually(lambda: _true((other, 2) in heard()), what="the second update")
+        assert heard() == [(watched, 1), (other, 1), (other, 2)]
     stored = await cluster_backend.snapshots.get([watched, other, "NOPE"])
     assert {s: Quote_seq(b) for s, b in stored.items()} == {watched: 2, other: 2}
     assert len(await cluster_backend.snapshots.get_all()) == 2
     assert await cluster_backend.history.read(watched) == [b"[1,100.00]", b"[1,100.00]"]
     sampled = await cluster_backend.history.sample([other, "NOPE", watched], 2)
     assert sampled == [[b"[1,100.00]"] * 2, [], [b"[1,100.00]"] * 2]
+
+
+async def test_a_newly_followed_shard_catches_up_from_the_store(cluster_backend: Backend) -> None:
+    """What was published on a shard between a client's snapshot read and the SSUBSCRIBE that
+    follows it is handed on from the store once the subscription holds."""
+    token = await cluster_backend.lease.acquire("me")
+    assert token is not None
+    async with Listener(cluster_backend, [UPDATES_CHANNEL, CONTROL_CHANNEL]) as listener:
+        assert await publish(cluster_backend, token, [quote("AAPL", 7)])  # nobody follows it
+        assert listener.updates() == []
+        await cluster_backend.registry.report("r1", {"AAPL": 1})
+        await eventually(lambda: _true(len(listener.updates()) == 1), what="the catch-up")
+        [caught] = parse_update(listener.updates()[0]).quotes
+        assert (caught.symbol, caught.seq) == ("AAPL", 7)
+
+
+async def test_a_held_quote_of_a_shard_not_followed_is_read_from_the_store(
+    cluster_backend: Backend,
+) -> None:
+    """A replica that stopped following a shard hears none of its updates: what it holds of
+    those symbols may be old, so a snapshot read goes to the store."""
+    token = await cluster_backend.lease.acquire("me")
+    assert token is not None
+    latest = LatestQuotes(cluster_backend.snapshots, lambda quotes: [*map(latest.remember, quotes)])
+    latest.remember(quote("AAPL", 1))
+    assert await publish(cluster_backend, token, [quote("AAPL", 2, "101.00")])
+    [read] = await latest.read(["AAPL"])
+    assert (read.seq, str(read.price)) == (2, "101.00")
 
 
 def Quote_seq(data: bytes) -> int:  # noqa: N802
