@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from app.pubsub.cluster import check_redis_py
 from app.settings import DEFAULT_WATCHLIST, Settings, SettingsError
 from tests.support import ROOT
 
@@ -58,6 +59,31 @@ def test_redis_prefix_is_derived_unless_given_and_checked() -> None:
     for bad in ("has space", "x" * 65, "a*", "ünï"):
         with pytest.raises(SettingsError, match="REDIS_PREFIX"):
             Settings.from_env({"REDIS_PREFIX": bad})
+
+
+def test_redis_cluster_settings_are_checked() -> None:
+    s = Settings.from_env({"REDIS_URL": "redis://h:7000", "REDIS_CLUSTER": "on"})
+    assert (s.redis_cluster, s.redis_shards) == (True, 16)
+    assert not Settings.from_env({}).redis_cluster
+    assert Settings.from_env({"REDIS_SHARDS": "256"}).redis_shards == 256
+    for bad in ("0", "1025", "x"):
+        with pytest.raises(SettingsError, match="REDIS_SHARDS"):
+            Settings.from_env({"REDIS_SHARDS": bad})
+    with pytest.raises(SettingsError, match="REDIS_CLUSTER=on needs REDIS_URL"):
+        Settings.from_env({"REDIS_URL": "unix:///tmp/r.sock", "REDIS_CLUSTER": "on"})
+    with pytest.raises(SettingsError, match="REDIS_CLUSTER=on needs REDIS_URL"):
+        Settings.from_env({"REDIS_CLUSTER": "on"})
+    with pytest.raises(SettingsError, match="REDIS_PREFIX must not contain"):
+        Settings.from_env(
+            {"REDIS_URL": "redis://h:7000", "REDIS_CLUSTER": "on", "REDIS_PREFIX": "{a}:"}
+        )
+
+
+def test_cluster_mode_refuses_an_old_redis_py() -> None:
+    check_redis_py("8.1.0")
+    check_redis_py("9.0.0")
+    with pytest.raises(RuntimeError, match=r"needs redis-py >= 8\.1 \(installed: 5\.0\.8\)"):
+        check_redis_py("5.0.8")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
