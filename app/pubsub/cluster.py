@@ -644,7 +644,7 @@ class ClusterLease:
         parts = split_update(message, snapshots, names)
         by_shard = group_by_shard(snapshots, names.shards)
         points = group_by_shard(history or {}, names.shards)
-        calls = []
+        calls: dict[int, tuple[list[str], list[Any]]] = {}
         for shard, part in parts.items():
             keys = [names.shard_lease(shard), names.last_quotes_of(shard)]
             mine = by_shard.get(shard, [])
@@ -657,14 +657,42 @@ class ClusterLease:
             for symbol in points.get(shard, ()):
                 keys.append(names.history(symbol))
                 args.append((history or {})[symbol])
-            calls.append(self._publish(keys=keys, args=args))
+            calls[shard] = (keys, args)
             self.published_messages += 1
             self.published_bytes += len(part)
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        done = await self._run(calls)
+        refused = [shard for shard, ok in done.items() if not ok]
+        if refused and await self._holds(token):
+            # Our term holds the lease, but these shards' copies of it lapsed (their master
+            # failed over, or was unreachable at the last renewal): fence them again, and retry.
+            fenced = await self._run(
+                {k: ([names.shard_lease(k), names.shard_term(k)], [str(token), self._ttl_ms])
+                 for k in refused},
+                self._fence,
+            )  # fmt: skip
+            again = [k for k, ok in fenced.items() if ok]
+            done.update(await self._run({k: calls[k] for k in again}))
+        return all(done.values())
+
+    async def _holds(self, token: int) -> bool:
+        with translated("reading the fetcher lease"):
+            held = await self._client.hget(self._names.lease, "token")
+        return held is not None and _text(held) == str(token)
+
+    async def _run(
+        self, calls: Mapping[int, tuple[list[str], list[Any]]], script: Any = None
+    ) -> dict[int, bool]:
+        """Run one script call per shard at once: whether each returned true. Any failure
+        raises BusUnavailable, once every call is over (the others' writes stand)."""
+        script = script or self._publish
+        results = await asyncio.gather(
+            *(script(keys=keys, args=args) for keys, args in calls.values()),
+            return_exceptions=True,
+        )
         resume_cancellation()
         for result in results:
             if isinstance(result, (RedisError, OSError)):
                 raise BusUnavailable(f"publishing quotes: {result}") from result
             if isinstance(result, BaseException):
                 raise result
-        return all(bool(r) for r in results)
+        return {shard: bool(r) for shard, r in zip(calls, results, strict=True)}

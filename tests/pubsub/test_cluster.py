@@ -17,7 +17,7 @@ from app.pubsub import open_backend
 from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, Message
 from app.pubsub.cluster import ClusterBus, ClusterLease, split_update
 from app.pubsub.cluster_names import ClusterNames, shard_of
-from tests.support import eventually
+from tests.support import RedisCluster, eventually
 
 SHARDS = 16
 
@@ -163,6 +163,24 @@ async def test_a_held_quote_of_a_shard_not_followed_is_read_from_the_store(
     assert await publish(cluster_backend, token, [quote("AAPL", 2, "101.00")])
     [read] = await latest.read(["AAPL"])
     assert (read.seq, str(read.price)) == (2, "101.00")
+
+
+async def test_a_lapsed_shard_fence_is_renewed_while_the_lease_holds(
+    cluster_backend: Backend, redis_cluster: RedisCluster
+) -> None:
+    """A shard whose copy of the term is gone (its master failed over, or missed a renewal)
+    is fenced again by the term that still holds the lease, not taken as the end of the term;
+    a term that no longer holds it still cannot write."""
+    names = ClusterNames("", SHARDS)
+    token = await cluster_backend.lease.acquire("me")
+    assert token is not None
+    copy = names.shard_lease(names.shard("AAPL"))
+    assert redis_cluster.owner(copy).cli("DEL", copy).strip() == "1"
+    assert await publish(cluster_backend, token, [quote("AAPL", 1)])
+    assert redis_cluster.owner(copy).cli("GET", copy).strip() == str(token)
+    await cluster_backend.lease.release("me", token)
+    assert not await publish(cluster_backend, token, [quote("AAPL", 2)])
+    assert Quote_seq((await cluster_backend.snapshots.get(["AAPL"]))["AAPL"]) == 1
 
 
 def Quote_seq(data: bytes) -> int:  # noqa: N802
