@@ -317,6 +317,8 @@ class Settings:
                 f"DRAIN_GRACE={settings.drain_grace:g} is longer than "
                 f"DRAIN_TIMEOUT={settings.drain_timeout:g}, the longest drain"
             )
+        if settings.redis_cluster:
+            _check_cluster_client(reader.problems)
         if settings.redis_cluster and not settings.redis_url.startswith(("redis://", "rediss://")):
             reader.problems.append(
                 "REDIS_CLUSTER=on needs REDIS_URL=redis://host:port (or rediss://) of a node of "
@@ -337,6 +339,18 @@ class Settings:
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
+
+
+def _check_cluster_client(problems: list[str]) -> None:
+    """REDIS_CLUSTER=on with a redis-py too old for it: one line at start, not a traceback."""
+    from importlib.metadata import version
+
+    from app.pubsub.cluster_names import check_redis_py
+
+    try:
+        check_redis_py(version("redis"))
+    except RuntimeError as exc:
+        problems.append(str(exc))
 
 
 def _provider(reader: _Reader, name: str) -> ProviderConfig:

@@ -107,6 +107,10 @@ async def _cluster_backend(
     shards this process follows."""
     import redis
 
+    from app.pubsub.cluster_names import ClusterNames, check_redis_py
+
+    check_redis_py(redis.__version__)  # before importing what an old redis-py lacks
+
     from app.feeds.ledger_redis import RedisQuotaLedger
     from app.pubsub.cluster import (
         ClusterBus,
@@ -115,12 +119,9 @@ async def _cluster_backend(
         ClusterRegistry,
         ClusterSnapshotStore,
         ShardInterest,
-        check_redis_py,
         connect_cluster,
     )
-    from app.pubsub.cluster_names import ClusterNames
 
-    check_redis_py(redis.__version__)
     names = ClusterNames(prefix, shards)
     client = connect_cluster(url, client_name, **(redis_options or {}))
     interest = ShardInterest(names)

@@ -67,27 +67,10 @@ from app.pubsub.redis import (
 
 log = logging.getLogger(__name__)
 
-# redis-py with the asyncio cluster client this adapter is tested with (pub/sub per node and
-# cluster pipelines in MULTI included); older versions are refused at start, with this message.
-MIN_REDIS_PY = (8, 1)
 # How long a registry report waits for new shards' subscriptions to be confirmed.
 SETTLE_TIMEOUT = 2.0
 # How long a round waits for its first subscriptions before giving up and starting again.
 SUBSCRIBE_TIMEOUT = 5.0
-
-
-def check_redis_py(version: str) -> None:
-    """Refuse a redis-py older than MIN_REDIS_PY with a message that says what to do."""
-    try:
-        found = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return  # a development build: let it try
-    if found < MIN_REDIS_PY:
-        want = ".".join(map(str, MIN_REDIS_PY))
-        raise RuntimeError(
-            f"REDIS_CLUSTER=on needs redis-py >= {want} (installed: {version}); install the "
-            f"versions of requirements.txt (`pip install -r requirements.txt`)"
-        )
 
 
 def connect_cluster(url: str, client_name: str, **options: Any) -> RedisCluster:

@@ -39,7 +39,24 @@ from app.pubsub.redis_names import (
 )
 
 MAX_SHARDS = 1024
+# redis-py with the asyncio cluster client this adapter is tested with (pub/sub per node and
+# cluster pipelines in MULTI included); older versions are refused at start, with this message.
+MIN_REDIS_PY = (8, 1)
 _UPDATES_STEM = UPDATES_CHANNEL + ":{s"
+
+
+def check_redis_py(version: str) -> None:
+    """Refuse a redis-py older than MIN_REDIS_PY with a message that says what to do."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return  # a development build: let it try
+    if found < MIN_REDIS_PY:
+        want = ".".join(map(str, MIN_REDIS_PY))
+        raise RuntimeError(
+            f"REDIS_CLUSTER=on needs redis-py >= {want} (installed: {version}); install the "
+            f"versions of requirements.txt (`pip install -r requirements.txt`)"
+        )
 
 
 def shard_of(symbol: str, shards: int) -> int:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from app.pubsub.cluster import check_redis_py
+from app.pubsub.cluster_names import check_redis_py
 from app.settings import DEFAULT_WATCHLIST, Settings, SettingsError
 from tests.support import ROOT
 
@@ -77,6 +77,17 @@ def test_redis_cluster_settings_are_checked() -> None:
         Settings.from_env(
             {"REDIS_URL": "redis://h:7000", "REDIS_CLUSTER": "on", "REDIS_PREFIX": "{a}:"}
         )
+
+
+def test_cluster_mode_with_an_old_redis_py_stops_the_start_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.0.8")
+    with pytest.raises(SettingsError, match=r"REDIS_CLUSTER=on needs redis-py >= 8\.1"):
+        Settings.from_env({"REDIS_URL": "redis://h:7000", "REDIS_CLUSTER": "on"})
+    Settings.from_env({"REDIS_URL": "redis://h:7000"})  # the single-server path does not care
 
 
 def test_cluster_mode_refuses_an_old_redis_py() -> None:
