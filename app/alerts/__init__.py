@@ -75,6 +75,11 @@ async def open_alerts(
         async with _built(store, backend, session_secret, limit, rearm_pct, throttle) as alerts:
             yield alerts
         return
+    if backend.kind == "redis-cluster":
+        async with _on_cluster(backend, url, client_name, redis_options) as store:
+            async with _built(store, backend, session_secret, limit, rearm_pct, throttle) as alerts:
+                yield alerts
+        return
     from app.alerts.redis_store import RedisAlertStore
     from app.pubsub.redis import connect
 
@@ -83,6 +88,22 @@ async def open_alerts(
         store = RedisAlertStore(client, backend.prefix)
         async with _built(store, backend, session_secret, limit, rearm_pct, throttle) as alerts:
             yield alerts
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def _on_cluster(
+    backend: Backend, url: str, client_name: str, redis_options: Mapping[str, Any] | None
+) -> AsyncIterator[AlertStore]:
+    """The alert store of a deployment on a Redis Cluster (app.alerts.cluster_store)."""
+    from app.alerts.cluster_store import ClusterAlertStore
+    from app.pubsub.cluster import connect_cluster
+    from app.pubsub.cluster_names import ClusterNames
+
+    client = connect_cluster(url, client_name, **(redis_options or {}))
+    try:
+        yield ClusterAlertStore(client, ClusterNames(backend.prefix))
     finally:
         await client.aclose()
 

@@ -12,7 +12,9 @@ part of a name in `{...}`, which alone decides the slot):
   `subscriptions:replicas:{subscriptions}`, `subscriptions:active:{subscriptions}`,
   `subscriptions:count:{subscriptions}:<symbol>`;
 - each provider's quota: `quota:{<provider>}:minute:<n>`, `...:day:<n>`, `:paused`, `:disabled`;
-- the control and subscription channels keep their names, sharded channels in their own slots.
+- the control, subscription and alert channels (sharded) and the alerts' keys
+  (app.alerts.cluster_store) in the lease's slot, `market-data:control:{fetcher}`, so the alerts'
+  fenced script can check the lease and SPUBLISH in one slot.
 
 A symbol's shard is `crc32(symbol) % shards`: stable across processes and versions (Python's
 `hash` is salted per process), so every replica and the fetcher agree.
@@ -39,6 +41,8 @@ from app.pubsub.redis_names import (
 )
 
 MAX_SHARDS = 1024
+# The hash tag of the lease, and of everything a script fenced by the lease touches in one slot.
+LEASE_TAG = "{fetcher}"
 # redis-py with the asyncio cluster client this adapter is tested with (pub/sub per node and
 # cluster pipelines in MULTI included); older versions are refused at start, with this message.
 MIN_REDIS_PY = (8, 1)
@@ -91,9 +95,16 @@ class ClusterNames(RedisNames):
         """The sharded channel of shard `shard`'s updates."""
         return f"{self.prefix}{UPDATES_CHANNEL}:{{s{shard}}}"
 
+    def channel(self, name: str) -> str:
+        """Every channel but the updates (control, subscriptions, alerts: a few messages a
+        second) in the lease's slot, so a script fenced by the lease may SPUBLISH on it."""
+        return f"{self.prefix}{name}:{LEASE_TAG}"
+
     def logical(self, channel: str) -> str:
         name = channel[len(self.prefix) :] if channel.startswith(self.prefix) else channel
-        return UPDATES_CHANNEL if name.startswith(_UPDATES_STEM) else name
+        if name.startswith(_UPDATES_STEM):
+            return UPDATES_CHANNEL
+        return name.removesuffix(":" + LEASE_TAG)
 
     def last_quotes_of(self, shard: int) -> str:
         return f"{self.prefix}{LAST_QUOTES_KEY}:{{s{shard}}}"
@@ -129,11 +140,11 @@ class ClusterNames(RedisNames):
 
     @property
     def lease(self) -> str:
-        return f"{self.prefix}{LEASE_KEY}:{{fetcher}}"
+        return f"{self.prefix}{LEASE_KEY}:{LEASE_TAG}"
 
     @property
     def term(self) -> str:
-        return f"{self.prefix}{TERM_KEY}:{{fetcher}}"
+        return f"{self.prefix}{TERM_KEY}:{LEASE_TAG}"
 
     def quota(self, provider: str) -> str:
         return f"{self.prefix}{QUOTA_PREFIX}{{{provider}}}"

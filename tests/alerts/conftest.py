@@ -27,7 +27,7 @@ class Replica:
         self.alerts = alerts
 
 
-@pytest.fixture(params=["memory", "redis", "redis-db1"])
+@pytest.fixture(params=["memory", "redis", "redis-db1", "redis-cluster"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -36,14 +36,22 @@ def kind(request: pytest.FixtureRequest) -> str:
 async def replicas(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[list[Replica]]:
     """Two replicas of one deployment (on the memory bus: one, as its cluster is one process)."""
     url = "memory://"
-    if kind != "memory":
+    if kind == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+    elif kind != "memory":
         url = request.getfixturevalue("redis_url")
         url = url.removesuffix("/0") + "/1" if kind == "redis-db1" else url
     async with AsyncExitStack() as stack:
         found = []
         for n in range(1 if kind == "memory" else 2):
             backend = await stack.enter_async_context(
-                open_backend(url, registry_ttl=5, client_name=f"t{n}", lease_ttl=2.0)
+                open_backend(
+                    url,
+                    registry_ttl=5,
+                    client_name=f"t{n}",
+                    lease_ttl=2.0,
+                    cluster=kind == "redis-cluster",
+                )  # fmt: skip
             )
             alerts = await stack.enter_async_context(
                 open_alerts(

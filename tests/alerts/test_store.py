@@ -9,11 +9,14 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from app.alerts.cluster_store import ClusterAlertStore
 from app.alerts.evaluator import MESSAGE_PREFIX
 from app.alerts.memory_store import MemoryAlertStore
 from app.alerts.model import State
 from app.alerts.redis_store import RedisAlertStore
 from app.alerts.store import ALERTS_CHANNEL, Added, AlertStore, Change
+from app.pubsub.cluster import connect_cluster
+from app.pubsub.cluster_names import ClusterNames
 from app.pubsub.redis import connect
 from tests.alerts.conftest import Replica, alert, listening
 from tests.support import eventually
@@ -106,6 +109,10 @@ async def test_the_deployment_holds_a_bounded_number_of_alerts(
         store: AlertStore
         if kind == "memory":
             store = MemoryAlertStore(backend.lease, backend.bus, max_alerts=2)
+        elif kind == "redis-cluster":
+            cluster = connect_cluster(request.getfixturevalue("redis_cluster_url"), "cap")
+            stack.push_async_callback(cluster.aclose)
+            store = ClusterAlertStore(cluster, ClusterNames(backend.prefix), max_alerts=2)
         else:
             client = connect(request.getfixturevalue("redis_url"), "cap")
             stack.push_async_callback(client.aclose)
