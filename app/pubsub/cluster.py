@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -207,6 +208,9 @@ class _NodeReader:
         self.client = NodeClient(connection_pool=pool)
         self.pubsub: PubSub = self.client.pubsub()
         self.channels: set[str] = set()
+        # SUNSUBSCRIBEs we sent and whose reply has not come: any other `sunsubscribe` is the
+        # server's (the channel's slot moved away from this node).
+        self._leaving: Counter[str] = Counter()
         self._queue = queue
         self._task: asyncio.Task[None] | None = None
 
@@ -220,14 +224,22 @@ class _NodeReader:
     async def unsubscribe(self, channels: Sequence[str]) -> None:
         for channel in channels:
             self.channels.discard(channel)
+            self._leaving[channel] += 1
             await self.pubsub.sunsubscribe(channel)
 
     async def _read(self) -> None:
         try:
             while True:
                 raw = await self.pubsub.get_message(timeout=1.0)
-                if raw is not None:
-                    self._queue.put_nowait(raw)
+                if raw is None:
+                    continue
+                if _text(raw["type"]) == "sunsubscribe":
+                    channel = _text(raw["channel"])
+                    raw["ours"] = self._leaving[channel] > 0
+                    self._leaving[channel] -= 1
+                    if self._leaving[channel] <= 0:
+                        del self._leaving[channel]
+                self._queue.put_nowait(raw)
         except (RedisError, OSError) as exc:
             self._queue.put_nowait(exc)
 
@@ -407,7 +419,7 @@ class ClusterBus:
         elif kind == "sunsubscribe":
             is_update = names.logical(channel) == UPDATES_CHANNEL
             shard = _shard_of_channel(channel) if is_update else -1
-            if channel in fixed or shard in self.interest.wanted:
+            if not raw.get("ours") and (channel in fixed or shard in self.interest.wanted):
                 raise _Moved(f"the server unsubscribed {channel} (its slot moved)")
             if is_update:
                 self.interest.confirmed(shard, False)

@@ -41,6 +41,7 @@ def quote(symbol: str, seq: int, price: str = "100.00") -> Quote:
 class Listener:
     def __init__(self, backend: Backend, channels: list[str]) -> None:
         self.messages: list[Message] = []
+        self.downs = 0
         self.up = asyncio.Event()
         self._task = asyncio.create_task(self._run(backend, channels))
 
@@ -49,6 +50,7 @@ class Listener:
             if up:
                 self.up.set()
             else:
+                self.downs += 1
                 self.up.clear()
 
         async for message in backend.bus.listen(channels, state):
@@ -181,6 +183,29 @@ async def test_a_lapsed_shard_fence_is_renewed_while_the_lease_holds(
     await cluster_backend.lease.release("me", token)
     assert not await publish(cluster_backend, token, [quote("AAPL", 2)])
     assert Quote_seq((await cluster_backend.snapshots.get(["AAPL"]))["AAPL"]) == 1
+
+
+async def test_following_and_leaving_a_shard_in_quick_turns_is_no_outage(
+    cluster_backend: Backend,
+) -> None:
+    """Our own SUNSUBSCRIBE's reply, arriving after the shard is wanted again, is not taken for
+    the server's (a slot that moved), which would reconnect and tell clients `delayed`."""
+    bus = cluster_backend.bus
+    assert isinstance(bus, ClusterBus)
+    token = await cluster_backend.lease.acquire("me")
+    assert token is not None
+    async with Listener(cluster_backend, [UPDATES_CHANNEL, CONTROL_CHANNEL]) as listener:
+        for _ in range(30):
+            bus.interest.want(["AAPL"])
+            await bus.interest.settle(5)
+            bus.interest.want([])
+            for _ in range(3):
+                await asyncio.sleep(0)  # the SUNSUBSCRIBE goes out
+            bus.interest.want(["AAPL"])
+            await bus.interest.settle(5)
+        assert await publish(cluster_backend, token, [quote("AAPL", 1)])
+        await eventually(lambda: _true(len(listener.updates()) >= 1), what="the update")
+        assert listener.downs == 0
 
 
 def Quote_seq(data: bytes) -> int:  # noqa: N802
