@@ -345,8 +345,10 @@ class ClusterBus:
         """A shard newly followed: what was published on it before our SSUBSCRIBE took hold
         (after the client's snapshot was read) is lost, so hand its watched symbols' stored
         quotes on as an update (the hub keeps only those newer than it has, as on a resync)."""
+        if _text(raw["type"]) != "ssubscribe":
+            return None
         channel = _text(raw["channel"])
-        if _text(raw["type"]) != "ssubscribe" or self._names.logical(channel) != UPDATES_CHANNEL:
+        if self._names.logical(channel) != UPDATES_CHANNEL:
             return None
         shard = _shard_of_channel(channel)
         symbols = [s for s in self.interest.symbols if self._names.shard(s) == shard]
@@ -403,6 +405,8 @@ class ClusterBus:
 
     def _note(self, raw: dict[str, Any], pending: set[str], fixed: set[str]) -> Message | None:
         kind = _text(raw["type"])
+        if kind not in ("smessage", "ssubscribe", "sunsubscribe"):
+            return None  # nothing else is sent on these connections (health checks are dropped)
         channel = _text(raw["channel"])
         names = self._names
         if kind == "smessage":
