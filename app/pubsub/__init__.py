@@ -68,6 +68,7 @@ async def open_backend(
         client = connect(url, client_name, **(redis_options or {}))
         names = RedisNames(default_prefix(selected_db(client)) if prefix is None else prefix)
         try:
+            await _refuse_a_cluster(client)
             yield Backend(
                 RedisBus(client, names),
                 RedisSnapshotStore(client, names),
@@ -88,6 +89,25 @@ async def open_backend(
             await client.aclose()
         return
     raise ValueError(f"unsupported bus URL scheme: {url.split('://')[0]}")
+
+
+async def _refuse_a_cluster(client: Any) -> None:
+    """A node of a Redis Cluster without REDIS_CLUSTER=on would answer MOVED to most commands:
+    say so at start. Best effort: a server that does not answer now is not refused for that."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    try:
+        async with asyncio.timeout(1.0):
+            info = await client.info("cluster")
+    except (RedisError, OSError, TimeoutError):
+        return
+    if str(info.get("cluster_enabled", "0")) == "1":
+        raise RuntimeError(
+            "REDIS_URL names a node of a Redis Cluster: set REDIS_CLUSTER=on (see the README, "
+            "'Past one Redis server: Redis Cluster')"
+        )
 
 
 @asynccontextmanager

@@ -92,6 +92,14 @@ def test_split_update_keeps_each_shard_its_own_and_the_status_everywhere() -> No
     assert sorted(seen) == sorted(quotes)
 
 
+async def test_a_cluster_node_without_cluster_mode_is_refused_at_start(
+    redis_cluster_url: str,
+) -> None:
+    with pytest.raises(RuntimeError, match="set REDIS_CLUSTER=on"):
+        async with open_backend(redis_cluster_url, registry_ttl=5.0, client_name="t"):
+            pass
+
+
 def test_a_prefix_with_a_hash_tag_is_refused() -> None:
     with pytest.raises(ValueError, match="must not contain"):
         ClusterNames("{app}:", 16)
