@@ -42,3 +42,13 @@ def redis_cluster_url(redis_cluster: RedisCluster) -> str:
         if node.proc is not None and "role:master" in node.cli("INFO", "replication"):
             node.cli("FLUSHALL")
     return redis_cluster.url
+
+
+@pytest.fixture
+def redis_cluster_replicated(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A cluster of its own (tests kill its nodes): three masters, each with a replica that
+    takes over within ~2 s when its master dies or hangs."""
+    cluster = RedisCluster(tmp_path, masters=3, replicas=1)
+    cluster.start()
+    yield cluster
+    cluster.stop()

@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 
 # How long a registry report waits for new shards' subscriptions to be confirmed.
 SETTLE_TIMEOUT = 2.0
+# Ticks the other followed shards may hear while one hears nothing, before it is called deaf.
+DEAF_AFTER = 5
 # How long a round waits for its first subscriptions before giving up and starting again.
 SUBSCRIBE_TIMEOUT = 5.0
 
@@ -311,6 +313,7 @@ class ClusterBus:
                     if on_state is not None:
                         on_state(True)
                     await self._subscribe(readers, queue, fixed, follow)  # wanted meanwhile
+                    deaf = _DeafShards()
                     while True:
                         item = await self._next(queue)
                         if item is None:  # the interest changed
@@ -319,6 +322,9 @@ class ClusterBus:
                         message = self._note(item, set(), fixed)
                         if message is None and follow:
                             message = await self._catch_up(item)
+                        elif message is not None and message.channel == UPDATES_CHANNEL:
+                            deaf.heard(_shard_of_channel(_text(item["channel"])))
+                            deaf.check(self.interest.heard)
                         if message is not None:
                             yield message
                 except (RedisError, OSError, TimeoutError, _Moved) as exc:
@@ -437,6 +443,34 @@ class ClusterBus:
             answered = False
         resume_cancellation()
         return answered
+
+
+class _DeafShards:
+    """Every fetch tick goes to every shard, so a followed shard that stays silent while the
+    others hear DEAF_AFTER ticks is deaf: its connection died without an error (a master that
+    hangs, or is cut off, and is failed over while our socket still looks open). The heartbeat
+    covers only the control channel's node; this covers the others."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last: dict[int, int] = {}
+
+    def heard(self, shard: int) -> None:
+        self._count += 1
+        self._last[shard] = self._count
+
+    def check(self, followed: set[int]) -> None:
+        if len(followed) < 2:
+            return
+        for shard in [k for k in self._last if k not in followed]:
+            del self._last[shard]  # left: counted afresh if followed again
+        allowed = DEAF_AFTER * len(followed)
+        for shard in followed:
+            last = self._last.setdefault(shard, self._count)  # followed since now
+            if self._count - last > allowed:
+                raise _Moved(
+                    f"shard {shard} heard nothing while the others heard {DEAF_AFTER} ticks"
+                )
 
 
 def _shard_of_channel(channel: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,16 +92,8 @@ async def test_lease_failover_between_replicas_on_the_cluster(two: list[AppServe
     await ws.close()
 
 
-@pytest.fixture
-def replicated(tmp_path: Path) -> Iterator[RedisCluster]:
-    """Three masters, each with a replica that takes over when its master dies."""
-    cluster = RedisCluster(tmp_path, masters=3, replicas=1)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-async def test_a_node_failover_is_survived(replicated: RedisCluster) -> None:
+async def test_a_node_failover_is_survived(redis_cluster_replicated: RedisCluster) -> None:
+    replicated = redis_cluster_replicated
     servers = next(gen := replicas(replicated.url, 1))
     [server] = servers
     try:

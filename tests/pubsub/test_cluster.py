@@ -4,6 +4,7 @@ sharded publish, per-replica shard following, the per-shard fence, and the cost 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -14,7 +15,7 @@ import pytest
 from app.core.latest import LatestQuotes
 from app.models import FeedStatus, Quote, encode_quote, encode_update, parse_update
 from app.pubsub import open_backend
-from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, Message
+from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, BusUnavailable, Message
 from app.pubsub.cluster import ClusterBus, ClusterLease, split_update
 from app.pubsub.cluster_names import ClusterNames, shard_of
 from tests.support import RedisCluster, eventually
@@ -214,6 +215,54 @@ async def test_following_and_leaving_a_shard_in_quick_turns_is_no_outage(
         assert await publish(cluster_backend, token, [quote("AAPL", 1)])
         await eventually(lambda: _true(len(listener.updates()) >= 1), what="the update")
         assert listener.downs == 0
+
+
+async def test_a_hung_master_failed_over_is_noticed_by_its_shards_silence(
+    redis_cluster_replicated: RedisCluster,
+) -> None:
+    """A master that hangs (SIGSTOP: its sockets stay open, nothing comes) is failed over to
+    its replica; the listener, still connected to it, hears nothing on its shard while the
+    other shards hear the fetcher, calls it deaf, and follows the shard on the new master."""
+    cluster = redis_cluster_replicated
+    names = ClusterNames("", SHARDS)
+    lease_node = cluster.owner(names.lease)
+    owners = {s: cluster.owner(names.updates(names.shard(s))) for s in (f"S{i}" for i in range(99))}
+    hung = next(s for s, node in owners.items() if node is not lease_node)
+    other = next(s for s, node in owners.items() if node not in (lease_node, owners[hung]))
+    victim = owners[hung]
+    assert victim.proc is not None
+    async with open_backend(
+        cluster.url, registry_ttl=30.0, client_name="t", cluster=True, shards=SHARDS
+    ) as backend:
+        token = await backend.lease.acquire("me")
+        assert token is not None
+        async with Listener(backend, [UPDATES_CHANNEL, CONTROL_CHANNEL]) as listener:
+            await backend.registry.report("r1", {hung: 1, other: 1})
+            victim.proc.send_signal(signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 40
+                seq = 0
+                # Nothing of `hung` was published before the stop: any of it heard is news.
+                while not listener.downs or not heard_after(listener, hung, 0):
+                    assert time.monotonic() < deadline, "the hung shard was never heard again"
+                    seq += 1
+                    try:
+                        token = await backend.lease.acquire("me") or token
+                        await publish(backend, token, [quote(hung, seq), quote(other, seq)])
+                    except BusUnavailable:
+                        pass
+                    await asyncio.sleep(0.05)  # the fetcher's pace
+            finally:
+                victim.proc.send_signal(signal.SIGCONT)
+    assert cluster.owner(names.updates(names.shard(hung))) is not victim
+
+
+def heard_after(listener: Listener, symbol: str, seq: int) -> bool:
+    return any(
+        q.symbol == symbol and q.seq > seq
+        for data in listener.updates()
+        for q in parse_update(data).quotes
+    )
 
 
 def Quote_seq(data: bytes) -> int:  # noqa: N802
