@@ -169,17 +169,26 @@ def build(
         raise InvalidAlert("Choose when to alert: above a price, below a price, or a move in %.")
     text = clean_note(note)
     if kind == "move":
-        pct = parse_decimal(value, "the move in %")
+        typed = parse_decimal(value, "the move in %")
+        # Checked after rounding to 0.01 (what is stored), the direction from the sign typed.
+        pct = typed.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP).normalize()
         if pct == 0 or abs(pct) > MAX_MOVE_PCT:
             raise InvalidAlert(
-                f"A move must be between −{MAX_MOVE_PCT} % and +{MAX_MOVE_PCT} %, and not 0."
+                f"A move must be between −{MAX_MOVE_PCT} % and +{MAX_MOVE_PCT} %, and not 0 "
+                "(moves are in steps of 0.01 %)."
             )
-        pct = pct.quantize(Decimal("0.01")).normalize()
         if last is None:
             raise InvalidAlert(f"{symbol} has no price yet, so a move cannot be measured from it.")
+        up = typed > 0
         level = _tidy(last * (1 + pct / 100), last)
+        if last >= level if up else last <= level:
+            sign = "+" if up else "−"
+            raise InvalidAlert(
+                f"A move of {sign}{abs(pct)} % from {symbol}'s last price ({last}) rounds to "
+                f"{level}, which it has already reached: choose a larger move."
+            )
         return Alert(
-            new_id(), owner, symbol, kind, level, pct > 0, text, pct, last, now_ms,
+            new_id(), owner, symbol, kind, level, up, text, pct, last, now_ms,
         )  # fmt: skip
     level = parse_decimal(value, "a price")
     if level <= 0:

@@ -91,3 +91,21 @@ def test_it_fires_again_after_coming_back_by_the_band() -> None:
     assert fired == 2 and alert.fired == 2 and alert.fired_price == Decimal("110.5")
     below, fired = run(make("below", "90"), ["90", "90.44", "89", "90.45", "89.99"])
     assert fired == 2
+
+
+@pytest.mark.parametrize("value", ["0.001", "-0.004", "+0.0049"])
+def test_a_move_that_rounds_to_zero_is_refused(value: str) -> None:
+    with pytest.raises(InvalidAlert, match="not 0"):
+        make("move", value, "100.00")
+
+
+@pytest.mark.parametrize("value", ["0.01", "-0.01"])
+def test_a_move_whose_level_rounds_back_to_the_last_price_is_refused(value: str) -> None:
+    # 5.00 × 1.0001 = 5.0005 and 5.00 × 0.9999 = 4.9995 both round to 5.00: it would fire at once.
+    with pytest.raises(InvalidAlert, match="larger move"):
+        make("move", value, "5.00")
+
+
+def test_a_move_takes_its_direction_from_the_sign_typed() -> None:
+    assert make("move", "-0.5", "5.00").up is False
+    assert make("move", "0.5", "5.00").up is True
