@@ -73,7 +73,8 @@ class Fetcher:
         alerts: AlertEvaluator | None = None,
     ) -> None:
         self.feed = feed
-        # Price alerts are evaluated here, once for the cluster, after each fenced publish.
+        # Price alerts: handed what this fetcher published (and its term's starting point), in
+        # order; evaluated in their own supervised loop (app.alerts.evaluator), fenced by term.
         self.alerts = alerts
         self._backend = backend
         self._replica_id = replica_id
@@ -248,6 +249,8 @@ class Fetcher:
                 continue
             if is_newer(quote, self._published.get(quote.symbol)):
                 self._published[quote.symbol] = quote
+        if self.alerts is not None:  # before this term's first publish overwrites them
+            self.alerts.begin_term(self.term, self._published.values())
         # The lease hands out ever larger tokens; a stored quote from a clock-skewed term must
         # still order before ours.
         self.epoch = max([self.term, *(q.epoch + 1 for q in self._published.values())])
@@ -378,8 +381,8 @@ class Fetcher:
         for quote in quotes:
             if is_newer(quote, self._published.get(quote.symbol)):
                 self._published[quote.symbol] = quote
-        if self.alerts is not None:
-            await self.alerts.on_published(term, quotes)
+        if self.alerts is not None:  # evaluated in the evaluator's own loop, in this order
+            self.alerts.published(term, quotes)
 
     async def _listen_for_new_symbols(self) -> None:
         async for message in self._backend.bus.listen([SUBSCRIPTIONS_CHANNEL]):

@@ -46,7 +46,7 @@ from app.httpstats import RequestMetrics, RequestStats
 from app.identity import new_nonce
 from app.logbudget import REPEATING_LOGGERS, ClientNoiseFilter, RepeatFilter, client_noise
 from app.logformat import JsonFormatter, RequestIds
-from app.login import Login, LoginThrottle
+from app.login import Login
 from app.pubsub import open_backend
 from app.rendering import STATIC_DIR, Renderer
 from app.security import SecurityHeaders
@@ -100,8 +100,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     limit=settings.alerts_per_owner,
                     rearm_pct=settings.alert_rearm_percent,
                     redis_options=settings.redis_options(),
-                    # Alerts stored per client address: anonymous owners are free to make.
-                    throttle=LoginThrottle(per_minute=ALERTS_PER_MINUTE, burst=ALERTS_BURST),
+                    # Alerts stored per client address (all replicas): anonymous owners are
+                    # free to make.
+                    rate=(ALERTS_PER_MINUTE, ALERTS_BURST),
+                    max_symbols=settings.alert_symbols_max,
+                    idle_days=settings.alert_idle_days,
                 )
             )
             http = None
@@ -154,6 +157,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             supervisor.start("hub", hub.run)
             supervisor.start("fetcher", fetcher.run)
             supervisor.start("alerts", alerts.delivery.run)
+            supervisor.start("alert_evaluator", alerts.evaluator.run)
+            supervisor.start("alert_sweep", alerts.run_sweeps)
             loop_lag = LoopLag(settings.loop_lag_interval)
             supervisor.start("loop_lag", loop_lag.run)
             supervisor.start("client_noise", client_noise.run)

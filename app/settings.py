@@ -110,6 +110,10 @@ class Settings:
     # of the alert's level the price must come back by before the alert can fire again).
     alerts_per_owner: int = 20
     alert_rearm_percent: float = 0.5
+    # Anonymous browsers' alerts expire after this many days without a visit; the symbols with
+    # alerts (fetched even when no page watches them) are at most ALERT_SYMBOLS_MAX.
+    alert_idle_days: int = 30
+    alert_symbols_max: int = 200
     max_message_bytes: int = 64 * 1024
     # Replies and control messages queued for one client that is not reading; past it: 1013.
     max_queued_bytes: int = 256 * 1024
@@ -245,6 +249,8 @@ class Settings:
             ),
             alerts_per_owner=reader.get("ALERTS_PER_OWNER", 20, _int_in(1, 1000)),
             alert_rearm_percent=reader.get("ALERT_REARM_PERCENT", 0.5, _rate(0.01, 20)),
+            alert_idle_days=reader.get("ALERT_IDLE_DAYS", 30, _int_in(1, 3650)),
+            alert_symbols_max=reader.get("ALERT_SYMBOLS_MAX", 200, _int_in(1, 10_000)),
             max_message_bytes=reader.get("MAX_MESSAGE_BYTES", 64 * 1024, _int_in(256, 16 << 20)),
             max_queued_bytes=reader.get(
                 "MAX_QUEUED_BYTES", 256 * 1024, _int_in(16 * 1024, 1 << 30)

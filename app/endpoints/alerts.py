@@ -30,6 +30,7 @@ from app.alerts.store import MAX_ALERTS, Added
 from app.clients import client_of
 from app.core.outbox import Outbox
 from app.endpoints.pages import priced, render
+from app.logbudget import client_noise
 from app.login import read_form
 from app.pubsub.base import BusUnavailable
 from app.services import services
@@ -50,7 +51,10 @@ async def owner_of(conn: HTTPConnection, alerts: Alerts) -> str | None:
         return f"user:{caller.user}"  # signed in: the user's alerts, in every browser
     if COOKIE not in conn.cookies:
         return None
-    return (await alerts.identities()).browser(conn.cookies[COOKIE])
+    owner = (await alerts.identities()).browser(conn.cookies[COOKIE])
+    if owner is not None:
+        await alerts.visited(owner)  # its alerts do not expire while it comes back
+    return owner
 
 
 async def page(request: Request) -> Response:
@@ -105,44 +109,78 @@ async def create(request: Request) -> Response:
     if svc.hub.acceptance.reason(symbol) is not None:
         error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed does not list it."
         return await _page(request, form=form, error=error, status=422)
-    quote = (await priced(svc, [symbol], client_of(request.scope))).get(symbol)
+    # Throttled before pricing: a refused attempt must not make the feed price a symbol.
+    address = client_of(request.scope)
+    try:
+        wait = await alerts.store.take(address)
+    except BusUnavailable as exc:
+        log.warning("setting an alert failed: %s", exc)
+        return await _page(request, form=form, error=UNAVAILABLE, status=503)
+    if wait:
+        error = f"Too many alerts set from your address: try again in {int(wait) + 1} s."
+        return await _page(request, form=form, error=error, status=429)
+    outcome: list[Added] = []
+    try:
+        return await _store(request, alerts, form, symbol, address, outcome)
+    finally:
+        if outcome != [Added.ADDED]:  # only stored alerts count against an address
+            try:
+                await alerts.store.refund(address)
+            except BusUnavailable as exc:
+                log.warning("could not refund an alert attempt: %s", exc)
+
+
+async def _store(
+    request: Request,
+    alerts: Alerts,
+    form: dict[str, str],
+    symbol: str,
+    address: str,
+    outcome: list[Added],
+) -> Response:
+    """The rest of POST /alerts, once the address may store one: `outcome` gets what the store
+    said, if it was asked."""
+    svc = services(request)
+    quote = (await priced(svc, [symbol], address)).get(symbol)
     if quote is None and svc.hub.acceptance.reason(symbol) is not None:  # the provider said so
         error = f"Unknown symbol “{symbol}”: the {svc.feed.name} feed cannot price it."
         return await _page(request, form=form, error=error, status=422)
     if quote is None:
         error = f"{symbol} has no price yet, so no alert can be set on it: try again in a moment."
         return await _page(request, form=form, error=error, status=422)
-    address = client_of(request.scope)
-    wait = alerts.throttle.take(address) if alerts.throttle is not None else 0
-    if wait:
-        error = f"Too many alerts set from your address: try again in {int(wait) + 1} s."
-        return await _page(request, form=form, error=error, status=429)
     cookie = None
-    stored = Added.STORE_FULL
     try:
         owner = await owner_of(request, alerts)
         if owner is None:
             owner, cookie = (await alerts.identities()).issue()
+        now_ms = int(time.time() * 1000)
         alert = build(
             owner=owner, symbol=symbol, kind=form["kind"], value=form["value"],
-            note=form["note"], last=Decimal(quote.price), now_ms=int(time.time() * 1000),
+            note=form["note"], last=Decimal(quote.price), now_ms=now_ms,
         )  # fmt: skip
-        stored = await alerts.store.add(alert, alerts.limit)
+        stored = await alerts.store.add(
+            alert, alerts.limit, max_symbols=alerts.max_symbols, now_ms=now_ms
+        )
+        outcome.append(stored)
     except InvalidAlert as exc:
         return await _page(request, form=form, error=str(exc), status=422)
     except BusUnavailable as exc:
         log.warning("setting an alert failed: %s", exc)
         return await _page(request, form=form, error=UNAVAILABLE, status=503)
-    finally:
-        if stored is not Added.ADDED and alerts.throttle is not None:
-            alerts.throttle.refund(address)  # only stored alerts count against an address
     if stored is Added.OWNER_FULL:
         error = (
             f"You have {alerts.limit} alerts, the most allowed: remove one before setting another."
         )
         return await _page(request, form=form, error=error, status=422)
+    if stored is Added.SYMBOLS_FULL:
+        error = (
+            f"Alerts are set on {alerts.max_symbols} symbols already, the most this server "
+            f"watches for alerts: {symbol} is not one of them. Set it on one of those, or later."
+        )
+        return await _page(request, form=form, error=error, status=422)
     if stored is Added.STORE_FULL:
-        log.warning("alert refused: the deployment holds %d alerts, its most", MAX_ALERTS)
+        full = f"alert refused: the deployment holds {MAX_ALERTS} alerts, its most"
+        client_noise.note("alerts_store_full", full, log)
         error = "This server holds all the alerts it can: try again later."
         return await _page(request, form=form, error=error, status=503)
     alerts.counts["set"] += 1

@@ -78,8 +78,10 @@ async def test_a_deaf_listener_is_rebuilt_and_the_inbox_read_again(backend: Back
     new = read.step(Decimal("111"), Decimal("0.5"), 1)
     assert new is not None
     suffix = b',"owner":"anon:a","id":"%s","symbol":"AAPL"}' % a.id.encode()
-    change = Change(stored, new, (b'{"type":"alert","seq":', suffix))
-    [message] = await store.apply(token, [change]) or []
+    change = Change(stored, new, Decimal("0.5"), (b'{"type":"alert","seq":', suffix))
+    applied = await store.apply(token, [change])
+    assert applied is not None
+    [message] = applied.fired
 
     async def shown() -> bool:
         return outbox.owes()

@@ -54,7 +54,7 @@ async def test_firing_is_fenced_by_the_fetcher_term_and_happens_once(
     fired = read.step(Decimal("111"), BAND, 5)
     assert fired is not None and fired.state is State.FIRED
     change = Change(
-        stored, fired, (MESSAGE_PREFIX, b',"owner":"anon:a","id":"%s"}' % a.id.encode())
+        stored, fired, BAND, (MESSAGE_PREFIX, b',"owner":"anon:a","id":"%s"}' % a.id.encode())
     )
     token = await backend.lease.acquire("me")
     assert token is not None
@@ -62,9 +62,12 @@ async def test_firing_is_fenced_by_the_fetcher_term_and_happens_once(
     assert await store.inbox("anon:a") == []
     [(still, _)] = await store.for_symbols(["AAPL"])
     assert still.state is State.ARMED
-    [message] = await store.apply(token, [change]) or []
+    applied = await store.apply(token, [change])
+    assert applied is not None
+    [message] = applied.fired
     assert orjson.loads(message)["seq"] >= 1
-    assert await store.apply(token, [change]) == []  # the same change again: already applied
+    again = await store.apply(token, [change])  # the same change again: already applied
+    assert again is not None and again.fired == []
     assert await store.inbox("anon:a") == [message]
 
     async def heard() -> bool:
@@ -89,7 +92,8 @@ async def test_a_removed_alert_never_fires(replicas: list[Replica]) -> None:
     assert token is not None
     fired = read.step(Decimal("111"), BAND, 5)
     assert fired is not None
-    assert await store.apply(token, [Change(stored, fired, (MESSAGE_PREFIX, b"}"))]) == []
+    applied = await store.apply(token, [Change(stored, fired, BAND, (MESSAGE_PREFIX, b"}"))])
+    assert applied is not None and applied.fired == []
     assert await store.inbox("anon:a") == []
 
 
