@@ -5,20 +5,22 @@ two replicas; the memory bus's one-process cluster too where it applies)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
+from app.alerts import evaluator as evaluator_module
 from app.alerts.evaluator import AlertEvaluator
 from app.alerts.model import Alert, State
-from app.alerts.store import AlertStore, Applied, Change
+from app.alerts.store import AlertStore, Applied, Change, Due
 from app.fetcher import Fetcher
 from app.pubsub.base import BusUnavailable
 from tests.alerts.conftest import PricedFeed, Replica, alert
 from tests.feeds.scripted import quote
+from tests.support import eventually
 
 
 def fetcher(replica: Replica, feed: PricedFeed, name: str, *, alerts: bool = True) -> Fetcher:
@@ -173,6 +175,70 @@ async def test_a_failed_evaluation_steps_through_every_quote_it_missed(
     assert await fired_prices(one) == ["111"]
     [(a, _)] = await store.for_symbols(["AAPL"])
     assert a.state is State.ARMED and a.fired == 1  # fired at 111, re-armed at 108
+
+
+class StuckStore:
+    """The real store, but reading due alerts hangs until `gate` opens (Redis slow)."""
+
+    def __init__(self, real: AlertStore) -> None:
+        self.real = real
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def due(self, prices: Mapping[str, Decimal], limit: int) -> Due:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.real.due(prices, limit)
+
+
+async def test_a_slow_evaluation_never_delays_the_fetch_loop(replicas: list[Replica]) -> None:
+    one = replicas[0]
+    store = StuckStore(one.alerts.store)
+    evaluator = AlertEvaluator(store, Decimal("0.5"))
+    feed = PricedFeed({"AAPL": "100"})
+    f = Fetcher(feed, one.backend, interval=1.0, board=["AAPL"], alerts=evaluator)
+    await f.tick()
+    await store.add(alert(value="110"), 3)
+    loop = asyncio.create_task(evaluator.run())
+    try:
+        feed.prices["AAPL"] = "111"
+        await f.tick()
+        await asyncio.wait_for(store.entered.wait(), 5)
+        for price in ["112", "108"]:
+            feed.prices["AAPL"] = price
+            await asyncio.wait_for(f.tick(), 5)  # not held by the evaluation in progress
+        assert f.last_error is None and not store.gate.is_set()
+        store.gate.set()
+
+        async def fired() -> bool:
+            return await fired_prices(one) == ["111"]
+
+        await eventually(fired, 10, "the alert, once the store answers")
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_more_due_alerts_than_a_batch_all_fire_on_one_price(
+    replicas: list[Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evaluator_module, "DUE_LIMIT", 2)
+    monkeypatch.setattr(evaluator_module, "APPLY_BATCH", 2)
+    one = replicas[0]
+    feed = PricedFeed({"AAPL": "100"})
+    f = fetcher(one, feed, "a")
+    await tick(f)
+    owners = [f"anon:{n}" for n in range(5)]
+    for n, owner in enumerate(owners):
+        await one.alerts.store.add(alert(owner=owner, value=f"10{n + 1}"), 3)
+    feed.prices["AAPL"] = "106"
+    await tick(f)
+    for owner in owners:
+        assert await fired_prices(one, owner) == ["106"]
+    assert one.alerts.evaluator.fired == 5
 
 
 class FlakyStore:

@@ -125,3 +125,77 @@ async def test_the_deployment_holds_a_bounded_number_of_alerts(
         assert await store.add(alert(owner="anon:2"), 3) is Added.ADDED
         assert await store.add(alert(owner="anon:3"), 3) is Added.STORE_FULL
         assert await store.owned("anon:3") == []
+
+
+async def test_only_the_alerts_a_price_reaches_are_read_in_bounded_batches(
+    replicas: list[Replica],
+) -> None:
+    store = replicas[0].alerts.store
+    ups = [alert(owner=f"anon:u{n}", value=v) for n, v in enumerate(["101", "102", "103", "120"])]
+    downs = [alert(owner=f"anon:d{n}", kind="below", value=v) for n, v in enumerate(["95", "90"])]
+    for a in [*ups, *downs, alert(owner="anon:m", symbol="MSFT", value="101")]:
+        assert await store.add(a, 3) is Added.ADDED
+    none = await store.due({"AAPL": Decimal("100")}, 10)
+    assert none.alerts == [] and none.more == set()
+    some = await store.due({"AAPL": Decimal("102")}, 10)
+    assert {a.id for a, _ in some.alerts} == {ups[0].id, ups[1].id} and some.more == set()
+    low = await store.due({"AAPL": Decimal("94.5")}, 10)
+    assert {a.id for a, _ in low.alerts} == {downs[0].id}
+    batch = await store.due({"AAPL": Decimal("130"), "MSFT": Decimal("100")}, 2)
+    assert [a.id for a, _ in batch.alerts] == [ups[0].id, ups[1].id]  # lowest levels first
+    assert batch.more == {"AAPL"}
+    # Fired, an `above 101` alert waits for the price to come back to 101 × (1 − 0.5 %) = 100.495.
+    token = await replicas[0].backend.lease.acquire("me")
+    assert token is not None
+    [(read, stored)] = (await store.due({"AAPL": Decimal("101")}, 10)).alerts
+    fired = read.step(Decimal("101"), BAND, 1)
+    assert fired is not None
+    applied = await store.apply(token, [Change(stored, fired, BAND, (MESSAGE_PREFIX, b"}"))])
+    assert applied is not None and len(applied.fired) == 1
+    assert (await store.due({"AAPL": Decimal("101")}, 10)).alerts == []
+    [(back, _)] = (await store.due({"AAPL": Decimal("100.49")}, 10)).alerts
+    assert back.id == read.id and back.state is State.FIRED
+
+
+async def test_an_idle_anonymous_owners_alerts_expire(replicas: list[Replica]) -> None:
+    store, other = replicas[0].alerts.store, replicas[-1].alerts.store
+    idle, seen, user = alert(owner="anon:idle"), alert(owner="anon:seen"), alert(owner="user:u")
+    for a in (idle, seen, user):
+        assert await store.add(a, 3, now_ms=1_000) is Added.ADDED
+    await other.touch(["anon:seen"], 5_000)  # a visit, on another replica
+    assert await other.expire(2_000) == 1
+    assert await store.owned("anon:idle") == []
+    assert [a.id for a in await store.owned("anon:seen")] == [seen.id]
+    assert [a.id for a in await store.owned("user:u")] == [user.id]  # signed in: never expire
+    assert {a.id for a, _ in await store.for_symbols(["AAPL"])} == {seen.id, user.id}
+    assert await store.expire(2_000) == 0
+    assert await store.expire(10**13) == 1  # users are never swept
+    assert await store.symbols() == {"AAPL"}
+    await store.remove("user:u", user.id)
+    assert await store.symbols() == set()
+
+
+async def test_the_symbols_with_alerts_are_bounded(replicas: list[Replica]) -> None:
+    store = replicas[0].alerts.store
+    for n, symbol in enumerate(["AAPL", "MSFT"]):
+        assert await store.add(alert(owner=f"anon:{n}", symbol=symbol), 3, max_symbols=2) is (
+            Added.ADDED
+        )
+    assert await store.add(alert(owner="anon:x", symbol="IBM"), 3, max_symbols=2) is (
+        Added.SYMBOLS_FULL
+    )
+    assert await store.add(alert(owner="anon:x", symbol="MSFT"), 3, max_symbols=2) is (
+        Added.ADDED
+    )  # a symbol that has alerts already costs nothing more
+    assert await store.symbols() == {"AAPL", "MSFT"}
+
+
+async def test_the_rate_of_alerts_per_address_holds_across_replicas(
+    replicas: list[Replica],
+) -> None:
+    stores = [r.alerts.store for r in replicas]
+    waits = [await stores[n % len(stores)].take("10.0.0.1") for n in range(21)]
+    assert waits[:20] == [0.0] * 20 and waits[20] > 0  # a burst of 20 (open_alerts' default)
+    assert await stores[0].take("10.0.0.2") == 0.0  # another address has its own
+    await stores[-1].refund("10.0.0.1")
+    assert await stores[0].take("10.0.0.1") == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -87,3 +88,29 @@ def test_alerts_stored_per_client_address_are_rate_limited(client: TestClient) -
             assert answer.status_code == 303, (n, answer.text)
     assert answer.status_code == 429
     assert "Too many alerts set from your address" in answer.text
+
+
+def test_a_throttled_attempt_prices_nothing(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate is checked before the symbol is priced: refused attempts cost the feed nothing."""
+    from app.endpoints import alerts as endpoint
+
+    asked: list[str] = []
+    real = endpoint.priced
+
+    async def priced(svc: Any, symbols: list[str], client_address: str) -> Any:
+        asked.extend(symbols)
+        return await real(svc, symbols, client_address)
+
+    monkeypatch.setattr(endpoint, "priced", priced)
+    for _ in range(ALERTS_BURST):
+        client.cookies.clear()
+        answer = client.post(
+            "/alerts", data={"symbol": "TCS", "kind": "move", "value": "5"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303, answer.text
+    asked.clear()
+    refused = client.post("/alerts", data={"symbol": "INFY", "kind": "move", "value": "5"})
+    assert refused.status_code == 429 and asked == []
