@@ -97,7 +97,7 @@ def test_a_throttled_attempt_prices_nothing(
     from app.endpoints import alerts as endpoint
 
     asked: list[str] = []
-    real = endpoint.priced
+    real = endpoint.priced  # type: ignore[attr-defined]
 
     async def priced(svc: Any, symbols: list[str], client_address: str) -> Any:
         asked.extend(symbols)
