@@ -13,8 +13,10 @@ itself connected (a subscriber connection killed without an error) is rebuilt, a
 the owners connected here are read again, since pub/sub lost what fired meanwhile.
 
 Long-poll cursor: the fired messages' sequence numbers (cluster-wide, assigned at firing). A
-poll returns the owner's fired messages numbered above its cursor, from what this replica heard
-lately (`RECENT_SECONDS`) and the inbox.
+poll returns the owner's fired messages numbered above its cursor from what this replica heard
+lately (`RECENT_SECONDS`): no Redis read per poll. The inbox is read for a page's first poll (no
+cursor), and for every poll while the listener may have missed something (down, or within
+`RECENT_SECONDS` of a (re)connect).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class AlertDelivery:
         self.connected = False
         self.rebuilds = 0  # deaf listeners replaced
         self.resyncs = 0  # inbox re-reads after a (re)connect
+        self._resynced_at: float | None = None  # monotonic time of the last one
         self._heard = 0.0  # monotonic time of the last message on either channel
         self.delivered = 0  # alert messages handed to a tab (a connection or a long-poll)
 
@@ -129,12 +132,15 @@ class AlertDelivery:
 
     async def for_poll(self, owner: str, cursor: int | None) -> list[Fired]:
         """What a long-poll of `owner` should show: with no cursor (a page's first poll), the
-        inbox; else everything numbered above `cursor`. Marked seen."""
-        try:
-            stored = [parse_fired(raw) for raw in await self._store.inbox(owner)]
-        except (BusUnavailable, ValueError) as exc:
-            log.warning("could not read the alert inbox: %s", exc)
-            stored = []
+        inbox; else everything numbered above `cursor`, from what this replica heard lately,
+        and from the inbox too only while that may have missed some (`RECENT_SECONDS` after the
+        listener (re)connected, or while it is down). Marked seen."""
+        stored: list[Fired] = []
+        if cursor is None or self._may_have_missed():
+            try:
+                stored = [parse_fired(raw) for raw in await self._store.inbox(owner)]
+            except (BusUnavailable, ValueError) as exc:
+                log.warning("could not read the alert inbox: %s", exc)
         found = {f.seq: f for f in stored}
         if cursor is not None:
             found.update((f.seq, f) for f in self._recent.get(owner, ()))
@@ -144,27 +150,48 @@ class AlertDelivery:
         await self._seen(owner, [f.raw for f in shown])
         return shown
 
+    def _may_have_missed(self) -> bool:
+        resynced = self._resynced_at
+        return (
+            not self.connected or resynced is None or time.monotonic() - resynced < RECENT_SECONDS
+        )
+
     def latest_seq(self, owner: str) -> int:
         recent = self._recent.get(owner)
         return recent[-1].seq if recent else 0
 
-    async def race(self, owner: str | None, work: Awaitable[T]) -> T | None:
-        """Run `work` until it ends, or until an alert for `owner` arrives (then None)."""
+    def watch(self, owner: str) -> asyncio.Event:
+        """An event set when an alert for `owner` arrives here: registered before a poll first
+        looks, so one that fires in between is not missed for a whole poll (`unwatch` after)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(owner, set()).add(event)
+        return event
+
+    def unwatch(self, owner: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(owner)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[owner]
+
+    async def race(
+        self, owner: str | None, work: Awaitable[T], event: asyncio.Event | None = None
+    ) -> T | None:
+        """Run `work` until it ends, or until an alert for `owner` arrives (then None). With
+        `event` (from `watch`), that is the alert's signal, and stays registered."""
         task = asyncio.ensure_future(work)
         if owner is None:
             return await task
-        event = asyncio.Event()
-        self._waiters.setdefault(owner, set()).add(event)
+        mine = event is None
+        if event is None:
+            event = self.watch(owner)
         woken = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait([task, woken], return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
-            waiters = self._waiters.get(owner)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[owner]
+            if mine:
+                self.unwatch(owner, event)
             if not task.done():
                 task.cancel()
                 await asyncio.wait([task])
@@ -250,6 +277,7 @@ class AlertDelivery:
                 taken = [f for f in pending if self.dispatch(f)]
                 await self._seen(owner, [f.raw for f in taken])
             self.resyncs += 1
+            self._resynced_at = time.monotonic()
 
     async def _seen(self, owner: str, raws: Iterable[bytes]) -> None:
         raws = list(raws)

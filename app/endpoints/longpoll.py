@@ -68,13 +68,15 @@ async def poll(request: Request) -> Response:
         owner = None
     fired: list[Fired] = []
     alerts_cursor = _alerts_cursor(request.query_params.get("alerts", ""))
-    if owner is not None:
-        fired = await delivery.for_poll(owner, alerts_cursor)
-        if alerts_cursor is None:  # a new page: only what no tab showed yet, then what comes
-            alerts_cursor = max([delivery.latest_seq(owner), *(f.seq for f in fired)])
+    # Registered before the first look: an alert firing in between wakes this poll.
+    alerted = delivery.watch(owner) if owner is not None else None
     hub.subscriptions.note_poll(symbols)
     hub.polls_in_flight += 1
     try:
+        if owner is not None:
+            fired = await delivery.for_poll(owner, alerts_cursor)
+            if alerts_cursor is None:  # a new page: only what no tab showed yet, then what comes
+                alerts_cursor = max([delivery.latest_seq(owner), *(f.seq for f in fired)])
         # A draining server answers at once; the client's next poll goes elsewhere.
         # Rejections are news once: the cursor remembers them, so a page whose symbols are all
         # rejected waits like any other instead of polling in a tight loop.
@@ -91,7 +93,7 @@ async def poll(request: Request) -> Response:
             return bool(fired) or bool(news) or bool(_newer(qs, cursor)) or due
 
         waited = await delivery.race(
-            owner, hub.await_quotes(symbols, ready, svc.settings.poll_timeout, client)
+            owner, hub.await_quotes(symbols, ready, svc.settings.poll_timeout, client), alerted
         )
         if waited is None:  # an alert for this caller came first
             assert owner is not None
@@ -100,6 +102,8 @@ async def poll(request: Request) -> Response:
         else:
             quotes, timed_out = waited
     finally:
+        if alerted is not None and owner is not None:
+            delivery.unwatch(owner, alerted)
         hub.polls_in_flight -= 1
         hub.subscriptions.note_poll(symbols)
     fresh = _newer(quotes, cursor)

@@ -4,13 +4,14 @@ connection is noticed and replaced, and what fired meanwhile is delivered from t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from decimal import Decimal
 
 import orjson
 import pytest
 
-from app.alerts.delivery import AlertDelivery
+from app.alerts.delivery import RECENT_SECONDS, AlertDelivery, parse_fired
 from app.alerts.memory_store import MemoryAlertStore
 from app.alerts.store import ALERTS_CHANNEL, Change
 from app.core.outbox import Outbox
@@ -96,3 +97,45 @@ async def test_a_deaf_listener_is_rebuilt_and_the_inbox_read_again(backend: Back
     await eventually(shown, 5, "a live alert")
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
+
+
+class CountingStore(MemoryAlertStore):
+    """The memory store, counting inbox reads (each one a Redis round trip in production)."""
+
+    reads = 0
+
+    async def inbox(self, owner: str) -> list[bytes]:
+        self.reads += 1
+        return await super().inbox(owner)
+
+
+async def test_a_poll_with_a_cursor_reads_no_inbox_once_the_listener_is_settled(
+    backend: Backend,
+) -> None:
+    store = CountingStore(backend.lease, backend.bus)
+    delivery = AlertDelivery(store, backend.bus)
+    heard = parse_fired(b'{"type":"alert","seq":7,"owner":"anon:a","id":"x"}', time.monotonic())
+    delivery.dispatch(heard)
+    delivery.connected = True
+    await delivery.for_poll("anon:a", None)  # a page's first poll: what no tab showed yet
+    assert store.reads == 1
+    await delivery.for_poll("anon:a", 3)  # never resynced: it may have missed some
+    assert store.reads == 2
+    delivery._resynced_at = time.monotonic() - RECENT_SECONDS - 1  # settled long ago
+    assert [f.seq for f in await delivery.for_poll("anon:a", 3)] == [7]
+    assert await delivery.for_poll("anon:a", 7) == [] and store.reads == 2
+    delivery._resynced_at = time.monotonic()  # just reconnected: the inbox too
+    await delivery.for_poll("anon:a", 7)
+    assert store.reads == 3
+
+
+async def test_a_poll_registered_before_it_looks_is_woken_by_what_fires_meanwhile(
+    backend: Backend,
+) -> None:
+    delivery = AlertDelivery(MemoryAlertStore(backend.lease, backend.bus), backend.bus)
+    event = delivery.watch("anon:a")
+    delivery.dispatch(parse_fired(b'{"type":"alert","seq":1,"owner":"anon:a"}'))
+    waited = await delivery.race("anon:a", asyncio.sleep(30, "slept"), event)
+    assert waited is None and event.is_set()
+    delivery.unwatch("anon:a", event)
+    assert await delivery.race("anon:a", asyncio.sleep(0, "slept")) == "slept"
