@@ -35,7 +35,7 @@ from markupsafe import escape
 from app.alerts.store import ALERTS_CHANNEL, AlertStore
 from app.core.outbox import Outbox
 from app.pubsub.base import CONTROL_CHANNEL, Bus, BusUnavailable
-from app.supervise import cancel_together
+from app.supervise import cancel_together, reraise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ RECENT_PER_OWNER = 20
 MAX_OWNERS_REMEMBERED = 10_000
 # Heartbeats come every second from every replica: this long without one, the listener is deaf.
 DEAF_AFTER = 5.0
+# A new connection waits this long at most for its owner's inbox (it stays there otherwise).
+INBOX_TIMEOUT = 1.0
 T = TypeVar("T")
 
 
@@ -114,9 +116,12 @@ class AlertDelivery:
 
     async def _show_inbox(self, owner: str, outbox: Outbox) -> None:
         try:
-            pending = [parse_fired(raw) for raw in await self._store.inbox(owner)]
-        except (BusUnavailable, ValueError) as exc:
-            log.warning("could not read the alert inbox: %s", exc)
+            async with asyncio.timeout(INBOX_TIMEOUT):
+                raws = await self._store.inbox(owner)
+            pending = [parse_fired(raw) for raw in raws]
+        except (BusUnavailable, ValueError, TimeoutError) as exc:
+            reraise_if_cancelling()
+            log.warning("could not read the alert inbox (shown next time): %r", exc)
             return
         for fired in pending:
             outbox.offer_control(fired.payload(outbox.fmt.name))

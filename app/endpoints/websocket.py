@@ -174,10 +174,10 @@ class Connection:
                     self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             else:
                 self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
-            owner = await alerts.attach(self.ws, self.outbox)
             initial = self.ws.query_params.get("symbols")
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
+            owner = await alerts.attach(self.ws, self.outbox)  # prices first, then the inbox
             await self._reader()
         except asyncio.CancelledError:
             # Swallowed only when `_end` alone cancelled us: the connection is over, not the server.

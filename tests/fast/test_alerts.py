@@ -3,6 +3,7 @@ and delivery to a WebSocket page in both wire formats."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.alerts import delivery as delivery_module
 from app.alerts.identity import COOKIE
 from app.main import ALERTS_BURST
 from tests.fast.inprocess import message
@@ -114,3 +116,32 @@ def test_a_throttled_attempt_prices_nothing(
     asked.clear()
     refused = client.post("/alerts", data={"symbol": "INFY", "kind": "move", "value": "5"})
     assert refused.status_code == 429 and asked == []
+
+
+def test_a_slow_inbox_holds_back_no_connections_prices(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The initial subscription goes first; the inbox read after it is bounded in time."""
+    from app.alerts.memory_store import MemoryAlertStore
+
+    answer = client.post(
+        "/alerts", data={"symbol": "TCS", "kind": "move", "value": "5"}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+
+    async def stuck(self: MemoryAlertStore, owner: str) -> list[bytes]:
+        await asyncio.Event().wait()  # Redis not answering
+        return []
+
+    monkeypatch.setattr(MemoryAlertStore, "inbox", stuck)
+    monkeypatch.setattr(delivery_module, "INBOX_TIMEOUT", 4.0)
+    cookie = {"Cookie": f"{COOKIE}={client.cookies[COOKIE]}"}
+    started = time.monotonic()
+    with client.websocket_connect("/ws?symbols=TCS", headers=cookie) as ws:
+        deadline = started + 3  # before the inbox read gives up
+        while (left := deadline - time.monotonic()) > 0:
+            got = orjson.loads(message(ws, left))
+            if got["type"] in ("snapshot", "quote", "batch"):
+                break
+        else:
+            raise AssertionError("no price while the inbox did not answer")
