@@ -145,4 +145,5 @@ class RepeatFilter(logging.Filter):
 REPEATING_LOGGERS = (
     "app.fetcher", "app.core.hub", "app.core.subscriptions", "app.core.latest",
     "app.core.heartbeat", "app.pubsub.redis", "app.feeds.chain", "app.feeds.http", "app.history",
+    "app.alerts", "app.alerts.evaluator", "app.alerts.delivery", "app.alerts.redis_store",
 )  # fmt: skip
