@@ -194,12 +194,21 @@ class AppCollector(Collector):
             ("fired", "Price alerts this replica fired as fetcher", evaluator.fired),
             ("rearmed", "Fired price alerts this replica re-armed as fetcher", evaluator.rearmed),
             ("delivered", "Fired price alerts handed to a tab on this replica", delivery.delivered),
-            ("evaluation_failures", "Alert evaluations that failed (caught up on later)",
+            ("evaluation_failures", "Alert evaluation runs that failed (retried later)",
              evaluator.failures),
             ("listener_rebuilds", "Deaf alert listeners replaced", delivery.rebuilds),
+            ("expired", "Idle anonymous owners whose alerts this replica expired",
+             alerts.counts["expired"]),
+            ("quotes_dropped", "Published quotes dropped unevaluated (evaluation far behind)",
+             evaluator.dropped),
         ]  # fmt: skip
         for name, doc, value in counters:
             yield CounterMetricFamily(f"{PREFIX}_alerts_{name}", doc, value=value)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_alerts_pending_quotes",
+            "Published quotes waiting for the alert evaluator on this replica",
+            value=evaluator.pending,
+        )
 
     def _process(self) -> Iterator[Metric]:
         hub, lag = self.svc.hub, self.svc.loop_lag

@@ -45,7 +45,9 @@ APPLY_BATCH = 500
 # Due alerts one run handles at most: the rest in the next run, the event loop served between.
 RUN_BUDGET = 5_000
 # Quotes kept per symbol while evaluation cannot keep up (Redis away): the oldest go first.
-PENDING_PER_SYMBOL = 600
+# A symbol with no alert as last read keeps its last few only (it may have just got one).
+PENDING_PER_SYMBOL = 300
+PENDING_UNALERTED = 8
 RETRY_AFTER = 0.5  # seconds after a failed run
 # How often the symbols with alerts are read again while nothing is published (the fetcher
 # prices them: a new alert's symbol must not wait for some other symbol's publish).
@@ -98,9 +100,10 @@ class AlertEvaluator:
             queue = self._pending.get(quote.symbol)
             if queue is None:
                 queue = self._pending[quote.symbol] = deque()
-            if len(queue) >= PENDING_PER_SYMBOL:
+            alerted = quote.symbol in self.symbols
+            while len(queue) >= (PENDING_PER_SYMBOL if alerted else PENDING_UNALERTED):
                 queue.popleft()
-                self.dropped += 1
+                self.dropped += alerted
             queue.append(quote)
         if self._pending:
             self._ready.set()

@@ -5,6 +5,7 @@ two replicas; the memory bus's one-process cluster too where it applies)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -175,6 +176,24 @@ async def test_a_failed_evaluation_steps_through_every_quote_it_missed(
     assert await fired_prices(one) == ["111"]
     [(a, _)] = await store.for_symbols(["AAPL"])
     assert a.state is State.ARMED and a.fired == 1  # fired at 111, re-armed at 108
+    assert evaluator.fired == 1 and evaluator.rearmed == 1
+
+
+async def test_what_waits_for_evaluation_is_bounded(replicas: list[Replica]) -> None:
+    one = replicas[0]
+    store = FlakyStore(one.alerts.store)
+    evaluator = AlertEvaluator(store, Decimal("0.5"))
+    await store.add(alert(value="110"), 3)
+    evaluator.published(1, [quote("AAPL", "scripted", "100")])
+    await evaluator.evaluate()  # reads which symbols have alerts
+    assert evaluator.symbols == {"AAPL"}
+    store.down = True
+    for n in range(evaluator_module.PENDING_PER_SYMBOL + 50):
+        evaluator.published(1, [quote("AAPL", "scripted", "100"), quote("MSFT", "s", str(n))])
+    assert evaluator.pending == (
+        evaluator_module.PENDING_PER_SYMBOL + evaluator_module.PENDING_UNALERTED
+    )
+    assert evaluator.dropped == 50  # only quotes of symbols with alerts count
 
 
 class StuckStore:
@@ -223,8 +242,9 @@ async def test_a_slow_evaluation_never_delays_the_fetch_loop(replicas: list[Repl
 
 
 async def test_more_due_alerts_than_a_batch_all_fire_on_one_price(
-    replicas: list[Replica], monkeypatch: pytest.MonkeyPatch
+    replicas: list[Replica], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "app.alerts.evaluator")
     monkeypatch.setattr(evaluator_module, "DUE_LIMIT", 2)
     monkeypatch.setattr(evaluator_module, "APPLY_BATCH", 2)
     one = replicas[0]
@@ -239,6 +259,9 @@ async def test_more_due_alerts_than_a_batch_all_fire_on_one_price(
     for owner in owners:
         assert await fired_prices(one, owner) == ["106"]
     assert one.alerts.evaluator.fired == 5
+    # Firings are logged within the log budget (app.logbudget): not a line each.
+    lines = [r for r in caplog.records if r.getMessage().startswith("alert fired")]
+    assert len(lines) <= 1
 
 
 class FlakyStore:

@@ -199,3 +199,37 @@ async def test_the_rate_of_alerts_per_address_holds_across_replicas(
     assert await stores[0].take("10.0.0.2") == 0.0  # another address has its own
     await stores[-1].refund("10.0.0.1")
     assert await stores[0].take("10.0.0.1") == 0.0
+
+
+async def test_a_rearm_that_lost_its_compare_and_set_is_not_counted(
+    replicas: list[Replica],
+) -> None:
+    backend, store = replicas[0].backend, replicas[0].alerts.store
+    token = await backend.lease.acquire("me")
+    assert token is not None
+    await store.add(alert(), 3)
+    [(read, stored)] = await store.for_symbols(["AAPL"])
+    fired = read.step(Decimal("111"), BAND, 1)
+    assert fired is not None
+    await store.apply(token, [Change(stored, fired, BAND, (MESSAGE_PREFIX, b"}"))])
+    rearmed = fired.step(Decimal("100"), BAND, 2)
+    assert rearmed is not None
+    stale = await store.apply(token, [Change(stored, rearmed, BAND)])  # `old` is not stored
+    assert stale is not None and stale.rearmed == 0
+    done = await store.apply(token, [Change(fired.encode(), rearmed, BAND)])
+    assert done is not None and done.rearmed == 1 and done.fired == []
+
+
+async def test_alerts_of_owners_not_seen_for_the_idle_days_are_swept(
+    replicas: list[Replica],
+) -> None:
+    alerts = replicas[0].alerts
+    old = alert(owner="anon:old")
+    back = alert(owner="anon:back")
+    for a in (old, back):
+        assert await alerts.store.add(a, 3, now_ms=1_000) is Added.ADDED  # 1970: long idle
+    await replicas[-1].alerts.visited("anon:back")  # its page, on any replica
+    assert await alerts.sweep() == 1
+    assert await alerts.store.owned("anon:old") == []
+    assert [a.id for a in await alerts.store.owned("anon:back")] == [back.id]
+    assert alerts.counts["expired"] == 1
