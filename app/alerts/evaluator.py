@@ -82,6 +82,7 @@ class AlertEvaluator:
         self._term: int | None = None  # the fetcher term evaluating (the latest handed over)
         self._pending: dict[str, deque[Quote]] = {}  # per symbol, not evaluated yet, in order
         self._ready = asyncio.Event()
+        self._indexed = False
         self.dropped = 0  # quotes dropped unevaluated (PENDING_PER_SYMBOL)
         # For /metrics.
         self.fired = 0
@@ -113,7 +114,15 @@ class AlertEvaluator:
         return sum(len(q) for q in self._pending.values())
 
     async def run(self) -> None:
-        """The evaluation loop: evaluates whatever was handed over, as it comes."""
+        """The evaluation loop: evaluates whatever was handed over, as it comes (first, once,
+        indexes alerts an older version stored)."""
+        while not self._indexed:
+            try:
+                await self._store.reindex(self.rearm_pct, int(self._clock() * 1000))
+                self._indexed = True
+            except BusUnavailable as exc:
+                log.warning("stored alerts not indexed yet (retrying): %s", exc)
+                await asyncio.sleep(RETRY_AFTER * 4)
         while True:
             await wait_event(self._ready, SYMBOLS_EVERY)
             self._ready.clear()

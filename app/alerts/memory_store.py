@@ -166,6 +166,9 @@ class MemoryAlertStore:
             self._inboxes.pop(owner, None)
         return len(idle)
 
+    async def reindex(self, band_pct: Decimal, now_ms: int) -> int:
+        return 0  # this process wrote every alert it has: all indexed
+
     async def inbox(self, owner: str) -> list[bytes]:
         return list(self._inboxes.get(owner, ()))
 

@@ -10,6 +10,7 @@ Keys, under the deployment's prefix (README "Redis layout"):
 - `alerts:seen` sorted set: anonymous owner -> when last seen (ms), for their alerts' expiry;
 - `alerts:rate:{address}` hash: the per-address token bucket of stored alerts (all replicas);
 - `alerts:inbox:{owner}` list of fired messages no tab has shown yet (capped, expiring);
+- `alerts:layout`: the layout version `reindex` brought stored alerts to;
 - `alerts:seq`: the last fired message's number; `alerts:secret`: the identity cookie's key when
   SESSION_SECRET is not set (SET NX, so every replica agrees on the first one written).
 Adding, removing, firing and expiring are Lua scripts, so the indexes never disagree with the
@@ -43,6 +44,9 @@ from app.pubsub.redis import translated
 from app.pubsub.redis_names import RedisNames
 
 log = logging.getLogger(__name__)
+
+# The key layout `reindex` brings stored alerts to (kept in `alerts:layout`).
+LAYOUT = "2"
 
 # KEYS: owner, all, symbols, the alert's side of the index, seen. ARGV: id, encoded, per-owner
 # limit, symbol, max alerts, score, max symbols (0: none), now (ms), anonymous ('1' or '0').
@@ -334,8 +338,7 @@ class RedisAlertStore:
         if not anonymous:
             return
         with translated("noting an alert owner's visit failed"):
-            # XX: only owners that have alerts (every add records one) are remembered.
-            await self._client.zadd(self._seen, dict.fromkeys(anonymous, now_ms), xx=True)
+            await self._client.zadd(self._seen, dict.fromkeys(anonymous, now_ms))
 
     async def expire(self, before_ms: int) -> int:
         with translated("expiring idle alerts failed"):
@@ -356,6 +359,36 @@ class RedisAlertStore:
                     keys += [self._side(symbol, True), self._side(symbol, False)]
                     args += [alert_id, symbol]
                 done += int(await self._forget(keys=keys, args=args))
+        return done
+
+    async def reindex(self, band_pct: Decimal, now_ms: int) -> int:
+        """Once per deployment (`alerts:layout` says which): index alerts stored before the
+        price index existed, and start their anonymous owners' idle clocks now. Idempotent, so
+        replicas racing to do it agree. How many alerts it indexed."""
+        marker = self._p + "layout"
+        done = 0
+        with translated("indexing stored alerts failed"):
+            if await self._client.get(marker) == LAYOUT.encode():
+                return 0
+            cursor = 0
+            while True:
+                reply: Any = await self._client.hscan(self._all, cursor, count=500)
+                cursor, found = reply
+                alerts = [a for v in found.values() if (a := _decoded(v)) is not None]
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for alert in alerts:
+                        rises, score = due_at(alert, band_pct)
+                        pipe.zadd(self._side(alert.symbol, rises), {alert.id: str(score)}, nx=True)
+                        pipe.delete(f"{self._p}symbol:{alert.symbol}")  # the old index
+                        if alert.owner.startswith("anon:"):
+                            pipe.zadd(self._seen, {alert.owner: now_ms}, nx=True)
+                    await pipe.execute()
+                done += len(alerts)
+                if not cursor:
+                    break
+            await self._client.set(marker, LAYOUT)
+        if done:
+            log.info("indexed %d stored alerts by price (layout %s)", done, LAYOUT)
         return done
 
     async def inbox(self, owner: str) -> list[bytes]:

@@ -135,6 +135,10 @@ class AlertStore(Protocol):
         most EXPIRE_BATCH owners: how many owners were expired."""
         ...
 
+    async def reindex(self, band_pct: Decimal, now_ms: int) -> int:
+        """Index alerts stored by an older version (once per deployment): how many."""
+        ...
+
     async def inbox(self, owner: str) -> list[bytes]:
         """Fired messages of `owner` not yet shown in any tab, oldest first."""
         ...

@@ -233,3 +233,25 @@ async def test_alerts_of_owners_not_seen_for_the_idle_days_are_swept(
     assert await alerts.store.owned("anon:old") == []
     assert [a.id for a in await alerts.store.owned("anon:back")] == [back.id]
     assert alerts.counts["expired"] == 1
+
+
+@pytest.mark.parametrize("kind", ["redis"], indirect=True)
+async def test_alerts_stored_before_the_price_index_are_indexed_once(
+    replicas: list[Replica],
+) -> None:
+    """What the previous layout stored (the hash, `alerts:symbol:*`, no index, no idle clock)
+    fires after an upgrade, and expires like any other."""
+    store = replicas[0].alerts.store
+    client = store._client  # type: ignore[attr-defined]
+    old = alert(owner="anon:old")
+    await client.hset("alerts:all", old.id, old.encode())
+    await client.sadd("alerts:owner:anon:old", old.id)
+    await client.sadd("alerts:symbol:AAPL", old.id)
+    await client.sadd("alerts:symbols", "AAPL")
+    assert (await store.due({"AAPL": Decimal("111")}, 10)).alerts == []
+    assert await store.reindex(BAND, 5_000) == 1
+    assert await replicas[-1].alerts.store.reindex(BAND, 6_000) == 0  # once
+    assert [a.id for a, _ in (await store.due({"AAPL": Decimal("111")}, 10)).alerts] == [old.id]
+    assert not await client.exists("alerts:symbol:AAPL")
+    assert await store.expire(5_001) == 1
+    assert await store.symbols() == set()
