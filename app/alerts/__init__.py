@@ -120,6 +120,10 @@ async def open_alerts(
         store = MemoryAlertStore(backend.lease, backend.bus, rate=rate)
         yield _built(store, backend, *options)
         return
+    if backend.kind == "redis-cluster":
+        async with _on_cluster(backend, url, client_name, redis_options, rate) as store:
+            yield _built(store, backend, *options)
+        return
     from app.alerts.redis_store import RedisAlertStore
     from app.pubsub.redis import connect
 
@@ -127,6 +131,26 @@ async def open_alerts(
     try:
         store = RedisAlertStore(client, backend.prefix, rate=rate)
         yield _built(store, backend, *options)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def _on_cluster(
+    backend: Backend,
+    url: str,
+    client_name: str,
+    redis_options: Mapping[str, Any] | None,
+    rate: tuple[float, float],
+) -> AsyncIterator[AlertStore]:
+    """The alert store of a deployment on a Redis Cluster (app.alerts.cluster_store)."""
+    from app.alerts.cluster_store import ClusterAlertStore
+    from app.pubsub.cluster import connect_cluster
+    from app.pubsub.cluster_names import ClusterNames
+
+    client = connect_cluster(url, client_name, **(redis_options or {}))
+    try:
+        yield ClusterAlertStore(client, ClusterNames(backend.prefix), rate=rate)
     finally:
         await client.aclose()
 

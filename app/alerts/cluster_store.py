@@ -20,8 +20,15 @@ assert _CLUSTER_APPLY != _APPLY, "the firing script no longer publishes as expec
 
 
 class ClusterAlertStore(RedisAlertStore):
-    def __init__(self, client: object, names: ClusterNames, *, max_alerts: int = MAX_ALERTS):
-        super().__init__(client, names.prefix, max_alerts=max_alerts)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        client: object,
+        names: ClusterNames,
+        *,
+        max_alerts: int = MAX_ALERTS,
+        rate: tuple[float, float] = (10, 20),
+    ):
+        super().__init__(client, names.prefix, max_alerts=max_alerts, rate=rate)  # type: ignore[arg-type]
         self._names = names
         self._p = f"{names.prefix}alerts:{LEASE_TAG}:"
         self._apply = self._client.register_script(_CLUSTER_APPLY)
