@@ -176,6 +176,9 @@ class Connection:
                 self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
             owner = await alerts.attach(self.ws, self.outbox)
             initial = self.ws.query_params.get("symbols")
+            # Nothing reads the upgrade request again (the client key, the origin and the
+            # alerts cookie were read from it): it is not kept for the connection's life.
+            self.transport.forget_handshake()
             if initial:
                 await self._subscribe(tuple(initial.split(",")), None)
             await self._reader()
