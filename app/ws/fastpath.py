@@ -19,6 +19,7 @@ stay uvicorn's.
 from __future__ import annotations
 
 import asyncio
+import uuid
 import weakref
 from typing import Any, cast
 
@@ -38,6 +39,8 @@ EXTENSION = "stocktracker.write_frame"
 ABORT = "stocktracker.abort"
 # What a handshake request keeps once the handshake is over (see FastProtocol.send).
 _NO_HEADERS = Headers()
+# websockets gives each connection a random UUID for its debug log lines (160 bytes each).
+_NO_ID = uuid.UUID(int=0)
 
 
 class _ServerProtocol(ServerProtocol):
@@ -106,6 +109,7 @@ class FastProtocol(WebSocketsSansIOProtocol):
         self._server = _SERVERS.setdefault(server_state, {})
         super().__init__(config, server_state, app_state, _loop)
         self.conn.__class__ = _ServerProtocol  # same state, one method changed (see above)
+        self.conn.id = _NO_ID
         # Memory per idle connection: the same interfaces, without asyncio's up-front deques.
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
@@ -152,6 +156,31 @@ class FastProtocol(WebSocketsSansIOProtocol):
             # with a handful of headers, more with a browser's).
             self.request.headers = _NO_HEADERS
             del self.request, self.response
+            # The app took our extensions before it accepted (app.ws.transport) and nothing
+            # after the handshake uses `websocket.http.response`: the extensions go (and with
+            # them the scope's references to this protocol); the scope's `asgi` dict, the same
+            # for every connection, is shared.
+            self.scope["extensions"] = {}
+            self.scope["asgi"] = self._server.setdefault("scope asgi", self.scope["asgi"])
+
+    async def receive(self) -> Any:
+        """uvicorn's receive, with the inbox's wait inlined: an idle connection waits on a bare
+        future here, not through one more coroutine frame."""
+        inbox = cast(Inbox[Any], self.queue)
+        while inbox.empty():
+            waiter = inbox.waiter()
+            try:
+                await waiter
+            except BaseException:
+                inbox.pass_on(waiter)
+                raise
+            finally:
+                inbox.forget(waiter)
+        message = inbox.get_nowait()
+        if self.read_paused and inbox.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
 
     def write_frame(self, frame: bytes) -> bool:
         """Write `frame` now, or return False if the ASGI send must handle it."""
