@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
+from types import GeneratorType
 from typing import Any, cast
 
 from uvicorn.config import Config
@@ -29,8 +30,9 @@ from uvicorn.server import ServerState
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 from app.ws.primitives import Flag, Inbox
 
@@ -156,6 +158,7 @@ class FastProtocol(WebSocketsSansIOProtocol):
             # with a handful of headers, more with a browser's).
             self.request.headers = _NO_HEADERS
             del self.request, self.response
+            self._parse_frames_only()
             # The app took our extensions before it accepted (app.ws.transport) and nothing
             # after the handshake uses `websocket.http.response`: the extensions go (and with
             # them the scope's references to this protocol); the scope's `asgi` dict, the same
@@ -181,6 +184,27 @@ class FastProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         return message
+
+    def _parse_frames_only(self) -> None:
+        """websockets' handshake parser (ServerProtocol.parse, a generator that keeps the
+        request) ends by delegating to the frame parser for the rest of the connection. Between
+        frames, with nothing buffered, a fresh frame parser is the same state without it. (The
+        delegated-to generator cannot be taken over instead: dropping its delegator closes it.)"""
+        conn = self.conn
+        handshake = conn.parser
+        frames = getattr(handshake, "gi_yieldfrom", None)
+        waiting = getattr(frames, "gi_yieldfrom", None)
+        if not (
+            isinstance(frames, GeneratorType)
+            and frames.gi_code is Protocol.parse.__code__
+            and isinstance(waiting, GeneratorType)
+            and waiting.gi_code is StreamReader.at_eof.__code__  # between frames, buffer empty
+        ):
+            return
+        parser = Protocol.parse(conn)
+        next(parser)  # start it: it waits for data, as the one it replaces did
+        conn.parser = parser
+        handshake.close()
 
     def write_frame(self, frame: bytes) -> bool:
         """Write `frame` now, or return False if the ASGI send must handle it."""

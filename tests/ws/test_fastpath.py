@@ -13,6 +13,7 @@ import uvicorn.protocols.websockets.websockets_sansio_impl as sansio
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
 
 from app.ws.fastpath import ABORT, EXTENSION, FastProtocol
 from app.ws.framing import text_frame
@@ -88,6 +89,10 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
     assert wire.written[0].startswith(b"HTTP/1.1 101")
     assert wire.written[-1] == text_frame("héllo".encode())  # our framing is uvicorn's
 
+    # Memory per idle connection (FastProtocol.send): websockets parses with its frame parser
+    # only, not through the handshake parser that kept the request, and no header is kept.
+    assert protocol.conn.parser.gi_code is Protocol.parse.__code__  # type: ignore[attr-defined]
+    assert "request" not in protocol.__dict__ and "response" not in protocol.__dict__
     # Once the handshake is over the scope offers them no more (nor holds this protocol).
     assert EXTENSION not in scopes[0]["extensions"] and ABORT not in scopes[0]["extensions"]
     write: Callable[[bytes], bool] = taken[EXTENSION]
