@@ -14,6 +14,12 @@ it must not write now: before the handshake completes, once a close was sent or 
 the transport is paused by flow control. The caller then uses the ordinary awaited
 `websocket.send`, whose timeout closes a slow consumer with 1013, so backpressure and close codes
 stay uvicorn's.
+
+It is also lighter per idle connection (tests/e2e/test_memory.py bounds it): what uvicorn sets
+the same for every connection of a server is kept once per server (`_PerServer`); once the
+handshake is over the request and response go, websockets' handshake parser is swapped for a
+fresh frame parser (it kept the request), the scope's extensions go (the app takes ours before it
+accepts: app.ws.transport) and its `asgi` dict is shared; the receive waits on a bare future.
 """
 
 from __future__ import annotations
