@@ -44,8 +44,16 @@ class Needs:
 FAST_PATH = Needs(
     module="uvicorn.protocols.websockets.websockets_sansio_impl",
     cls="WebSocketsSansIOProtocol",
-    methods=("data_received", "handle_connect", "connection_lost", "send"),
-    attributes=("conn", "queue", "writable", "handshake_complete", "close_sent", "disconnected"),
+    methods=("data_received", "handle_connect", "connection_lost", "send", "receive"),
+    attributes=(
+        "conn",
+        "queue",
+        "writable",
+        "handshake_complete",
+        "close_sent",
+        "disconnected",
+        "read_paused",
+    ),
     overridden=("pause_writing", "resume_writing"),
     selector="websockets-sansio",
 )

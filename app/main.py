@@ -36,7 +36,7 @@ from app.endpoints import alerts as alert_pages
 from app.endpoints import api, pages, watchlist
 from app.endpoints.longpoll import poll
 from app.endpoints.query import ApiError
-from app.endpoints.websocket import WebSocketShortcut, websocket_endpoint
+from app.endpoints.websocket import LeanStarlette, WebSocketShortcut, websocket_endpoint
 from app.feeds import build_feed, needs_http, request_timeout
 from app.fetcher import Fetcher
 from app.gate import AccessGate
@@ -233,7 +233,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]  # fmt: skip
     # Request ids for JSON log lines only (an idle WebSocket should not carry one for nothing).
     request_ids = [Middleware(RequestIds)] if settings.log_format == "json" else []
-    return Starlette(
+    return LeanStarlette(  # Starlette, lighter per WebSocket
         routes=routes,
         exception_handlers={ApiError: api.api_error_handler, 404: pages.not_found},
         # The gate goes first so that it sees /ws too; the cross-site guard last, so that its

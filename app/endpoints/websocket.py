@@ -22,10 +22,13 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette import status
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -66,6 +69,8 @@ class TokenBucket:
     larger (a reply's excess is charged after the fact, as debt), so a client's budget bounds
     the bytes and work it causes, not only its message count."""
 
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst = rate, max(burst, 1.0)
         self.tokens = self.burst
@@ -95,31 +100,37 @@ def cost_of(size: int) -> int:
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
+    await connect(ws)
+
+
+def connect(ws: WebSocket) -> Awaitable[None]:
+    """Refuse the upgrade, or return the connection's life to await. A plain function (the
+    refusals and `Connection.serve` are what is awaited), so no frame of it is kept for as long
+    as the connection lives."""
     svc = services(ws)
     if not origin_allowed(ws.headers, svc.settings.allowed_origins):
         client_noise.note(
             "bad_origin", f"refused a /ws upgrade from origin {ws.headers.get('origin')!r}"
         )
-        await ws.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
-        return
+        return ws.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
     if svc.hub.draining:
-        await _refuse(ws, 503)
-        return
+        return _refuse(ws, 503)
     fmt_name = wire_format_name(ws)
     if fmt_name is None:
-        await ws.close(code=status.WS_1008_POLICY_VIOLATION)
-        return
+        return ws.close(code=status.WS_1008_POLICY_VIOLATION)
     fmt: WireFormat = JSON_FORMAT if fmt_name == "json" else HtmlFormat(svc.renderer)
     client = client_of(ws.scope)
     if not svc.clients.open(client):
         client_noise.note("client_connections", f"client {client} at its connection cap (503)")
-        await _refuse(ws, 503)
-        return
+        return _refuse(ws, 503)
     try:
-        await ws.accept()
-        await Connection(ws, svc, fmt, client).serve()
-    finally:
+        connection = Connection(ws, svc, fmt, client)
+    except BaseException:
         svc.clients.close(client)
+        raise
+    # Awaited at once by the caller (no cancellation can come between): its `finally` gives
+    # the client's connection back.
+    return connection.serve()
 
 
 class Phase(enum.Enum):
@@ -135,9 +146,15 @@ class Connection:
     fast path, and only a write that must wait (no fast path, a paused socket, a close) starts a
     writer task, which ends when nothing is owed. An idle connection is one task."""
 
+    __slots__ = (
+        "ws", "svc", "client", "transport", "outbox", "json", "bucket", "dropped", "_replied",
+        "_writer", "_task", "_phase", "_attached", "_owner",
+    )  # fmt: skip
+
     def __init__(self, ws: WebSocket, svc: Services, fmt: WireFormat, client: str) -> None:
         self.ws = ws
         self.svc = svc
+        self.client = client
         # The one way out (app.ws.transport): written at once when the socket takes it (the
         # fast path; then it is also the outbox's sink), else through the awaited send.
         self.transport = Transport(ws)
@@ -153,41 +170,104 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._phase = Phase.OPEN
+        self._attached = False
+        self._owner: str | None = None  # whose alerts this connection shows (app.endpoints.alerts)
 
     async def serve(self) -> None:
-        hub, settings = self.svc.hub, self.svc.settings
-        self._task = asyncio.current_task()
-        owner: str | None = None  # whose alerts this connection shows (app.endpoints.alerts)
-        self.outbox.on_owed = self._pump
-        hub.attach(self.outbox)
-        if hub.draining:  # the drain began while this upgrade was being accepted
-            self.outbox.offer_control(self.outbox.fmt.reconnect(0))
-            self.outbox.close_after(status.WS_1012_SERVICE_RESTART, "server restarting")
+        """The connection's whole life, in one frame (an idle connection keeps the frames of
+        every coroutine it awaits through): accept, set up, read until the peer goes or
+        `_end` cancels, clean up, give the client's connection slot back."""
         try:
-            if self.json:
-                self.outbox.offer_control(protocol.welcome(
-                    int(time.time() * 1000), settings.replica_id,
-                    settings.max_symbols_per_connection, settings.max_message_bytes,
-                    settings.heartbeat_interval, hub.current_status().state,
-                ))  # fmt: skip
-                if hub.current_status().state != "live" or hub.feed_status.reason:
-                    self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
-            else:
-                self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
-            initial = self.ws.query_params.get("symbols")
-            if initial:
-                await self._subscribe(tuple(initial.split(",")), None)
-            owner = await alerts.attach(self.ws, self.outbox)  # prices first, then the inbox
-            await self._reader()
+            await self.ws.accept()
+            self._task = asyncio.current_task()
+            await self._open()
+            limit = self.svc.settings.max_message_bytes
+            while True:
+                if self._phase is not Phase.OPEN:
+                    # Read nothing more from a client being cut off (the server stops taking its
+                    # bytes off the socket); the close ends this task.
+                    await asyncio.get_running_loop().create_future()
+                message = await self.transport.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.transport.peer_gone()
+                    return
+                if self.outbox.closing is not None:
+                    continue  # closing after what is queued: read on only to see the peer's close
+                data: str | bytes = message.get("text") or message.get("bytes") or ""
+                if _too_big(data, limit):
+                    client_noise.note(
+                        "message_too_big",
+                        f"closed a client that sent over {limit} bytes (1009)",
+                    )
+                    self._close_now(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
+                    continue
+                cost = cost_of(len(data))
+                if not self.bucket.take(cost):
+                    # A dropped message is paid for too (as debt): sending over the budget only
+                    # digs deeper, until the flood rule below closes the connection.
+                    self.bucket.charge(cost)
+                    self.dropped += 1
+                    if self.dropped == 1:
+                        self._send(
+                            protocol.error(
+                                "rate_limited", "too many messages; slow down", retry=True
+                            )
+                        )
+                    if self.dropped > FLOOD_TOLERANCE:
+                        client_noise.note(
+                            "message_flood", "closed a client flooding messages (1008)"
+                        )
+                        self._close_now(status.WS_1008_POLICY_VIOLATION, "message flood")
+                    continue
+                self.dropped = 0
+                self._replied = 0
+                await self._handle(data)
+                extra = cost_of(self._replied) - cost_of(len(data))
+                if extra > 0:  # a reply larger than its request is paid for too
+                    self.bucket.charge(extra)
         except asyncio.CancelledError:
             # Swallowed only when `_end` alone cancelled us: the connection is over, not the server.
             if self._phase is not Phase.ENDED or self._task is None or self._task.uncancel() > 0:
                 raise
         finally:
+            await self._cleanup()
+
+    async def _open(self) -> None:
+        """Attach to the hub, greet, subscribe to the URL's symbols, then attach alerts (the
+        cookie is read now; the inbox read never holds the first prices back)."""
+        hub, settings = self.svc.hub, self.svc.settings
+        self.outbox.on_owed = self._pump
+        hub.attach(self.outbox)
+        self._attached = True
+        if hub.draining:  # the drain began while this upgrade was being accepted
+            self.outbox.offer_control(self.outbox.fmt.reconnect(0))
+            self.outbox.close_after(status.WS_1012_SERVICE_RESTART, "server restarting")
+        if self.json:
+            self.outbox.offer_control(protocol.welcome(
+                int(time.time() * 1000), settings.replica_id,
+                settings.max_symbols_per_connection, settings.max_message_bytes,
+                settings.heartbeat_interval, hub.current_status().state,
+            ))  # fmt: skip
+            if hub.current_status().state != "live" or hub.feed_status.reason:
+                self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
+        else:
+            self.outbox.offer_control(self.outbox.fmt.status(hub.current_status()))
+        initial = self.ws.query_params.get("symbols")
+        if initial:
+            await self._subscribe(tuple(initial.split(",")), None)
+        self._owner = await alerts.attach(self.ws, self.outbox)  # prices first, then the inbox
+        # Nothing reads the upgrade request again (the client key, the origin and the alerts
+        # cookie were read from it): it is not kept for the connection's life.
+        self.transport.forget_handshake()
+
+    async def _cleanup(self) -> None:
+        """Detach from everything, stop the writer, give the client's connection slot back."""
+        try:
             self._phase = Phase.ENDED  # from here on, nothing cancels this task on our behalf
             self.outbox.on_owed = None
-            hub.detach(self.outbox)
-            alerts.detach(self.ws, owner, self.outbox)
+            if self._attached:
+                self.svc.hub.detach(self.outbox)
+            alerts.detach(self.ws, self._owner, self.outbox)
             self.outbox.clear()  # nothing queued outlives the connection, even in a cycle
             self.outbox.sink = None
             self.transport.release()
@@ -199,46 +279,8 @@ class Connection:
                 # CancelledError's traceback holds this connection, which must not hold it back
                 # (a cycle that GC_TUNING's freeze would keep for good).
                 self._writer = None
-
-    async def _reader(self) -> None:
-        limit = self.svc.settings.max_message_bytes
-        while True:
-            if self._phase is not Phase.OPEN:
-                # Read nothing more from a client being cut off (the server stops taking its
-                # bytes off the socket); the close ends this task.
-                await asyncio.get_running_loop().create_future()
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if self.outbox.closing is not None:
-                continue  # closing after what is queued: read on only to see the peer's close
-            data: str | bytes = message.get("text") or message.get("bytes") or ""
-            if _too_big(data, limit):
-                client_noise.note(
-                    "message_too_big", f"closed a client that sent over {limit} bytes (1009)"
-                )
-                self._close_now(status.WS_1009_MESSAGE_TOO_BIG, f"over {limit} bytes")
-                continue
-            cost = cost_of(len(data))
-            if not self.bucket.take(cost):
-                # A dropped message is paid for too (as debt): sending over the budget only
-                # digs deeper, until the flood rule below closes the connection.
-                self.bucket.charge(cost)
-                self.dropped += 1
-                if self.dropped == 1:
-                    self._send(
-                        protocol.error("rate_limited", "too many messages; slow down", retry=True)
-                    )
-                if self.dropped > FLOOD_TOLERANCE:
-                    client_noise.note("message_flood", "closed a client flooding messages (1008)")
-                    self._close_now(status.WS_1008_POLICY_VIOLATION, "message flood")
-                continue
-            self.dropped = 0
-            self._replied = 0
-            await self._handle(data)
-            extra = cost_of(self._replied) - cost_of(len(data))
-            if extra > 0:  # a reply larger than its request is paid for too
-                self.bucket.charge(extra)
+        finally:
+            self.svc.clients.close(self.client)
 
     async def _handle(self, data: str | bytes) -> None:
         try:
@@ -436,11 +478,27 @@ class WebSocketShortcut:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Returns the awaitable (as app.gate.AccessGate does): no frame of this is kept.
         if scope["type"] == "websocket" and scope["path"] == "/ws":
-            await websocket_endpoint(WebSocket(scope, receive, send))
-        else:
-            await self.app(scope, receive, send)
+            return connect(WebSocket(scope, receive, send))
+        return self.app(scope, receive, send)
+
+
+class LeanStarlette(Starlette):
+    """Starlette, except that a WebSocket skips `ServerErrorMiddleware`, which for anything but
+    HTTP only awaits the next app: one coroutine frame that every connection kept for its whole
+    life. HTTP is served exactly as by Starlette. (`__call__` stays a coroutine function:
+    uvicorn tells ASGI 3 from ASGI 2 by it.)"""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        stack = self.middleware_stack
+        if scope["type"] == "websocket" and isinstance(stack, ServerErrorMiddleware):
+            stack = stack.app
+        await stack(scope, receive, send)
 
 
 async def _refuse(ws: WebSocket, status_code: int) -> None:

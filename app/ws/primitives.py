@@ -77,21 +77,38 @@ class Inbox(Generic[T]):
 
     async def get(self) -> T:
         while not self._items:
-            if self._waiters is None:
-                self._waiters = []
-            waiter = _wait_in(self._waiters)
+            waiter = self.waiter()
             try:
                 await waiter
             except BaseException:
-                # Pass a wake-up we can no longer use on to the next getter.
-                if waiter.done() and not waiter.cancelled() and self._items:
-                    self._wake_one(waiter)
+                self.pass_on(waiter)
                 raise
             finally:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
+                self.forget(waiter)
         return self._items.pop(0)
+
+    def get_nowait(self) -> T:
+        """The first item; the caller checked there is one."""
+        return self._items.pop(0)
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done when an item may be there (a getter that awaits it itself, to keep no
+        coroutine frame of its own while it waits, must `forget` it after, and `pass_on` it
+        if the wait fails)."""
+        if self._waiters is None:
+            self._waiters = []
+        return _wait_in(self._waiters)
+
+    def pass_on(self, waiter: asyncio.Future[None]) -> None:
+        """Pass a wake-up the failed waiter can no longer use on to the next getter."""
+        if waiter.done() and not waiter.cancelled() and self._items:
+            self._wake_one(waiter)
+
+    def forget(self, waiter: asyncio.Future[None]) -> None:
+        if self._waiters is not None:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
 
     def _wake_one(self, skip: asyncio.Future[None]) -> None:
         for waiter in self._waiters or ():

@@ -10,8 +10,9 @@ no sink and every message goes through the awaited ASGI send.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from app.ws.fastpath import ABORT, EXTENSION
@@ -21,10 +22,11 @@ WriteFrame = Callable[[bytes], bool]
 
 
 class Transport:
-    __slots__ = ("_ws", "prepare", "write", "_abort")
+    __slots__ = ("_ws", "_receive", "prepare", "write", "_abort")
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
+        self._receive: Callable[[], Awaitable[Message]] = ws._receive
         extensions = ws.scope.get("extensions") or {}
         self.prepare: Callable[[bytes], bytes] = text_frame
         write: WriteFrame | None = extensions.get(EXTENSION)
@@ -42,6 +44,16 @@ class Transport:
         # Without the fast path nothing can be written at once: do not frame for nothing.
         return self.fast and self.write(self.prepare(payload))
 
+    def receive(self) -> Awaitable[Message]:
+        """The next message from the peer, once the connection is accepted: the server's own
+        ASGI receive, not Starlette's `WebSocket.receive` around it (whose coroutine frame an
+        idle connection would keep all its life); `peer_gone` does its bookkeeping."""
+        return self._receive()
+
+    def peer_gone(self) -> None:
+        """A `websocket.disconnect` was received (what Starlette's receive would record)."""
+        self._ws.client_state = WebSocketState.DISCONNECTED
+
     async def send(self, payload: bytes) -> None:
         """The awaited send (uvicorn frames it); raises what Starlette's send raises."""
         await self._ws.send_text(payload.decode())
@@ -57,6 +69,14 @@ class Transport:
         """Drop the connection at once (a peer that does not even read a close frame)."""
         if self._abort is not None:
             self._abort()
+
+    def forget_handshake(self) -> None:
+        """The upgrade request's headers, cookies and query are read: drop them (and what
+        Starlette cached of them), about 1.5 KB a connection for the rest of its life. The scope
+        is uvicorn's own (it keeps it as long as the connection), so the list goes for good."""
+        self._ws.scope["headers"] = []
+        for cached in ("_headers", "_cookies", "_query_params", "_url"):
+            self._ws.__dict__.pop(cached, None)
 
     def release(self) -> None:
         """The connection is over: hold nothing of the protocol any more."""

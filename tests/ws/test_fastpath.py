@@ -13,6 +13,7 @@ import uvicorn.protocols.websockets.websockets_sansio_impl as sansio
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
 
 from app.ws.fastpath import ABORT, EXTENSION, FastProtocol
 from app.ws.framing import text_frame
@@ -66,9 +67,11 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
     sent = asyncio.Event()
     closing = asyncio.Event()
     scopes: list[dict[str, Any]] = []
+    taken: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         scopes.append(scope)
+        taken.update(scope["extensions"])  # before accepting, as app.ws.transport does
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": "héllo"})  # uvicorn's own framing
@@ -86,7 +89,14 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
     assert wire.written[0].startswith(b"HTTP/1.1 101")
     assert wire.written[-1] == text_frame("héllo".encode())  # our framing is uvicorn's
 
-    write: Callable[[bytes], bool] = scopes[0]["extensions"][EXTENSION]
+    # Memory per idle connection (FastProtocol.send): websockets parses with its frame parser
+    # only, not through the handshake parser that kept the request, and no header is kept.
+    assert protocol.conn.parser.gi_code is Protocol.parse.__code__  # type: ignore[attr-defined]
+    assert "request" not in protocol.__dict__ and "response" not in protocol.__dict__
+    assert len(protocol.__dict__) < 30  # CPython's shared-key dict (see the test below)
+    # Once the handshake is over the scope offers them no more (nor holds this protocol).
+    assert EXTENSION not in scopes[0]["extensions"] and ABORT not in scopes[0]["extensions"]
+    write: Callable[[bytes], bool] = taken[EXTENSION]
     assert write(text_frame(b"fast")) and wire.written[-1] == text_frame(b"fast")
     protocol.pause_writing()  # flow control: the socket's buffer is full
     assert not write(text_frame(b"paused")) and wire.written[-1] == text_frame(b"fast")
@@ -100,7 +110,7 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
             break
         await asyncio.sleep(0.01)
     assert protocol.close_sent and not write(text_frame(b"after close"))
-    scopes[0]["extensions"][ABORT]()
+    taken[ABORT]()
     assert wire.aborted
     protocol.connection_lost(None)
     # The scope no longer holds the protocol through our bound methods (no cycle).
@@ -123,3 +133,34 @@ def test_uvicorn_uses_nothing_of_its_queue_and_event_that_our_lighter_ones_lack(
     # ... and nothing else replaces them after __init__.
     for name in ("queue", "writable"):
         assert len(re.findall(rf"self\.{name}\s*(?::[^=\n]*)?=(?!=)", source)) == 1, name
+
+
+def test_what_fastprotocol_keeps_once_per_server_uvicorn_sets_only_in_its_constructor() -> None:
+    """FastProtocol keeps some of uvicorn's attributes once per server, not per connection
+    (app.ws.fastpath._PerServer): right only while uvicorn assigns each of them once, in
+    `__init__`, the same for every connection of a server."""
+    source = inspect.getsource(sansio.WebSocketsSansIOProtocol)
+    init = inspect.getsource(sansio.WebSocketsSansIOProtocol.__init__)
+    shared = [n for n, v in vars(FastProtocol).items() if type(v).__name__ == "_PerServer"]
+    assert len(shared) >= 10
+    for name in shared:
+        assignment = rf"self\.{name}\s*(?::[^=\n]*)?=(?!=)"
+        assert len(re.findall(assignment, source)) == 1, name
+        assert len(re.findall(assignment, init)) == 1, name
+
+
+async def test_connections_of_two_servers_keep_their_own_per_server_attributes() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        pass
+
+    loop = asyncio.get_running_loop()
+    configs = [Config(app, ws=FastProtocol, lifespan="off", log_config=None) for _ in range(2)]
+    protocols = []
+    for config in configs:
+        config.load()
+        protocols.append(FastProtocol(config, ServerState(), {}, loop))
+    first, second = protocols
+    assert first.config is configs[0] and second.config is configs[1]
+    assert first.connections is not second.connections
+    # ... and the instance's own dict stays within CPython's shared-key limit (30 keys).
+    assert "config" not in first.__dict__ and len(first.__dict__) < 30
