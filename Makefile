@@ -14,8 +14,13 @@ run: $(VENV)/.runtime
 # The tests, then the end-to-end subset again on the lowest dependency versions pyproject allows.
 test: $(VENV)/.dev test-deps lint check-lock pytest test-lowest
 
+# Most of the suite waits on real servers, timers and sockets (about a fifth of the wall time is
+# CPU), so it runs in three workers, a test file per worker at a time (module-scoped servers
+# stay whole); the browser tests run after, in one process (Playwright's sync API and
+# pytest-asyncio's loops must not share a worker).
 pytest: $(VENV)/.dev test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile --ignore=tests/browser
+	$(BIN)/python -m pytest tests/browser
 
 # The fast tier while working: in-process tests (tests/fast: Starlette's TestClient for the
 # endpoints, httpx MockTransport for the feed adapters), tests/unit, tests/core and tests/ws. No
