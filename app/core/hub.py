@@ -188,12 +188,13 @@ class Hub:
             self.subscriptions.end_wait(waiter)
             self._check_empty()
 
-    def _deliver(self, quotes: Iterable[Quote]) -> int:
-        """Remember and fan out the quotes newer than this process's; returns how many were."""
+    def _deliver(self, quotes: Iterable[Quote], soon: bool = False) -> int:
+        """Remember and fan out (`soon`: with the rest of this loop turn's bus messages) the
+        quotes newer than this process's; returns how many were."""
         fresh = [quote for quote in quotes if self.latest.remember(quote)]
         self.freshness.heard(fresh, (), 0)  # a stored quote is as fresh as its publication
         if fresh:
-            self.fanout.publish(fresh)
+            (self.fanout.publish_soon if soon else self.fanout.publish)(fresh)
             self.subscriptions.waiters.ring(quote.symbol for quote in fresh)
         return len(fresh)
 
@@ -257,7 +258,7 @@ class Hub:
         self.fetchers.update_heard()
         self.freshness.heard((), update.confirmed, update.confirmed_at)
         self.subscriptions.waiters.ring(update.confirmed)  # long-polls waiting for a note
-        self.received += self._deliver(update.quotes)
+        self.received += self._deliver(update.quotes, soon=True)
         for rejection in update.rejected:
             self.acceptance.reject(rejection)
             symbol, reason, source = rejection.symbol, rejection.reason, rejection.source

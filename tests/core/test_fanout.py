@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,3 +136,32 @@ def test_clients_without_the_fast_path_get_updates_queued_for_their_writer() -> 
     assert owed and box.owes()
     [frame] = box.drain()
     assert orjson.loads(frame)["quote"]["seq"] == 1 and box.batch_published_at == 1234
+
+
+async def test_messages_read_in_one_loop_turn_go_out_as_one_frame_per_cohort() -> None:
+    fanout = Fanout()
+    _, sock = client(fanout, ["TCS", "INFY"])
+    # Three bus messages read at once (the loop fell behind): held until the turn ends...
+    fanout.publish_soon([make_quote(symbol="TCS", seq=1)])
+    fanout.publish_soon([make_quote(symbol="INFY", seq=1)])
+    fanout.publish_soon([make_quote(symbol="TCS", seq=2)])
+    assert sock.frames == []
+    await asyncio.sleep(0)
+    # ...then one write, the newest quote per symbol.
+    [frame] = sock.frames
+    assert sorted((q["symbol"], q["seq"]) for q in payload(frame)["quotes"]) == [
+        ("INFY", 1), ("TCS", 2),
+    ]  # fmt: skip
+    assert fanout.merged == 1
+
+
+async def test_a_client_joining_while_quotes_are_held_gets_them_in_its_snapshot_only() -> None:
+    fanout = Fanout()
+    _, old_sock = client(fanout, ["TCS"])
+    fanout.publish_soon([make_quote(symbol="TCS", seq=5)])
+    # A subscribe in the same turn: the held quote goes to the members it was published for
+    # before the newcomer joins (the newcomer's snapshot already holds seq 5: no duplicate).
+    _, new_sock = client(fanout, ["TCS"])
+    await asyncio.sleep(0)
+    assert [payload(f)["quote"]["seq"] for f in old_sock.frames] == [5]
+    assert new_sock.frames == []
