@@ -74,7 +74,12 @@ export class Toasts {
     toast.className = `toast toast-${kind}`;
     toast.textContent = text;
     this.el.append(toast);
-    while (this.el.children.length > this.limit) this.el.firstElementChild.remove();
+    // Past the limit the oldest goes, but never an undo toast while it can still act (it
+    // leaves on its own timer): a burst of notices must not take a trader's Undo away.
+    while (this.el.children.length > this.limit) {
+      const kids = [...this.el.children];
+      (kids.find((t) => !t.classList.contains("toast-undo")) || kids[0]).remove();
+    }
     setTimeout(() => toast.remove(), ms);
   }
 }

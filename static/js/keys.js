@@ -279,6 +279,9 @@ export class Keys {
       return;
     }
     const symbol = row.dataset.symbol;
+    // A row swapped in a moment ago may not be wired by htmx yet: wire it now, or the submit
+    // would be a plain form post (a page load, which takes the undo toast with it).
+    if (window.htmx) window.htmx.process(form);
     form.requestSubmit();
     this.offerUndo(symbol);
   }

@@ -187,6 +187,8 @@ def test_a_real_delay_toasts_once_and_recovery_once(page: Page, server: AppServe
     passing = False
     expect(page.locator(BADGE)).to_have_text("Delayed · simulated", timeout=15_000)
     delayed = ["Prices are delayed: no fresh data from the source."]
+    # The toast may wait for the link to settle (3 s after it came up, if no batch landed yet).
+    page.wait_for_function("() => window.__toasts.some(t => t.startsWith('Prices are delayed'))")
     expect_toasts(page, delayed, for_s=3)  # a while in the delayed state: still one toast
     passing = True
     expect(page.locator(BADGE)).to_have_text("Live · simulated", timeout=15_000)
