@@ -15,7 +15,6 @@ sessions. Tokens are compared as HMAC digests with `hmac.compare_digest`, never 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -24,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.settings import Settings
+from app.signing import sign, verified
 
 SESSION_COOKIE = "stocktracker_session"
 # On every 401: how to authenticate, and that the refusal must not be cached.
@@ -31,6 +31,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stocktracker"', "Cache-Control":
 _VERSION = "v1"
 # Longer header or cookie values are not ours: refused without hashing them.
 _MAX_CREDENTIAL = 512
+_SESSION = b"session"  # the session signature's purpose (app.signing)
 _KEY_LABEL = b"stocktracker session key v1"
 
 
@@ -121,14 +122,12 @@ class AccessPolicy:
         """A session cookie value for a valid access `token`."""
         expires = int(self._clock() + self.session_max_age)
         body = f"{_VERSION}.{self._fingerprint(token)}.{expires}"
-        return f"{body}.{self._sign(body)}"
+        return sign(self._key, _SESSION, body)
 
     def session_user(self, value: str) -> str | None:
         """The name of the token a valid, unexpired session was made with."""
-        if not value or len(value) > _MAX_CREDENTIAL:
-            return None
-        body, _, signature = value.rpartition(".")
-        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
+        body = verified(self._key, _SESSION, value, _MAX_CREDENTIAL)
+        if body is None:
             return None
         version, fingerprint, expires = (body.split(".") + ["", ""])[:3]
         if version != _VERSION or not expires.isdigit():
@@ -144,10 +143,6 @@ class AccessPolicy:
 
     def _fingerprint(self, token: str) -> str:
         return _mac(self._key, b"fingerprint\0" + token.encode())[:8].hex()
-
-    def _sign(self, body: str) -> str:
-        raw = _mac(self._key, b"session\0" + body.encode())
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _mac(key: bytes, message: bytes) -> bytes:
