@@ -9,6 +9,7 @@ import asyncio
 import base64
 import html
 import os
+import random
 import re
 import resource
 import shutil
@@ -32,11 +33,38 @@ _REPLICA_LAST = re.compile(r',replica="[^"]*"')
 _REPLICA_ONLY = re.compile(r'\{replica="[^"]*"\}')
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_given: set[int] = set()
+
+
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range: a port from inside it can be
+    taken by any outgoing connection (a test's client, another xdist worker's) between this
+    check and the server's bind. Random, so parallel workers rarely pick the same one; a server
+    that still loses the race is started again on another port (RedisServer.start)."""
+    low = 10_000
+    for _ in range(200):
+        port = random.randrange(low, max(low + 1, _EPHEMERAL_LOW))
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -70,23 +98,45 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.binary = binary
         self.port = free_port()
-        # `extra` replaces the default listening options; "{port}" stands for the chosen port.
-        self.extra = [a.replace("{port}", str(self.port)) for a in extra] if extra else None
+        self.bus = free_port()
+        # `extra` replaces the default listening options; "{port}" stands for the chosen port
+        # and "{bus}" for a second one (a cluster node's bus).
+        self.extra = extra
         self.tls_ca = tls_ca
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def args(self) -> list[str]:
+        listen = self.extra or ["--port", "{port}"]
+        return [a.replace("{port}", str(self.port)).replace("{bus}", str(self.bus)) for a in listen]
+
     def start(self) -> None:
-        listen = self.extra or ["--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [self.binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(self._answers, 10, f"redis-server on port {self.port}")
+        """Start and wait until it answers. On its first start a server whose port was taken
+        meanwhile (it exits at once) moves to fresh ports; a restart keeps its port, as tests
+        that stop and start it again expect."""
+        for _ in range(5):
+            self.proc = subprocess.Popen(
+                [self.binary, *self.args, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                 "no", "--daemonize", "no", "--loglevel", "warning"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            wait_for(self._answers_or_exited, 10, f"redis-server on port {self.port}")
+            if self.proc.poll() is None:
+                self._started = True
+                return
+            self.proc = None
+            if self._started:
+                break
+            self.port, self.bus = free_port(), free_port()
+        raise AssertionError(f"redis-server could not listen on port {self.port}")
+
+    def _answers_or_exited(self) -> bool:
+        return (self.proc is not None and self.proc.poll() is not None) or self._answers()
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -123,25 +173,14 @@ class RedisCluster:
         self.node_timeout = node_timeout
         self.nodes = [RedisServer() for _ in range(masters * (1 + replicas))]
         self.masters, self.replicas = masters, replicas
-        # Each bus on a free port of its own (by default port + 10000, maybe taken or past
-        # 65535), and no two ports alike.
-        taken = {node.port for node in self.nodes}
-        buses: list[int] = []
-        while len(buses) < len(self.nodes) or len(taken) < 2 * len(self.nodes):
-            port = free_port()
-            if port not in taken:
-                taken.add(port)
-                buses.append(port)
-        if len({node.port for node in self.nodes}) < len(self.nodes):
-            raise RuntimeError("free_port gave one port twice: try again")
-        for node, bus in zip(self.nodes, buses, strict=True):
-            # Its own directory: a replica writes the RDB it syncs there (not in the checkout,
-            # where every later redis-server would load it).
-            home = tmp / f"node-{node.port}"
-            home.mkdir()
-            node.extra = ["--port", str(node.port), "--cluster-port", str(bus), "--dir", str(home),
+        for node in self.nodes:
+            # Its own directory (made at start: the port may change there): a replica writes
+            # the RDB it syncs there (not in the checkout, where every later redis-server
+            # would load it).
+            node.extra = ["--port", "{port}", "--cluster-port", "{bus}", "--dir", str(tmp),
                           "--cluster-enabled", "yes",
-                          "--cluster-config-file", "nodes.conf",
+                          "--cluster-config-file", "nodes-{port}.conf",
+                          "--dbfilename", "dump-{port}.rdb",
                           "--cluster-node-timeout", str(node_timeout),
                           "--cluster-require-full-coverage", "no"]  # fmt: skip
 

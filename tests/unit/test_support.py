@@ -1,0 +1,29 @@
+"""The test helpers' own promises: a redis-server whose port was taken before it bound moves on."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.support import RedisServer, free_port
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(port < low for port in ports)
+
+
+def test_a_server_whose_port_was_taken_starts_on_another() -> None:
+    server = RedisServer()
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        server.start()
+        try:
+            assert server.port != taken
+            assert "PONG" in server.cli("PING")
+        finally:
+            server.stop()
