@@ -221,8 +221,14 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system time of every thread of the process (GC and I/O threads included)."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) seconds: the system share is the kernel's work on our behalf (on
+        loopback, a send also runs the receiving socket's TCP input)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def metrics(self) -> dict[str, float]:
         return {}
@@ -408,6 +414,7 @@ async def drive(
     await asyncio.sleep(w.warmup)
     app = apps[0]
     before, cpu0, t0 = app.metrics(), app.cpu_seconds(), time.monotonic()
+    sys0 = app.cpu_split()[1]
     fed_before = feeder.metrics() if feeder is not None else {}
     server["rss_start"] = app.rss()
     rss_peak = server["rss_start"]
@@ -429,6 +436,7 @@ async def drive(
         app = apps[1]
         before = app.metrics()
         cpu0 = app.cpu_seconds()
+        sys0 = app.cpu_split()[1]
     while not all(r.done() for r in readers):
         with contextlib.suppress(OSError):
             rss_peak = max(rss_peak, app.rss())
@@ -436,6 +444,7 @@ async def drive(
         if all("result" in o for o in outs):
             break
     server["cpu"] = round((app.cpu_seconds() - cpu0) / (time.monotonic() - t0), 3)
+    server["cpu_sys"] = round((app.cpu_split()[1] - sys0) / (time.monotonic() - t0), 3)
     server["rss_end"] = app.rss()
     server["rss_peak"] = rss_peak
     after = app.metrics()
@@ -517,7 +526,8 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
         "conflated": server.get("quotes_conflated_total", 0),
         "loss": max(0, total["gaps"] - int(server.get("quotes_conflated_total", 0))),
         "closes": closes, "slow_closes": slow_closes, "errors": errors,
-        "server_cpu": server.get("cpu"), "server_rss_mb": round(server["rss_end"] / 2**20, 1),
+        "server_cpu": server.get("cpu"), "server_cpu_sys": server.get("cpu_sys"),
+        "server_rss_mb": round(server["rss_end"] / 2**20, 1),
         "server_rss_peak_mb": round(server["rss_peak"] / 2**20, 1),
         "server_loop_lag_s": server.get("loop_lag_s"),
         "server_lag_p50": server.get("server_lag_p50"),
@@ -531,6 +541,7 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
     if w.peers and row["deliveries_per_s"] and server.get("cpu") is not None:
         # CPU seconds of the measured process per quote delivered to a client, in microseconds.
         row["cpu_us_per_quote"] = round(server["cpu"] / row["deliveries_per_s"] * 1e6, 2)
+        row["sys_us_per_quote"] = round(server["cpu_sys"] / row["deliveries_per_s"] * 1e6, 2)
     if (w.mode == "idle" or w.peers) and total["subscribed"]:
         row["rss_per_conn_kb"] = round(
             (server["rss_start"] - idle_rss) / total["subscribed"] / 1024, 1
@@ -645,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the app")
     parser.add_argument("--label", default="", help="free text stored with the run")
+    parser.add_argument("--peers", help="stream-redis: a comma-separated subset of node,ours")
     parser.add_argument("--out", type=Path, help="JSON-lines file to append to")
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
@@ -667,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup is not None:
             w.warmup = args.warmup
         w.procs = args.procs
+        if args.peers and w.peers:
+            w.peers = tuple(p for p in w.peers if p in args.peers.split(","))
         if w.abusers:
             w.settle = args.settle
             w.linger = w.settle + 15  # the measured clients stay while memory settles
