@@ -186,6 +186,10 @@ class Fanout:
     def publish(self, quotes: Iterable[Quote]) -> None:
         """Deliver `quotes` (each newer than any this process delivered before). Never awaits."""
         fresh = {quote.symbol: quote for quote in quotes}
+        if len(fresh) == 1:
+            (quote,) = fresh.values()
+            self._publish_one(quote)
+            return
         if not fresh:
             return
         touched: set[Cohort] = set()
@@ -200,6 +204,9 @@ class Fanout:
         # format name -> symbol -> text (UTF-8): each quote is encoded once per format, and only
         # if a cohort of that format watches it (an HTML row is a template render).
         encoded: dict[str, dict[str, bytes]] = {}
+        # The prepared payload of each distinct (format, framing, changed symbols): cohorts that
+        # differ only in symbols that did not change get the same bytes, built once.
+        frames: dict[CohortKey, bytes] = {}
         written = 0
         for cohort in touched:
             fmt = cohort.fmt
@@ -207,13 +214,14 @@ class Fanout:
             if texts is None:
                 texts = encoded[fmt.name] = {}
             every = cohort.symbol_set <= changed_all  # all of this cohort's symbols changed
+            changed: tuple[str, ...]
             if every:
-                changed: Sequence[str] = cohort.symbols
+                changed = cohort.symbols
             elif len(fresh) < len(cohort.symbols):  # a stream's few quotes: look those up
                 watched = cohort.symbol_set
-                changed = [s for s in fresh if s in watched]
+                changed = tuple(s for s in fresh if s in watched)
             else:
-                changed = [s for s in cohort.symbols if s in fresh]
+                changed = tuple(s for s in cohort.symbols if s in fresh)
             items: Sequence[bytes]
             try:
                 items = cohort.texts_of(texts) if every else [texts[s] for s in changed]
@@ -223,20 +231,70 @@ class Fanout:
                     if symbol not in texts:
                         texts[symbol] = encode(fmt, fresh[symbol])
                 items = [texts[symbol] for symbol in changed]
-            written += self._write(cohort, changed, items, oldest)
+            prepare = cohort.prepare
+            prepared = None
+            if prepare is not None:
+                key = (fmt.name, prepare, changed)
+                prepared = frames.get(key)
+                if prepared is None:
+                    prepared = frames[key] = prepare(self._envelope(fmt).payload(items))
+            written += self._write(cohort, changed, items, oldest, prepared)
+        self._count_writes(written, oldest)
+
+    def _publish_one(self, quote: Quote) -> None:
+        """`publish` of a single quote, the common case of a stream: every cohort watching its
+        symbol gets the same payload, encoded and prepared once per format and kind of sink, so
+        a cohort's turn is its members' writes. (When every client is a cohort of its own, as
+        with random watchlists, per-cohort work would otherwise be per-client work.)"""
+        symbol = quote.symbol
+        cohorts = self._by_symbol.get(symbol)
+        if not cohorts:
+            return
+        oldest = quote.published_at
+        changed = (symbol,)
+        made: dict[tuple[str, Prepare], tuple[bytes, bytes | None]] = {}
+        written = delivered = 0
+        for cohort in list(cohorts):  # a failed write may end a connection, and its cohort
+            fmt, prepare = cohort.fmt, cohort.prepare
+            key = (fmt.name, prepare)
+            text_prepared = made.get(key)
+            if text_prepared is None:
+                text = self._encode(fmt, quote)
+                payload = prepare(self._envelope(fmt).payload((text,))) if prepare else None
+                text_prepared = made[key] = (text, payload)
+            text, prepared = text_prepared
+            if prepared is None or cohort.note is not None:
+                written += self._write(cohort, changed, (text,), oldest, prepared)
+                continue
+            members = cohort.members
+            delivered += len(members)
+            for outbox in members:
+                if outbox.send_now(prepared):
+                    written += 1
+                else:
+                    outbox.offer(symbol, text, oldest)
+        self.delivered += delivered
+        self._count_writes(written, oldest)
+
+    def _count_writes(self, written: int, oldest: int) -> None:
         if written:
             self.frames_fast += written
             self.fanout_lag.observe(max(0.0, time.time() - oldest / 1000))
 
     def _write(
-        self, cohort: Cohort, changed: Sequence[str], items: Sequence[bytes], oldest: int
+        self,
+        cohort: Cohort,
+        changed: Sequence[str],
+        items: Sequence[bytes],
+        oldest: int,
+        prepared: bytes | None,
     ) -> int:
-        """Write the cohort's payload to each member that takes it now; returns how many did."""
+        """Write the cohort's `prepared` payload (None: its members have no sink) to each member
+        that takes it now, queue the rest; returns how many took it."""
         written = 0
         prepare = cohort.prepare
         note, cohort.note = cohort.note, None
-        if prepare is not None:  # built and prepared once for all members
-            prepared = prepare(self._envelope(cohort.fmt).payload(items))
+        if prepare is not None and prepared is not None:
             if note is not None:  # the note owed too, in the same write: no syscall of its own
                 prepared += prepare(note)
                 self.notes_along += len(cohort.members)

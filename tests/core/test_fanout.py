@@ -87,6 +87,26 @@ def encode_json(symbol: str) -> bytes:
     return JSON_FORMAT.encode(make_quote(symbol=symbol, seq=1))
 
 
+def test_cohorts_that_differ_only_in_unchanged_symbols_share_one_frame() -> None:
+    """Random watchlists make every client a cohort of its own: a quote must still be encoded
+    and framed once per format, not once per cohort."""
+    fmt = Counting()
+    fanout = Fanout()
+    mixed = [client(fanout, ["TCS", other], fmt) for other in ("INFY", "WIPRO", "ITC")]
+    _, bare = client(fanout, ["TCS", "ITC"], Symbols())
+    assert fanout.cohorts == 4
+    fanout.publish([make_quote(symbol="TCS", seq=1)])  # one quote: the stream's common case
+    assert len({id(sock.frames[0]) for _, sock in mixed}) == 1 and fmt.encodes == 1
+    assert payload(mixed[0][1].frames[0])["quote"]["symbol"] == "TCS"
+    assert bare.frames == [tag(b"TCS")]
+    fanout.publish([make_quote(symbol="TCS", seq=2), make_quote(symbol="INFY", seq=2)])
+    both, (tcs_a, tcs_b) = mixed[0][1].frames[1], (sock.frames[1] for _, sock in mixed[1:])
+    assert tcs_a is tcs_b and tcs_a is not both
+    assert [q["symbol"] for q in payload(both)["quotes"]] == ["INFY", "TCS"]
+    assert payload(tcs_a)["quote"]["seq"] == 2 and fmt.encodes == 3
+    assert fanout.delivered == 4 + 5 and fanout.frames_fast == 4 + 4
+
+
 def test_a_paused_client_gets_the_latest_queued_and_the_others_still_get_frames() -> None:
     fanout = Fanout()
     (fast, fast_sock), (slow, slow_sock) = (client(fanout, ["TCS"]) for _ in range(2))

@@ -296,7 +296,12 @@ async def test_cost_per_replica_of_1000_symbols(
     fetcher publishes, with 1,000 symbols over `shards` shards and its clients watching
     `watching` of them (10: one client's watchlist; 100: ten clients' with no overlap)."""
     async with open_backend(
-        redis_cluster_url, registry_ttl=5.0, client_name="t", cluster=True, shards=shards
+        redis_cluster_url,
+        registry_ttl=5.0,
+        client_name="t",
+        cluster=True,
+        shards=shards,
+        lease_ttl=120.0,  # ten ticks to 256 shards outlast the default 2 s on a loaded machine
     ) as backend:
         bus, lease = backend.bus, backend.lease
         assert isinstance(bus, ClusterBus) and isinstance(lease, ClusterLease)
