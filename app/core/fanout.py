@@ -2,10 +2,12 @@
 
 Outboxes that watch the same symbol set in the same wire format form a `Cohort` (every trader on
 the default dashboard shares one); app.core.subscriptions regroups an outbox whenever its set
-changes. For each bus message the fan-out finds the cohorts that watch a changed symbol, builds
-each one's batch payload once (its changed quotes, each encoded once per format), has the sink
-prepare it once (the transport's framing, the same function for every sink of a transport), and
-writes those same bytes to every member without awaiting (`Outbox.send_now`). Per client that is
+changes. For each bus message the fan-out finds the cohorts that watch a changed symbol and the
+symbols that changed for each, builds each distinct batch payload once (cohorts whose changed
+symbols are the same share it, which matters when random watchlists make every client a cohort
+of its own; each quote is encoded once per format), has the sink prepare it once (the
+transport's framing, the same function for every sink of a transport), and writes those same
+bytes to every member without awaiting (`Outbox.send_now`). Per client that is
 a few attribute reads and one write: no per-client, per-quote Python. A member that cannot take
 it now (no sink, paused by flow control, or owed control messages first) gets the updates queued
 in its outbox instead, where they conflate to the latest per symbol and its writer sends them.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter
 from typing import cast
 
 from app.core.outbox import Outbox
@@ -27,33 +28,26 @@ from app.stats import Histogram
 # Prepares a payload for a kind of sink (a transport's framing); None: the members have no sink.
 Prepare = Callable[[bytes], bytes] | None
 CohortKey = tuple[str, Prepare, tuple[str, ...]]
+# Up to this many quotes in a message, each cohort's changed ones are gathered per quote watched.
+FEW = 8
 
 
 class Cohort:
     """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
     that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "note", "noted")
+    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "members", "note", "noted")
 
     def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
         self.fmt = fmt
         self.prepare = prepare
         self.symbols = symbols
         self.symbol_set = frozenset(symbols)
-        # One C call that picks this cohort's texts out of a publish's {symbol: text}.
-        self.texts_of = _picker(symbols)
         self.members: set[Outbox] = set()
         # A freshness note owed to every member (app.core.freshness), due since `noted` (ms): it
         # rides along with the cohort's next batch, in the same write, or goes alone when late.
         self.note: bytes | None = None
         self.noted = 0
-
-
-def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], tuple[bytes, ...]]:
-    get = itemgetter(*symbols)
-    if len(symbols) == 1:
-        return lambda texts: (get(texts),)
-    return get
 
 
 class Envelope:
@@ -186,134 +180,112 @@ class Fanout:
     def publish(self, quotes: Iterable[Quote]) -> None:
         """Deliver `quotes` (each newer than any this process delivered before). Never awaits."""
         fresh = {quote.symbol: quote for quote in quotes}
-        if len(fresh) == 1:
-            (quote,) = fresh.values()
-            self._publish_one(quote)
-            return
         if not fresh:
             return
-        touched: set[Cohort] = set()
-        by_symbol = self._by_symbol
-        for symbol in fresh:
-            cohorts = by_symbol.get(symbol)
-            if cohorts:
-                touched.update(cohorts)
         # One bus message is one publish: its oldest stamp times every frame it causes.
         oldest = min(quote.published_at for quote in fresh.values())
-        changed_all = fresh.keys()
         # format name -> symbol -> text (UTF-8): each quote is encoded once per format, and only
         # if a cohort of that format watches it (an HTML row is a template render).
         encoded: dict[str, dict[str, bytes]] = {}
         # The prepared payload of each distinct (format, framing, changed symbols): cohorts that
-        # differ only in symbols that did not change get the same bytes, built once.
+        # differ only in symbols that did not change get the same bytes, built once. With
+        # random watchlists every client is a cohort of its own, yet a quote is framed once.
         frames: dict[CohortKey, bytes] = {}
         written = 0
-        for cohort in touched:
+        for cohort, changed in self._changes(fresh):
             fmt = cohort.fmt
-            texts = encoded.get(fmt.name)
-            if texts is None:
-                texts = encoded[fmt.name] = {}
-            every = cohort.symbol_set <= changed_all  # all of this cohort's symbols changed
-            changed: tuple[str, ...]
-            if every:
-                changed = cohort.symbols
-            elif len(fresh) < len(cohort.symbols):  # a stream's few quotes: look those up
-                watched = cohort.symbol_set
-                changed = tuple(s for s in fresh if s in watched)
-            else:
-                changed = tuple(s for s in cohort.symbols if s in fresh)
-            items: Sequence[bytes]
-            try:
-                items = cohort.texts_of(texts) if every else [texts[s] for s in changed]
-            except KeyError:  # the first cohort of this format to need some of these quotes
-                encode = self._encode
-                for symbol in changed:
+            key = (fmt.name, cohort.prepare, changed)
+            prepared = frames.get(key)
+            if prepared is None:
+                texts = encoded.get(fmt.name)
+                if texts is None:
+                    texts = encoded[fmt.name] = {}
+                for symbol in changed:  # the first cohort of this format to need them
                     if symbol not in texts:
-                        texts[symbol] = encode(fmt, fresh[symbol])
-                items = [texts[symbol] for symbol in changed]
-            prepare = cohort.prepare
-            prepared = None
-            if prepare is not None:
-                key = (fmt.name, prepare, changed)
-                prepared = frames.get(key)
-                if prepared is None:
+                        texts[symbol] = self._encode(fmt, fresh[symbol])
+                prepare = cohort.prepare
+                if prepare is not None:  # else each member's writer frames what it is owed
+                    items = [texts[s] for s in changed]
                     prepared = frames[key] = prepare(self._envelope(fmt).payload(items))
-            written += self._write(cohort, changed, items, oldest, prepared)
-        self._count_writes(written, oldest)
-
-    def _publish_one(self, quote: Quote) -> None:
-        """`publish` of a single quote, the common case of a stream: every cohort watching its
-        symbol gets the same payload, encoded and prepared once per format and kind of sink, so
-        a cohort's turn is its members' writes. (When every client is a cohort of its own, as
-        with random watchlists, per-cohort work would otherwise be per-client work.)"""
-        symbol = quote.symbol
-        cohorts = self._by_symbol.get(symbol)
-        if not cohorts:
-            return
-        oldest = quote.published_at
-        changed = (symbol,)
-        made: dict[tuple[str, Prepare], tuple[bytes, bytes | None]] = {}
-        written = delivered = 0
-        for cohort in list(cohorts):  # a failed write may end a connection, and its cohort
-            fmt, prepare = cohort.fmt, cohort.prepare
-            key = (fmt.name, prepare)
-            text_prepared = made.get(key)
-            if text_prepared is None:
-                text = self._encode(fmt, quote)
-                payload = prepare(self._envelope(fmt).payload((text,))) if prepare else None
-                text_prepared = made[key] = (text, payload)
-            text, prepared = text_prepared
-            if prepared is None or cohort.note is not None:
-                written += self._write(cohort, changed, (text,), oldest, prepared)
-                continue
-            members = cohort.members
-            delivered += len(members)
-            for outbox in members:
-                if outbox.send_now(prepared):
-                    written += 1
-                else:
-                    outbox.offer(symbol, text, oldest)
-        self.delivered += delivered
-        self._count_writes(written, oldest)
-
-    def _count_writes(self, written: int, oldest: int) -> None:
+            written += self._write(cohort, changed, encoded[fmt.name], oldest, prepared)
         if written:
             self.frames_fast += written
             self.fanout_lag.observe(max(0.0, time.time() - oldest / 1000))
 
+    def _changes(self, fresh: dict[str, Quote]) -> list[tuple[Cohort, tuple[str, ...]]]:
+        """Each cohort watching any of `fresh`, with its changed symbols in sorted order (its
+        own order; `cohort.symbols` itself when all of them changed)."""
+        by_symbol = self._by_symbol
+        if len(fresh) == 1:
+            one = tuple(fresh)
+            return [(cohort, one) for cohort in by_symbol.get(one[0], ())]
+        if len(fresh) <= FEW:  # a stream's few quotes: one step per (quote, cohort watching it)
+            hits: dict[Cohort, list[str]] = {}
+            for symbol in sorted(fresh):
+                for cohort in by_symbol.get(symbol, ()):
+                    mine = hits.get(cohort)
+                    if mine is None:
+                        hits[cohort] = [symbol]
+                    else:
+                        mine.append(symbol)
+            return [
+                (cohort, cohort.symbols if len(mine) == len(cohort.symbols) else tuple(mine))
+                for cohort, mine in hits.items()
+            ]
+        # A batch (a tick): one step per cohort touched, mostly one whose symbols all changed.
+        touched: set[Cohort] = set()
+        for symbol in fresh:
+            cohorts = by_symbol.get(symbol)
+            if cohorts:
+                touched.update(cohorts)
+        keys = fresh.keys()
+        return [
+            (c, c.symbols if c.symbol_set <= keys else tuple(filter(keys.__contains__, c.symbols)))
+            for c in touched
+        ]
+
     def _write(
         self,
         cohort: Cohort,
-        changed: Sequence[str],
-        items: Sequence[bytes],
+        changed: tuple[str, ...],
+        texts: dict[str, bytes],
         oldest: int,
         prepared: bytes | None,
     ) -> int:
         """Write the cohort's `prepared` payload (None: its members have no sink) to each member
-        that takes it now, queue the rest; returns how many took it."""
+        that takes it now, queue the `changed` quotes' `texts` to the others; returns how many
+        took it."""
         written = 0
-        prepare = cohort.prepare
+        members = cohort.members
         note, cohort.note = cohort.note, None
-        if prepare is not None and prepared is not None:
+        if prepared is not None:
             if note is not None:  # the note owed too, in the same write: no syscall of its own
-                prepared += prepare(note)
-                self.notes_along += len(cohort.members)
-            for outbox in cohort.members:
+                prepared += cast(Callable[[bytes], bytes], cohort.prepare)(note)
+                self.notes_along += len(members)
+            for outbox in members:
                 if outbox.send_now(prepared):
                     written += 1
-                    continue
-                for symbol, text in zip(changed, items, strict=True):
-                    outbox.offer(symbol, text, oldest)
-                if note is not None:
-                    outbox.offer_note(note, {})
+                else:
+                    self._queue(outbox, changed, texts, oldest, note)
         else:
-            for outbox in cohort.members:
-                for symbol, text in zip(changed, items, strict=True):
-                    outbox.offer(symbol, text, oldest)
-                if note is not None:
-                    outbox.offer_note(note, {})
-        self.delivered += len(changed) * len(cohort.members)
+            for outbox in members:
+                self._queue(outbox, changed, texts, oldest, note)
+        self.delivered += len(changed) * len(members)
         return written
+
+    @staticmethod
+    def _queue(
+        outbox: Outbox,
+        changed: tuple[str, ...],
+        texts: dict[str, bytes],
+        oldest: int,
+        note: bytes | None,
+    ) -> None:
+        """What an outbox cannot take now waits in it, conflated, for its writer."""
+        for symbol in changed:
+            outbox.offer(symbol, texts[symbol], oldest)
+        if note is not None:
+            outbox.offer_note(note, {})
 
     def _envelope(self, fmt: WireFormat) -> Envelope:
         envelope = self._envelopes.get(fmt.name)
