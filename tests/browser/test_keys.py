@@ -112,9 +112,11 @@ def test_g_w_and_g_m_go_to_the_pages(page: Page, server: AppServer) -> None:
     page.keyboard.press("g")
     page.keyboard.press("m")
     expect(page).to_have_url(server.base + "/market")
+    page.wait_for_load_state()  # the URL changes before the new page's scripts have run
     page.keyboard.press("g")
     page.keyboard.press("w")
     expect(page).to_have_url(server.base + "/")
+    page.wait_for_load_state()
     documents: list[str] = []
     page.on("request", lambda r: documents.append(r.url) if r.is_navigation_request() else None)
     page.keyboard.press("w")  # w or m alone is nothing
