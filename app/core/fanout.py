@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import cast
 
 from app.core.outbox import Outbox
@@ -36,18 +37,27 @@ class Cohort:
     """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
     that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "members", "note", "noted")
+    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "note", "noted")
 
     def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
         self.fmt = fmt
         self.prepare = prepare
         self.symbols = symbols
         self.symbol_set = frozenset(symbols)
+        # One C call that picks this cohort's texts out of a publish's {symbol: text}.
+        self.texts_of = _picker(symbols)
         self.members: set[Outbox] = set()
         # A freshness note owed to every member (app.core.freshness), due since `noted` (ms): it
         # rides along with the cohort's next batch, in the same write, or goes alone when late.
         self.note: bytes | None = None
         self.noted = 0
+
+
+def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], Sequence[bytes]]:
+    get = itemgetter(*symbols)
+    if len(symbols) == 1:
+        return lambda texts: (get(texts),)
+    return cast(Callable[[dict[str, bytes]], Sequence[bytes]], get)
 
 
 class Envelope:
@@ -187,27 +197,40 @@ class Fanout:
         # format name -> symbol -> text (UTF-8): each quote is encoded once per format, and only
         # if a cohort of that format watches it (an HTML row is a template render).
         encoded: dict[str, dict[str, bytes]] = {}
-        # The prepared payload of each distinct (format, framing, changed symbols): cohorts that
-        # differ only in symbols that did not change get the same bytes, built once. With
-        # random watchlists every client is a cohort of its own, yet a quote is framed once.
-        frames: dict[CohortKey, bytes] = {}
+        # The prepared payload of each distinct (format, framing, changed symbols), when a
+        # message has a few quotes: cohorts that differ only in symbols that did not change get
+        # the same bytes, built once (with random watchlists every client is a cohort of its own,
+        # yet a quote is framed once). A big batch's changed sets are mostly one cohort's own:
+        # its payloads are not kept, so each is freed once written and memory stays warm.
+        frames: dict[CohortKey, bytes] | None = {} if len(fresh) <= FEW else None
         written = 0
         for cohort, changed in self._changes(fresh):
             fmt = cohort.fmt
-            key = (fmt.name, cohort.prepare, changed)
-            prepared = frames.get(key)
+            prepared = None
+            if frames is not None:
+                key = (fmt.name, cohort.prepare, changed)
+                prepared = frames.get(key)
+            texts = encoded.get(fmt.name)
+            if texts is None:
+                texts = encoded[fmt.name] = {}
             if prepared is None:
-                texts = encoded.get(fmt.name)
-                if texts is None:
-                    texts = encoded[fmt.name] = {}
-                for symbol in changed:  # the first cohort of this format to need them
-                    if symbol not in texts:
-                        texts[symbol] = self._encode(fmt, fresh[symbol])
+                items: Sequence[bytes]
+                try:
+                    if changed is cohort.symbols:
+                        items = cohort.texts_of(texts)
+                    else:
+                        items = [texts[s] for s in changed]
+                except KeyError:  # the first cohort of this format to need some of them
+                    for symbol in changed:
+                        if symbol not in texts:
+                            texts[symbol] = self._encode(fmt, fresh[symbol])
+                    items = [texts[s] for s in changed]
                 prepare = cohort.prepare
                 if prepare is not None:  # else each member's writer frames what it is owed
-                    items = [texts[s] for s in changed]
-                    prepared = frames[key] = prepare(self._envelope(fmt).payload(items))
-            written += self._write(cohort, changed, encoded[fmt.name], oldest, prepared)
+                    prepared = prepare(self._envelope(fmt).payload(items))
+                    if frames is not None:
+                        frames[key] = prepared
+            written += self._write(cohort, changed, texts, oldest, prepared)
         if written:
             self.frames_fast += written
             self.fanout_lag.observe(max(0.0, time.time() - oldest / 1000))
