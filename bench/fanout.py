@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from app.core.fanout import Fanout
-from app.core.outbox import Outbox
+from app.core.outbox import Direct, Outbox
 from app.formats import JSON_FORMAT
 from app.models import Quote
 from app.ws.framing import text_frame
@@ -43,6 +44,10 @@ class CountingSink:
     def write(self, prepared: bytes) -> bool:
         self.frames += 1
         return True
+
+    def watch(self, on_direct: Callable[[Direct | None], None] | None) -> None:
+        if on_direct is not None:
+            on_direct(self.write)
 
 
 def quote(symbol: str, seq: int) -> Quote:

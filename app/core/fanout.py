@@ -1,16 +1,15 @@
-"""The fan-out: the connections' subscriptions grouped so a message is built once per group.
+"""The fan-out: a bus message's quotes to every connection watching them, each payload built once.
 
-Outboxes that watch the same symbol set in the same wire format form a `Cohort` (every trader on
-the default dashboard shares one); app.core.subscriptions regroups an outbox whenever its set
-changes. For each bus message the fan-out finds the cohorts that watch a changed symbol and the
-symbols that changed for each, builds each distinct batch payload once (cohorts whose changed
-symbols are the same share it, which matters when random watchlists make every client a cohort
-of its own; each quote is encoded once per format), has the sink prepare it once (the
-transport's framing, the same function for every sink of a transport), and writes those same
-bytes to every member without awaiting (`Outbox.send_now`). Per client that is
-a few attribute reads and one write: no per-client, per-quote Python. A member that cannot take
-it now (no sink, paused by flow control, or owed control messages first) gets the updates queued
-in its outbox instead, where they conflate to the latest per symbol and its writer sends them.
+Outboxes that watch the same symbol set in the same wire format form a `Cohort` (app.core.cohort;
+every trader on the default dashboard shares one); app.core.subscriptions regroups an outbox
+whenever its set changes. Each quote is encoded once per format, and each distinct payload is
+built and prepared (the transport's framing, the same function for every sink of a transport)
+once, then the same bytes go to every client that gets it, without awaiting. A stream's message
+of a few quotes is framed per quote (most clients watch one of them, and random watchlists make
+every client a cohort of its own); a tick's batch per cohort. Per client that is one attribute
+read and one call (`Outbox.direct`): no per-client Python frame, no per-client state check. A
+member that cannot take it now (no sink, paused by flow control, or owed something first) gets
+the updates queued in its outbox instead, conflated to the latest per symbol, for its writer.
 """
 
 from __future__ import annotations
@@ -18,64 +17,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter
 from typing import cast
 
+from app.core.cohort import Cohort, Cohorts, Prepare
 from app.core.envelope import Envelope
 from app.core.outbox import Outbox
 from app.core.wire import WireFormat
 from app.models import Quote
 from app.stats import Histogram
 
-# Prepares a payload for a kind of sink (a transport's framing); None: the members have no sink.
-Prepare = Callable[[bytes], bytes] | None
-CohortKey = tuple[str, Prepare, tuple[str, ...]]
-# Up to this many quotes in a message, each cohort's changed ones are gathered per quote watched.
+# Up to this many quotes in a message, it goes out as a stream's (see Fanout._publish_few).
 FEW = 8
-
-
-class Cohort:
-    """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
-    that prepare a payload with `prepare` (the same transport), or through none."""
-
-    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "note", "noted")
-
-    def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
-        self.fmt = fmt
-        self.prepare = prepare
-        self.symbols = symbols
-        self.symbol_set = frozenset(symbols)
-        # One C call that picks this cohort's texts out of a publish's {symbol: text}.
-        self.texts_of = _picker(symbols)
-        self.members: set[Outbox] = set()
-        # A freshness note owed to every member (app.core.freshness), due since `noted` (ms): it
-        # rides along with the cohort's next batch, in the same write, or goes alone when late.
-        self.note: bytes | None = None
-        self.noted = 0
-
-
-def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], Sequence[bytes]]:
-    get = itemgetter(*symbols)
-    if len(symbols) == 1:
-        return lambda texts: (get(texts),)
-    return cast(Callable[[dict[str, bytes]], Sequence[bytes]], get)
+_NONE: frozenset[Cohort] = frozenset()  # no cohort watches the symbol
+_NO_TEXTS: dict[str, bytes] = {}  # nothing encoded in a format yet (never written to)
 
 
 def _encode(fmt: WireFormat, quote: Quote) -> bytes:
     return fmt.encode(quote)
 
 
-def _key(cohort: Cohort) -> CohortKey:
-    return (cohort.fmt.name, cohort.prepare, cohort.symbols)
-
-
 class Fanout:
     def __init__(self, encode: Callable[[WireFormat, Quote], bytes] = _encode) -> None:
         # A quote in a format (app.core.latest keeps the bytes for the snapshots that follow).
         self._encode = encode
-        self._cohorts: dict[CohortKey, Cohort] = {}
-        self._by_symbol: dict[str, set[Cohort]] = {}
-        self._counts: dict[str, int] = {}  # symbol -> watchers, kept as members come and go
+        self._registry = Cohorts()
+        self._by_symbol = self._registry.by_symbol
         self._envelopes: dict[str, Envelope] = {}
         # Counters for /metrics (plain numbers on the hot path; see app.stats).
         self.delivered = 0  # quotes handed to clients (written or queued)
@@ -92,42 +58,7 @@ class Fanout:
         Its sink must not change while it is in one."""
         if self._soon:  # quotes held for this turn go to the members they were meant for
             self._publish_held()
-        sink = outbox.sink
-        key = (outbox.fmt.name, sink.prepare if sink else None, tuple(sorted(outbox.symbols)))
-        old = cast("Cohort | None", outbox.cohort)
-        if old is not None:
-            if _key(old) == key:
-                return
-            old.members.discard(outbox)
-            self._count(old.symbols, -1)
-            if not old.members:
-                self._drop(old)
-        outbox.cohort = None
-        if not outbox.symbols:
-            return
-        cohort = self._cohorts.get(key)
-        if cohort is None:
-            cohort = self._cohorts[key] = Cohort(outbox.fmt, key[1], key[2])
-            for symbol in cohort.symbols:
-                self._by_symbol.setdefault(symbol, set()).add(cohort)
-        cohort.members.add(outbox)
-        outbox.cohort = cohort
-        self._count(cohort.symbols, 1)
-
-    def _count(self, symbols: tuple[str, ...], delta: int) -> None:
-        counts = self._counts
-        for symbol in symbols:
-            count = counts[symbol] = counts.get(symbol, 0) + delta
-            if not count:
-                del counts[symbol]
-
-    def _drop(self, cohort: Cohort) -> None:
-        del self._cohorts[_key(cohort)]
-        for symbol in cohort.symbols:
-            cohorts = self._by_symbol[symbol]
-            cohorts.discard(cohort)
-            if not cohorts:
-                del self._by_symbol[symbol]
+        self._registry.regroup(outbox)
 
     def members_watching(self, symbol: str) -> Iterator[Outbox]:
         for cohort in self._by_symbol.get(symbol, ()):
@@ -135,14 +66,14 @@ class Fanout:
 
     def counts(self) -> dict[str, int]:
         """Watchers per symbol."""
-        return dict(self._counts)
+        return dict(self._registry.counts)
 
     @property
     def cohorts(self) -> int:
-        return len(self._cohorts)
+        return len(self._registry.cohorts)
 
     def groups(self) -> Iterator[Cohort]:
-        return iter(list(self._cohorts.values()))
+        return iter(list(self._registry.cohorts.values()))
 
     # ---- the hot path ------------------------------------------------------------------------
 
@@ -174,75 +105,124 @@ class Fanout:
         # format name -> symbol -> text (UTF-8): each quote is encoded once per format, and only
         # if a cohort of that format watches it (an HTML row is a template render).
         encoded: dict[str, dict[str, bytes]] = {}
-        # The prepared payload of each distinct (format, framing, changed symbols), when a
-        # message has a few quotes: cohorts that differ only in symbols that did not change get
-        # the same bytes, built once (with random watchlists every client is a cohort of its own,
-        # yet a quote is framed once). A big batch's changed sets are mostly one cohort's own:
-        # its payloads are not kept, so each is freed once written and memory stays warm.
-        frames: dict[CohortKey, bytes] | None = {} if len(fresh) <= FEW else None
-        written = 0
-        for cohort, changed in self._changes(fresh):
-            fmt = cohort.fmt
-            prepared = None
-            if frames is not None:
-                key = (fmt.name, cohort.prepare, changed)
-                prepared = frames.get(key)
-            texts = encoded.get(fmt.name)
-            if texts is None:
-                texts = encoded[fmt.name] = {}
-            if prepared is None:
-                items: Sequence[bytes]
-                try:
-                    if changed is cohort.symbols:
-                        items = cohort.texts_of(texts)
-                    else:
-                        items = [texts[s] for s in changed]
-                except KeyError:  # the first cohort of this format to need some of them
-                    for symbol in changed:
-                        if symbol not in texts:
-                            texts[symbol] = self._encode(fmt, fresh[symbol])
-                    items = [texts[s] for s in changed]
-                prepare = cohort.prepare
-                if prepare is not None:  # else each member's writer frames what it is owed
-                    prepared = prepare(self._envelope(fmt).payload(items))
-                    if frames is not None:
-                        frames[key] = prepared
-            written += self._write(cohort, changed, texts, oldest, prepared)
+        if len(fresh) <= FEW:
+            written = self._publish_few(fresh, encoded, oldest)
+        else:
+            written = self._publish_batch(fresh, encoded, oldest)
         if written:
             self.frames_fast += written
             self.fanout_lag.observe(max(0.0, time.time() - oldest / 1000))
 
-    def _changes(self, fresh: dict[str, Quote]) -> list[tuple[Cohort, tuple[str, ...]]]:
-        """Each cohort watching any of `fresh`, with its changed symbols in sorted order (its
-        own order; `cohort.symbols` itself when all of them changed)."""
-        by_symbol = self._by_symbol
-        if len(fresh) == 1:
-            one = tuple(fresh)
-            return [(cohort, one) for cohort in by_symbol.get(one[0], ())]
-        if len(fresh) <= FEW:  # a stream's few quotes: one step per (quote, cohort watching it)
-            hits: dict[Cohort, list[str]] = {}
-            for symbol in sorted(fresh):
-                for cohort in by_symbol.get(symbol, ()):
-                    mine = hits.get(cohort)
-                    if mine is None:
-                        hits[cohort] = [symbol]
-                    else:
-                        mine.append(symbol)
-            return [
-                (cohort, cohort.symbols if len(mine) == len(cohort.symbols) else tuple(mine))
-                for cohort, mine in hits.items()
-            ]
-        # A batch (a tick): one step per cohort touched, mostly one whose symbols all changed.
+    def _publish_few(
+        self, fresh: dict[str, Quote], encoded: dict[str, dict[str, bytes]], oldest: int
+    ) -> int:
+        """A stream's few quotes. With random watchlists every client is a cohort of its own,
+        yet most watch just one of a message's quotes: set operations (in C) find the cohorts
+        that watch several; each of the others gets its one quote's payload, the same bytes
+        as every other watcher of that quote."""
+        symbols = sorted(fresh)
+        watching = [self._by_symbol.get(symbol, _NONE) for symbol in symbols]
+        several: set[Cohort] = set()
+        if len(watching) > 1:
+            seen: set[Cohort] = set()
+            for cohorts in watching:
+                several |= seen & cohorts
+                seen |= cohorts
+        written = 0
+        for symbol, cohorts in zip(symbols, watching, strict=True):
+            if several:
+                cohorts = cohorts - several
+            if cohorts:
+                written += self._write_all(cohorts, (symbol,), fresh, encoded, oldest)
+        if several:
+            groups: dict[tuple[str, ...], list[Cohort]] = {}
+            for cohort in several:
+                changed = tuple(s for s in symbols if s in cohort.symbol_set)
+                groups.setdefault(changed, []).append(cohort)
+            for changed, group in groups.items():
+                written += self._write_all(group, changed, fresh, encoded, oldest)
+        return written
+
+    def _write_all(
+        self,
+        cohorts: Iterable[Cohort],
+        changed: tuple[str, ...],
+        fresh: dict[str, Quote],
+        encoded: dict[str, dict[str, bytes]],
+        oldest: int,
+    ) -> int:
+        """Write the payload of the `changed` quotes to every member of `cohorts` (they all
+        watch exactly those of `fresh`): built once per format and framing."""
+        written = members = 0
+        built: dict[tuple[str, Prepare], tuple[dict[str, bytes], bytes | None]] = {}
+        for cohort in cohorts:
+            key = (cohort.fmt.name, cohort.prepare)
+            made = built.get(key)
+            if made is None:
+                made = built[key] = self._build(cohort, changed, fresh, encoded)
+            texts, prepared = made
+            if prepared is None or cohort.note is not None:
+                written += self._write(cohort, changed, texts, oldest, prepared)
+                continue
+            # The hot loop: per client one attribute read and one call (Outbox.direct).
+            members += len(cohort.members)
+            for outbox in cohort.members:
+                direct = outbox.direct
+                if direct is None:
+                    self._queue(outbox, changed, texts, oldest, None)
+                else:
+                    direct(prepared)
+                    written += 1
+        self.delivered += len(changed) * members
+        return written
+
+    def _build(
+        self,
+        cohort: Cohort,
+        changed: tuple[str, ...],
+        fresh: dict[str, Quote],
+        encoded: dict[str, dict[str, bytes]],
+    ) -> tuple[dict[str, bytes], bytes | None]:
+        """The texts of `fresh` in the cohort's format (encoding the missing `changed` ones), and
+        the cohort's payload of `changed`."""
+        texts = encoded.setdefault(cohort.fmt.name, {})
+        for symbol in changed:
+            if symbol not in texts:
+                texts[symbol] = self._encode(cohort.fmt, fresh[symbol])
+        return texts, self._prepared(cohort, [texts[s] for s in changed])
+
+    def _prepared(self, cohort: Cohort, items: Sequence[bytes]) -> bytes | None:
+        """The payload of `items` prepared for the cohort's sinks (None: its members have no
+        sink, and each member's writer frames what it is owed)."""
+        prepare = cohort.prepare
+        return None if prepare is None else prepare(self._envelope(cohort.fmt).payload(items))
+
+    def _publish_batch(
+        self, fresh: dict[str, Quote], encoded: dict[str, dict[str, bytes]], oldest: int
+    ) -> int:
+        """A batch (a tick): one payload per cohort touched, mostly one whose symbols all
+        changed; payloads are not kept, so each is freed once written and memory stays warm."""
         touched: set[Cohort] = set()
         for symbol in fresh:
-            cohorts = by_symbol.get(symbol)
-            if cohorts:
-                touched.update(cohorts)
+            touched.update(self._by_symbol.get(symbol, _NONE))
         keys = fresh.keys()
-        return [
-            (c, c.symbols if c.symbol_set <= keys else tuple(filter(keys.__contains__, c.symbols)))
-            for c in touched
-        ]
+        written = 0
+        for cohort in touched:
+            if cohort.symbol_set <= keys:
+                changed = cohort.symbols
+            else:
+                changed = tuple(filter(keys.__contains__, cohort.symbols))
+            texts = encoded.get(cohort.fmt.name, _NO_TEXTS)
+            try:  # one C call when all of the cohort's symbols changed
+                items = cohort.texts_of(texts) if changed is cohort.symbols else [
+                    texts[s] for s in changed
+                ]  # fmt: skip
+            except KeyError:  # the first cohort of this format to need some of them
+                texts, prepared = self._build(cohort, changed, fresh, encoded)
+            else:
+                prepared = self._prepared(cohort, items)
+            written += self._write(cohort, changed, texts, oldest, prepared)
+        return written
 
     def _write(
         self,
@@ -263,10 +243,12 @@ class Fanout:
                 prepared += cast(Callable[[bytes], bytes], cohort.prepare)(note)
                 self.notes_along += len(members)
             for outbox in members:
-                if outbox.send_now(prepared):
-                    written += 1
-                else:
+                direct = outbox.direct
+                if direct is None:
                     self._queue(outbox, changed, texts, oldest, note)
+                else:
+                    direct(prepared)
+                    written += 1
         else:
             for outbox in members:
                 self._queue(outbox, changed, texts, oldest, note)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from app.core.fanout import Cohort, Fanout
+from app.core.cohort import Cohort
+from app.core.fanout import Fanout
 from app.core.wire import WireFormat
 from app.models import Quote
 

@@ -25,6 +25,8 @@ from typing import Protocol
 from app.core.wire import WireFormat
 
 WS_1012_SERVICE_RESTART = 1012  # the close code's value; the core imports nothing of Starlette
+# A sink's own write of a prepared payload, that cannot decline (see Sink.watch).
+Direct = Callable[[bytes], object]
 
 
 class Sink(Protocol):
@@ -40,13 +42,18 @@ class Sink(Protocol):
         """Write now; False (nothing written) when it must not write now (paused, closing)."""
         ...
 
+    def watch(self, on_direct: Callable[[Direct | None], None] | None) -> None:
+        """Call `on_direct` now and whenever that changes: with a `Direct` write while `write`
+        would take a payload, with None while it would not; None stops the calls."""
+        ...
+
 
 class Outbox:
     # Slots: thousands of these, read on the fan-out's hot path.
     __slots__ = (
-        "fmt", "symbols", "cohort", "overflowed", "closing", "conflated", "batch_published_at",
+        "fmt", "symbols", "cohort", "_overflowed", "_closing", "conflated", "batch_published_at",
         "_pending_since", "_max_control", "_max_bytes", "_control", "_control_bytes", "_pending",
-        "sink", "sending", "on_owed", "client", "_note",
+        "_sink", "_sending", "on_owed", "client", "_note", "direct", "_raw",
     )  # fmt: skip
 
     def __init__(
@@ -58,9 +65,15 @@ class Outbox:
         # The fan-out's group of outboxes sharing our frames (an app.core.fanout.Cohort, kept
         # here for speed; typed loosely so that the outbox does not import the fan-out).
         self.cohort: object = None
-        self.overflowed = False
-        # Set by `close_after`: the writer sends what is queued, then closes with this code.
-        self.closing: tuple[int, str] | None = None
+        # The fan-out's way to write a live payload now (the hot path): the sink's direct write
+        # while nothing stands in the way (see `_gate`), else None. Kept up to date as things
+        # change, so a write costs the fan-out one attribute read and one call.
+        self.direct: Direct | None = None
+        self._raw: Direct | None = None  # the sink's direct write, as it last said
+        self._overflowed = False
+        self._closing: tuple[int, str] | None = None
+        self._sending = False
+        self._sink: Sink | None = None
         self.conflated = 0
         # `published_at` (ms) of the oldest update in the last drained batch; 0 when none.
         self.batch_published_at = 0
@@ -71,24 +84,75 @@ class Outbox:
         self._control_bytes = 0
         self._pending: dict[str, bytes] = {}
         self._note: bytes | None = None  # the newest freshness note owed (app.core.freshness)
-        # The transport's non-blocking write (app.ws.transport), set by the connection.
-        self.sink: Sink | None = None
-        self.sending = False  # an awaited send is in progress: keep order, let it drain
         # Called whenever something becomes owed (the connection writes it, or starts its writer).
         self.on_owed: Callable[[], None] | None = None
         self.client = "?"  # who this is for (app.core.admission.client_key), for fair admission
 
+    # ---- what stands between a live payload and the socket ------------------------------------
+
+    @property
+    def sink(self) -> Sink | None:
+        """The transport's non-blocking write (app.ws.transport), set by the connection."""
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: Sink | None) -> None:
+        if self._sink is not None:
+            self._sink.watch(None)
+        self._sink = sink
+        self._raw = None
+        if sink is not None:
+            sink.watch(self._direct_changed)
+        self._gate()
+
+    @property
+    def sending(self) -> bool:
+        """An awaited send is in progress: keep order, let it drain."""
+        return self._sending
+
+    @sending.setter
+    def sending(self, sending: bool) -> None:
+        self._sending = sending
+        self._gate()
+
+    @property
+    def closing(self) -> tuple[int, str] | None:
+        """Set by `close_after`: the writer sends what is queued, then closes with this code."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, closing: tuple[int, str] | None) -> None:
+        self._closing = closing
+        self._gate()
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflowed
+
+    def _direct_changed(self, raw: Direct | None) -> None:
+        self._raw = raw
+        self._gate()
+
+    def _gate(self) -> None:
+        """`direct` is the sink's write exactly when a live payload may go now: the sink takes
+        it, and nothing is owed before it (queued, being sent, a close or an overflow)."""
+        if self._pending or self._control or self._sending or self._closing or self._overflowed:
+            self.direct = None
+        else:
+            self.direct = self._raw
+
     def send_now(self, prepared: bytes) -> bool:
         """Write a live payload (prepared as this outbox's sink prepares) at once if nothing is
-        owed before it. The hot path of the fan-out: a few attribute reads, then one write."""
-        if self._pending or self._control or self.sending or self.closing or self.overflowed:
+        owed before it (the fan-out reads `direct` itself)."""
+        direct = self.direct
+        if direct is None:
             return False
-        sink = self.sink
-        return sink is not None and sink.write(prepared)
+        direct(prepared)
+        return True
 
     def offer(self, symbol: str, payload: bytes, published_at: int) -> None:
         """Queue a live update for the writer task, replacing a pending one of that symbol."""
-        if symbol not in self.symbols or self.overflowed:
+        if symbol not in self.symbols or self._overflowed:
             return
         pending = self._pending
         if symbol in pending:
@@ -96,6 +160,7 @@ class Outbox:
         elif not pending:
             self._pending_since = published_at
         pending[symbol] = payload
+        self.direct = None
         self._owed()
 
     def offer_snapshot(self, encoded: dict[str, bytes]) -> int:
@@ -137,11 +202,12 @@ class Outbox:
         # One message larger than the bound alone is let through (it is the server's own reply,
         # bounded by its request); a backlog past the bound is not.
         if len(self._control) >= self._max_control or (self._control and size > self._max_bytes):
-            self.overflowed = True
+            self._overflowed = True
             self.clear()  # it will be closed with 1013, not sent any of this
         else:
             self._control.append(message)
             self._control_bytes = size
+        self.direct = None
         self._owed()
 
     def clear(self) -> None:
@@ -150,10 +216,11 @@ class Outbox:
         self._control_bytes = 0
         self._pending.clear()
         self._note = None
+        self._gate()
 
     def close_after(self, code: int, reason: str) -> None:
         """Ask the writer to close once everything queued so far has been sent."""
-        if self.closing is None:
+        if self._closing is None:
             self.closing = (code, reason)
         self._owed()
 
@@ -166,6 +233,7 @@ class Outbox:
         """After unsubscribe: drop pending updates of `symbols`."""
         for symbol in symbols:
             self._pending.pop(symbol, None)
+        self._gate()
 
     def _owed(self) -> None:
         if self.on_owed is not None:
@@ -178,6 +246,11 @@ class Outbox:
         """Write what is owed through the sink, in order, as far as it takes it:
         (messages written, whether all of it went). The writer task's job when it did not (no
         sink, a paused socket, a send in progress, a close or an overflow to act on)."""
+        result = self._write_owed()
+        self._gate()
+        return result
+
+    def _write_owed(self) -> tuple[int, bool]:
         self.batch_published_at = 0
         sink = self.sink
         if sink is None or self.sending or self.closing or self.overflowed:
@@ -216,4 +289,5 @@ class Outbox:
         if self._note is not None:
             messages.append(self._note)
             self._note = None
+        self._gate()
         return messages

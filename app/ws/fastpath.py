@@ -15,6 +15,13 @@ the transport is paused by flow control. The caller then uses the ordinary await
 `websocket.send`, whose timeout closes a slow consumer with 1013, so backpressure and close codes
 stay uvicorn's.
 
+The hot path goes one step further (`stocktracker.watch_direct`): the protocol tells a watcher,
+whenever it changes, whether frames may be written now, and if so hands it the transport's own
+`write` (C, in uvloop). The protocol re-checks its state (`_gate`) after every way in: each
+asyncio callback, each ASGI send, the keepalive timeout and the end of the app; only a
+handshake that completes or a socket that resumes can open it again. So the fan-out's loop
+writes with one call per client, without a Python frame or a state check of its own.
+
 It is also lighter per idle connection (tests/e2e/test_memory.py bounds it): what uvicorn sets
 the same for every connection of a server is kept once per server (`_PerServer`); once the
 handshake is over the request and response go, websockets' handshake parser is swapped for a
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
+from collections.abc import Callable
 from types import GeneratorType
 from typing import Any, cast
 
@@ -45,6 +53,11 @@ from app.ws.primitives import Flag, Inbox
 EXTENSION = "stocktracker.write_frame"
 # Drops the connection at once (TCP reset): for a peer that does not even read a close frame.
 ABORT = "stocktracker.abort"
+# Registers a watcher of whether frames may be written now (see FastProtocol._gate).
+WATCH_DIRECT = "stocktracker.watch_direct"
+# A transport's write, handed to a watcher while writing at once is allowed; None when it is not.
+Direct = Callable[[bytes], object]
+OnDirect = Callable[[Direct | None], None]
 # What a handshake request keeps once the handshake is over (see FastProtocol.send).
 _NO_HEADERS = Headers()
 # websockets gives each connection a random UUID for its debug log lines (160 bytes each).
@@ -123,6 +136,54 @@ class FastProtocol(WebSocketsSansIOProtocol):
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
         self.after_close = 0  # bytes received after our close frame was sent
+        self._ready = False  # whether write_frame may write now (see _gate)
+        self._on_direct: OnDirect | None = None
+
+    # ---- whether frames may be written now ---------------------------------------------------
+
+    def _gate(self) -> None:
+        """Re-check whether a frame may be written now; tell the watcher when that changes."""
+        ready = (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.conn.state is State.OPEN
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+        if ready != self._ready:
+            self._ready = ready
+            if self._on_direct is not None:
+                self._on_direct(self.transport.write if ready else None)
+
+    def watch_direct(self, on_direct: OnDirect | None) -> None:
+        """Call `on_direct` now and whenever writing at once becomes allowed (with the
+        transport's write) or stops being (None); None stops the calls."""
+        self._on_direct = on_direct
+        if on_direct is not None:
+            on_direct(self.transport.write if self._ready else None)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._gate()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._gate()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._gate()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self._gate()
+
+    async def run_asgi(self) -> None:
+        try:
+            await super().run_asgi()
+        finally:
+            self._gate()
 
     def data_received(self, data: bytes) -> None:
         if self.close_sent:
@@ -133,7 +194,10 @@ class FastProtocol(WebSocketsSansIOProtocol):
             if self.after_close > 2 * self.config.ws_max_size:
                 self.transport.abort()
                 return
-        super().data_received(data)
+        try:
+            super().data_received(data)
+        finally:
+            self._gate()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -141,22 +205,30 @@ class FastProtocol(WebSocketsSansIOProtocol):
             extensions = cast(dict[str, object], self.scope["extensions"])
             extensions[EXTENSION] = self.write_frame
             extensions[ABORT] = self.abort
+            extensions[WATCH_DIRECT] = self.watch_direct
 
     def abort(self) -> None:
         if not self.disconnected:
             self.transport.abort()
+            self._gate()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self._gate()
+        self._on_direct = None  # the watcher (an outbox) is not kept alive by a dead socket
         # The scope would keep this protocol alive through our bound methods (a reference cycle):
         # without them a closed connection is freed at once, not by a later full collection.
         extensions = self.scope.get("extensions") if hasattr(self, "scope") else None
         if extensions is not None:
             extensions.pop(EXTENSION, None)
             extensions.pop(ABORT, None)
+            extensions.pop(WATCH_DIRECT, None)
 
     async def send(self, message: Any) -> None:
-        await super().send(message)
+        try:
+            await super().send(message)
+        finally:
+            self._gate()
         if self.handshake_complete and "response" in self.__dict__:
             # The handshake's request and response (and their header maps) are never read again.
             # websockets' parser keeps the request as a local of its (suspended) generator for
@@ -214,14 +286,7 @@ class FastProtocol(WebSocketsSansIOProtocol):
 
     def write_frame(self, frame: bytes) -> bool:
         """Write `frame` now, or return False if the ASGI send must handle it."""
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or self.conn.state is not State.OPEN
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self._ready:
             return False
         self.transport.write(frame)
         return True

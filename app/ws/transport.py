@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
-from app.ws.fastpath import ABORT, EXTENSION
+from app.ws.fastpath import ABORT, EXTENSION, WATCH_DIRECT, OnDirect
 from app.ws.framing import text_frame
 
 WriteFrame = Callable[[bytes], bool]
 
 
 class Transport:
-    __slots__ = ("_ws", "_receive", "prepare", "write", "_abort")
+    __slots__ = ("_ws", "_receive", "prepare", "write", "_abort", "_watch")
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
@@ -33,11 +33,20 @@ class Transport:
         # The fast path's non-blocking frame write; False when it must not write now.
         self.write: WriteFrame = write or _never
         self._abort: Callable[[], None] | None = extensions.get(ABORT)
+        self._watch: Callable[[OnDirect | None], None] | None = extensions.get(WATCH_DIRECT)
 
     @property
     def fast(self) -> bool:
         """Whether payloads can be written without awaiting (the transport is a sink)."""
         return self.write is not _never
+
+    def watch(self, on_direct: OnDirect | None) -> None:
+        """The sink's direct write (app.core.outbox.Sink.watch): the protocol calls `on_direct`
+        with the transport's write while frames may be written at once, None when not."""
+        if self._watch is not None:
+            self._watch(on_direct)
+        elif on_direct is not None:
+            on_direct(None)
 
     def write_now(self, payload: bytes) -> bool:
         """Write `payload` at once if the socket takes it; False (nothing written) if not."""
@@ -82,6 +91,9 @@ class Transport:
         """The connection is over: hold nothing of the protocol any more."""
         self.write = _never
         self._abort = None
+        if self._watch is not None:
+            self._watch(None)
+            self._watch = None
 
 
 def _never(frame: bytes) -> bool:

@@ -185,3 +185,25 @@ async def test_a_client_joining_while_quotes_are_held_gets_them_in_its_snapshot_
     await asyncio.sleep(0)
     assert [payload(f)["quote"]["seq"] for f in old_sock.frames] == [5]
     assert new_sock.frames == []
+
+
+def test_a_ticks_batch_goes_out_as_one_frame_per_cohort_in_each_format() -> None:
+    """A message of more than a few quotes (a tick) is framed per cohort: all of its symbols
+    changed (picked in one step), or some; each quote still encoded once per format."""
+    fmt = Counting()
+    fanout = Fanout()
+    tick = [make_quote(symbol=f"S{i:02d}", seq=1) for i in range(12)]
+    (_, every), (_, some) = client(fanout, ["S00", "S05"], fmt), client(fanout, ["S01", "X"], fmt)
+    (_, bare), (late, paused) = (
+        client(fanout, ["S00", "S01"], Symbols()),
+        client(fanout, ["S05"], fmt),
+    )
+    paused.paused = True
+    fanout.publish(tick)
+    assert [q["symbol"] for q in payload(every.frames[0])["quotes"]] == ["S00", "S05"]
+    assert payload(some.frames[0])["quote"]["symbol"] == "S01"
+    assert bare.frames == [tag(b"S00 S01")] and fmt.encodes == 3
+    assert paused.frames == [] and [orjson.loads(m)["quote"]["symbol"] for m in late.drain()] == [
+        "S05"
+    ]
+    assert fanout.delivered == 2 + 1 + 2 + 1 and fanout.frames_fast == 3

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
 import orjson
 
 from app.core.outbox import Outbox
@@ -105,3 +108,54 @@ def test_write_owed_now_writes_in_order_as_far_as_the_socket_takes_it() -> None:
     # Each went through the sink's own preparation (its framing), in order.
     kinds = [orjson.loads(untag(f))["type"] for f in sock.frames]
     assert kinds == ["a", "b", "quote"] and not box.owes()
+
+
+def test_direct_is_the_sinks_write_exactly_while_a_live_payload_may_go_now() -> None:
+    """The fan-out writes through `direct` without checking anything itself: after any sequence
+    of what can happen to a connection, it must be set exactly when nothing stands in the way
+    (a sink that takes frames, nothing queued or being sent before, no close, no overflow)."""
+    rng = random.Random(7)
+    for _ in range(200):
+        box = Outbox(JSON_FORMAT, max_control=4)
+        box.symbols.add("TCS")
+        sock = Socket()
+        steps: list[str] = []
+        for _ in range(30):
+            step = rng.choice(STEPS)
+            steps.append(step)
+            ACTIONS[step](box, sock)
+            may_go = (
+                box.sink is not None
+                and not sock.paused
+                and not (box._pending or box._control)  # what is queued goes first
+                and not box.sending
+                and box.closing is None
+                and not box.overflowed
+            )
+            assert (box.direct is not None) == may_go, steps
+            if may_go:
+                before = len(sock.frames)
+                box.send_now(b"live")
+                assert len(sock.frames) == before + 1, steps
+
+
+ACTIONS: dict[str, Callable[[Outbox, Socket], object]] = {
+    "attach": lambda box, sock: setattr(box, "sink", sock),
+    "detach": lambda box, sock: setattr(box, "sink", None),
+    "pause": lambda box, sock: setattr(sock, "paused", True),
+    "resume": lambda box, sock: setattr(sock, "paused", False),
+    "room 1": lambda box, sock: setattr(sock, "room", 1),
+    "room any": lambda box, sock: setattr(sock, "room", None),
+    "offer": lambda box, sock: box.offer("TCS", b"q", 1000),
+    "control": lambda box, sock: box.offer_control(b"c"),
+    "snapshot": lambda box, sock: box.offer_snapshot({"TCS": b"s"}),
+    "note": lambda box, sock: box.offer_note(b"n", {}),
+    "forget": lambda box, sock: box.forget(["TCS"]),
+    "write owed": lambda box, sock: box.write_owed_now(),
+    "drain": lambda box, sock: box.drain(),
+    "sending": lambda box, sock: setattr(box, "sending", True),
+    "sent": lambda box, sock: setattr(box, "sending", False),
+    "close after": lambda box, sock: box.close_after(1000, "bye"),
+    "clear": lambda box, sock: box.clear(),
+}
+STEPS = sorted(ACTIONS)

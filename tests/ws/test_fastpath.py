@@ -15,7 +15,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 
-from app.ws.fastpath import ABORT, EXTENSION, FastProtocol
+from app.ws.fastpath import ABORT, EXTENSION, WATCH_DIRECT, Direct, FastProtocol
 from app.ws.framing import text_frame
 from app.ws.primitives import Flag, Inbox
 
@@ -97,11 +97,17 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
     # Once the handshake is over the scope offers them no more (nor holds this protocol).
     assert EXTENSION not in scopes[0]["extensions"] and ABORT not in scopes[0]["extensions"]
     write: Callable[[bytes], bool] = taken[EXTENSION]
+    # The direct write (what the fan-out calls): the transport's own write, exactly while
+    # write_frame would write, and its watcher is told each change at once.
+    told: list[Direct | None] = []
+    taken[WATCH_DIRECT](told.append)
+    assert told == [wire.write]
     assert write(text_frame(b"fast")) and wire.written[-1] == text_frame(b"fast")
     protocol.pause_writing()  # flow control: the socket's buffer is full
     assert not write(text_frame(b"paused")) and wire.written[-1] == text_frame(b"fast")
+    assert told[-1] is None
     protocol.resume_writing()
-    assert write(text_frame(b"again"))
+    assert write(text_frame(b"again")) and told[-1] == wire.write
 
     closing.set()
     await asyncio.sleep(0)
@@ -110,12 +116,91 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
             break
         await asyncio.sleep(0.01)
     assert protocol.close_sent and not write(text_frame(b"after close"))
+    assert told[-1] is None and len(told) == 4  # told once per change, never in between
     taken[ABORT]()
     assert wire.aborted
     protocol.connection_lost(None)
     # The scope no longer holds the protocol through our bound methods (no cycle).
     assert EXTENSION not in scopes[0]["extensions"] and ABORT not in scopes[0]["extensions"]
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("how", ["peer closes", "peer vanishes", "server shuts down"])
+async def test_the_direct_write_goes_the_moment_the_connection_stops_taking_frames(
+    how: str,
+) -> None:
+    """However a connection ends, the watcher hears None before anything else can write."""
+    accepted = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        watch = scope["extensions"][WATCH_DIRECT]
+        await receive()
+        watch(told.append)
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await receive()
+
+    told: list[Direct | None] = []
+    config = Config(app, ws=FastProtocol, lifespan="off", log_config=None)
+    config.load()
+    protocol = FastProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    wire = Wire()
+    protocol.connection_made(wire)
+    protocol.data_received(HANDSHAKE)
+    await asyncio.wait_for(accepted.wait(), 5)
+    assert told == [None, wire.write]
+    if how == "peer closes":
+        protocol.data_received(Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=True))
+    elif how == "peer vanishes":
+        protocol.connection_lost(ConnectionResetError())
+    else:
+        protocol.shutdown()
+    assert told[-1] is None and not protocol.write_frame(b"x")
+    if how != "peer vanishes":
+        protocol.connection_lost(None)
+    await asyncio.sleep(0)
+
+
+# Where uvicorn's protocol changes what write_frame checks (the handshake, the close, the
+# socket's state, flow control), and the hook of ours that re-checks it (FastProtocol._gate):
+# an override of that method, or of the one uvicorn calls it from.
+GATED = {
+    "connection_lost": "connection_lost",
+    "pause_writing": "pause_writing",
+    "resume_writing": "resume_writing",
+    "shutdown": "shutdown",
+    "keepalive_timeout": "keepalive_timeout",
+    "run_asgi": "run_asgi",
+    "send": "send",
+    "handle_connect": "data_received",
+    "handle_close": "data_received",
+    "handle_parser_exception": "data_received",
+    "send_receive_event_to_app": "data_received",
+}
+
+
+def test_every_way_uvicorn_changes_the_write_state_is_followed_by_a_gate() -> None:
+    """Fails when uvicorn gains (or moves) a place that changes the state write_frame reads:
+    the direct write would then outlive it. Each must be one FastProtocol re-checks after."""
+    source = inspect.getsource(sansio.WebSocketsSansIOProtocol)
+    changes = re.compile(
+        r"self\.(handshake_complete|close_sent|disconnected) = |self\.writable\.(set|clear)\("
+        r"|self\.transport\.(close|abort)\b|self\.conn\.(send_close|fail)\("
+    )
+    found = set()
+    for match in re.finditer(
+        r"\n    (?:async )?def (\w+)\(.*?(?=\n    (?:async )?def |\Z)", source, re.S
+    ):
+        if changes.search(match.group(0)):
+            found.add(match.group(1))
+    found.discard("__init__")
+    assert found == set(GATED)
+    ours = inspect.getsource(FastProtocol)
+    for hook in set(GATED.values()):
+        body = re.search(
+            rf"\n    (?:async )?def {hook}\(.*?(?=\n    (?:async )?def |\Z)", ours, re.S
+        )
+        assert body and "self._gate()" in body.group(0), hook
 
 
 def test_uvicorn_uses_nothing_of_its_queue_and_event_that_our_lighter_ones_lack() -> None:
