@@ -13,15 +13,22 @@ from app.core.wire import WireFormat
 # Prepares a payload for a kind of sink (a transport's framing); None: the members have no sink.
 Prepare = Callable[[bytes], bytes] | None
 CohortKey = tuple[str, Prepare, tuple[str, ...]]
+# A kind of cohort: a wire format and a framing. Cohorts of a kind given the same quotes get the
+# same bytes.
+Kind = tuple[str, Prepare]
 
 
 class Cohort:
     """The outboxes that watch exactly `symbols` (sorted) in wire format `fmt`, through sinks
     that prepare a payload with `prepare` (the same transport), or through none."""
 
-    __slots__ = ("fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "note", "noted")
+    __slots__ = (
+        "fmt", "prepare", "symbols", "symbol_set", "texts_of", "members", "_note", "noted", "_owing"
+    )  # fmt: skip
 
-    def __init__(self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...]) -> None:
+    def __init__(
+        self, fmt: WireFormat, prepare: Prepare, symbols: tuple[str, ...], owing: set[Cohort]
+    ) -> None:
         self.fmt = fmt
         self.prepare = prepare
         self.symbols = symbols
@@ -31,12 +38,29 @@ class Cohort:
         self.members: set[Outbox] = set()
         # A freshness note owed to every member (app.core.freshness), due since `noted` (ms): it
         # rides along with the cohort's next batch, in the same write, or goes alone when late.
-        self.note: bytes | None = None
+        self._note: bytes | None = None
         self.noted = 0
+        self._owing = owing  # the cohorts owed a note (Cohorts.owing)
+
+    @property
+    def note(self) -> bytes | None:
+        return self._note
+
+    @note.setter
+    def note(self, note: bytes | None) -> None:
+        self._note = note
+        if note is None:
+            self._owing.discard(self)
+        else:
+            self._owing.add(self)
 
     @property
     def key(self) -> CohortKey:
         return (self.fmt.name, self.prepare, self.symbols)
+
+    @property
+    def kind(self) -> Kind:
+        return (self.fmt.name, self.prepare)
 
 
 def _picker(symbols: tuple[str, ...]) -> Callable[[dict[str, bytes]], Sequence[bytes]]:
@@ -52,6 +76,8 @@ class Cohorts:
     def __init__(self) -> None:
         self.cohorts: dict[CohortKey, Cohort] = {}
         self.by_symbol: dict[str, set[Cohort]] = {}
+        self.by_kind: dict[Kind, dict[str, set[Cohort]]] = {}  # by_symbol, per kind
+        self.owing: set[Cohort] = set()  # those owed a freshness note (Cohort.note)
         self.counts: dict[str, int] = {}  # symbol -> watchers, kept as members come and go
 
     def regroup(self, outbox: Outbox) -> None:
@@ -71,9 +97,11 @@ class Cohorts:
             return
         cohort = self.cohorts.get(key)
         if cohort is None:
-            cohort = self.cohorts[key] = Cohort(outbox.fmt, key[1], key[2])
+            cohort = self.cohorts[key] = Cohort(outbox.fmt, key[1], key[2], self.owing)
+            of_kind = self.by_kind.setdefault(cohort.kind, {})
             for symbol in cohort.symbols:
                 self.by_symbol.setdefault(symbol, set()).add(cohort)
+                of_kind.setdefault(symbol, set()).add(cohort)
         cohort.members.add(outbox)
         outbox.cohort = cohort
         self._count(cohort.symbols, 1)
@@ -87,8 +115,13 @@ class Cohorts:
 
     def _drop(self, cohort: Cohort) -> None:
         del self.cohorts[cohort.key]
-        for symbol in cohort.symbols:
-            cohorts = self.by_symbol[symbol]
-            cohorts.discard(cohort)
-            if not cohorts:
-                del self.by_symbol[symbol]
+        self.owing.discard(cohort)
+        of_kind = self.by_kind[cohort.kind]
+        for by_symbol in (self.by_symbol, of_kind):
+            for symbol in cohort.symbols:
+                cohorts = by_symbol[symbol]
+                cohorts.discard(cohort)
+                if not cohorts:
+                    del by_symbol[symbol]
+        if not of_kind:
+            del self.by_kind[cohort.kind]

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from itertools import chain, repeat
+from operator import attrgetter, call
 from typing import cast
 
-from app.core.cohort import Cohort, Cohorts, Prepare
+from app.core.cohort import Cohort, Cohorts, Kind
 from app.core.envelope import Envelope
 from app.core.outbox import Outbox
 from app.core.wire import WireFormat
@@ -29,6 +32,9 @@ from app.stats import Histogram
 # Up to this many quotes in a message, it goes out as a stream's (see Fanout._publish_few).
 FEW = 8
 _NONE: frozenset[Cohort] = frozenset()  # no cohort watches the symbol
+_MEMBERS = attrgetter("members")
+_DIRECT = attrgetter("direct")
+_consume = deque[object](maxlen=0).extend  # runs an iterator to its end, in C
 _NO_TEXTS: dict[str, bytes] = {}  # nothing encoded in a format yet (never written to)
 
 
@@ -117,30 +123,64 @@ class Fanout:
         self, fresh: dict[str, Quote], encoded: dict[str, dict[str, bytes]], oldest: int
     ) -> int:
         """A stream's few quotes. With random watchlists every client is a cohort of its own,
-        yet most watch just one of a message's quotes: set operations (in C) find the cohorts
-        that watch several; each of the others gets its one quote's payload, the same bytes
-        as every other watcher of that quote."""
+        yet most watch just one of a message's quotes: set operations (in C) find, per kind of
+        cohort, those that watch several; all the others of a kind watching a quote get that
+        quote's payload, the same bytes, written in one C loop (`_write_plain`)."""
         symbols = sorted(fresh)
-        watching = [self._by_symbol.get(symbol, _NONE) for symbol in symbols]
-        several: set[Cohort] = set()
-        if len(watching) > 1:
-            seen: set[Cohort] = set()
-            for cohorts in watching:
-                several |= seen & cohorts
-                seen |= cohorts
+        owing = self._registry.owing
         written = 0
-        for symbol, cohorts in zip(symbols, watching, strict=True):
+        for by_symbol in self._registry.by_kind.values():
+            watching = [by_symbol.get(symbol, _NONE) for symbol in symbols]
+            several: set[Cohort] = set()
+            if len(watching) > 1:
+                seen: set[Cohort] = set()
+                for cohorts in watching:
+                    several |= seen & cohorts
+                    seen |= cohorts
+            for symbol, cohorts in zip(symbols, watching, strict=True):
+                if several:
+                    cohorts = cohorts - several
+                if owing and not owing.isdisjoint(cohorts):  # a note rides along: per cohort
+                    noted = cohorts & owing  # (writing it takes the cohort out of `owing`)
+                    cohorts = cohorts - noted
+                    written += self._write_all(noted, (symbol,), fresh, encoded, oldest)
+                if cohorts:
+                    written += self._write_plain(cohorts, (symbol,), fresh, encoded, oldest)
             if several:
-                cohorts = cohorts - several
-            if cohorts:
-                written += self._write_all(cohorts, (symbol,), fresh, encoded, oldest)
-        if several:
-            groups: dict[tuple[str, ...], list[Cohort]] = {}
-            for cohort in several:
-                changed = tuple(s for s in symbols if s in cohort.symbol_set)
-                groups.setdefault(changed, []).append(cohort)
-            for changed, group in groups.items():
-                written += self._write_all(group, changed, fresh, encoded, oldest)
+                groups: dict[tuple[str, ...], list[Cohort]] = {}
+                for cohort in several:
+                    changed = tuple(s for s in symbols if s in cohort.symbol_set)
+                    groups.setdefault(changed, []).append(cohort)
+                for changed, group in groups.items():
+                    written += self._write_all(group, changed, fresh, encoded, oldest)
+        return written
+
+    def _write_plain(
+        self,
+        cohorts: Collection[Cohort],
+        changed: tuple[str, ...],
+        fresh: dict[str, Quote],
+        encoded: dict[str, dict[str, bytes]],
+        oldest: int,
+    ) -> int:
+        """`_write_all` for cohorts of one kind owed no note: every member gets the same
+        payload, so the loop over them runs in C, a call per client with no Python frame."""
+        texts, prepared = self._build(next(iter(cohorts)), changed, fresh, encoded)
+        if prepared is None:
+            return self._write_all(cohorts, changed, fresh, encoded, oldest)
+        outboxes = list(chain.from_iterable(map(_MEMBERS, cohorts)))
+        directs = list(map(_DIRECT, outboxes))
+        self.delivered += len(changed) * len(outboxes)
+        if None not in directs:
+            _consume(map(call, directs, repeat(prepared)))
+            return len(directs)
+        written = 0
+        for outbox, direct in zip(outboxes, directs, strict=True):
+            if direct is None:
+                outbox.offer_all(changed, texts, oldest, None)
+            else:
+                direct(prepared)
+                written += 1
         return written
 
     def _write_all(
@@ -152,28 +192,14 @@ class Fanout:
         oldest: int,
     ) -> int:
         """Write the payload of the `changed` quotes to every member of `cohorts` (they all
-        watch exactly those of `fresh`): built once per format and framing."""
-        written = members = 0
-        built: dict[tuple[str, Prepare], tuple[dict[str, bytes], bytes | None]] = {}
+        watch exactly those of `fresh`), cohort by cohort: built once per kind."""
+        written = 0
+        built: dict[Kind, tuple[dict[str, bytes], bytes | None]] = {}
         for cohort in cohorts:
-            key = (cohort.fmt.name, cohort.prepare)
-            made = built.get(key)
+            made = built.get(cohort.kind)
             if made is None:
-                made = built[key] = self._build(cohort, changed, fresh, encoded)
-            texts, prepared = made
-            if prepared is None or cohort.note is not None:
-                written += self._write(cohort, changed, texts, oldest, prepared)
-                continue
-            # The hot loop: per client one attribute read and one call (Outbox.direct).
-            members += len(cohort.members)
-            for outbox in cohort.members:
-                direct = outbox.direct
-                if direct is None:
-                    self._queue(outbox, changed, texts, oldest, None)
-                else:
-                    direct(prepared)
-                    written += 1
-        self.delivered += len(changed) * members
+                made = built[cohort.kind] = self._build(cohort, changed, fresh, encoded)
+            written += self._write(cohort, changed, made[0], oldest, made[1])
         return written
 
     def _build(
@@ -245,29 +271,15 @@ class Fanout:
             for outbox in members:
                 direct = outbox.direct
                 if direct is None:
-                    self._queue(outbox, changed, texts, oldest, note)
+                    outbox.offer_all(changed, texts, oldest, note)
                 else:
                     direct(prepared)
                     written += 1
         else:
             for outbox in members:
-                self._queue(outbox, changed, texts, oldest, note)
+                outbox.offer_all(changed, texts, oldest, note)
         self.delivered += len(changed) * len(members)
         return written
-
-    @staticmethod
-    def _queue(
-        outbox: Outbox,
-        changed: tuple[str, ...],
-        texts: dict[str, bytes],
-        oldest: int,
-        note: bytes | None,
-    ) -> None:
-        """What an outbox cannot take now waits in it, conflated, for its writer."""
-        for symbol in changed:
-            outbox.offer(symbol, texts[symbol], oldest)
-        if note is not None:
-            outbox.offer_note(note, {})
 
     def _envelope(self, fmt: WireFormat) -> Envelope:
         envelope = self._envelopes.get(fmt.name)

@@ -88,8 +88,6 @@ class Outbox:
         self.on_owed: Callable[[], None] | None = None
         self.client = "?"  # who this is for (app.core.admission.client_key), for fair admission
 
-    # ---- what stands between a live payload and the socket ------------------------------------
-
     @property
     def sink(self) -> Sink | None:
         """The transport's non-blocking write (app.ws.transport), set by the connection."""
@@ -142,8 +140,7 @@ class Outbox:
             self.direct = self._raw
 
     def send_now(self, prepared: bytes) -> bool:
-        """Write a live payload (prepared as this outbox's sink prepares) at once if nothing is
-        owed before it (the fan-out reads `direct` itself)."""
+        """Write a live payload (prepared by the sink) at once if nothing is owed before it."""
         direct = self.direct
         if direct is None:
             return False
@@ -162,6 +159,15 @@ class Outbox:
         pending[symbol] = payload
         self.direct = None
         self._owed()
+
+    def offer_all(
+        self, symbols: Sequence[str], texts: dict[str, bytes], published_at: int, note: bytes | None
+    ) -> None:
+        """What the fan-out could not write now: `symbols`' quotes (`texts`), then a note."""
+        for symbol in symbols:
+            self.offer(symbol, texts[symbol], published_at)
+        if note is not None:
+            self.offer_note(note, {})
 
     def offer_snapshot(self, encoded: dict[str, bytes]) -> int:
         """Queue a snapshot message of the `encoded` quotes ({symbol: quote in our format}, the
