@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 _FIN_TEXT = 0x81  # FIN bit and opcode 1 (text)
+_HEADER_16 = struct.Struct("!BBH").pack
 
 
 def frame_header(size: int) -> bytes:
@@ -23,4 +24,9 @@ def frame_header(size: int) -> bytes:
 
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, final text frame carrying `payload` (UTF-8 text)."""
-    return frame_header(len(payload)) + payload
+    size = len(payload)  # (the common sizes inline: the fan-out frames each client's tick)
+    if size < 126:
+        return bytes((_FIN_TEXT, size)) + payload
+    if size < 1 << 16:
+        return _HEADER_16(_FIN_TEXT, 126, size) + payload
+    return frame_header(size) + payload
