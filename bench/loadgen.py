@@ -56,6 +56,8 @@ class Spec:
     # Name the symbols in the URL (`/ws?symbols=A,B`, which the app and bench/node-gateway both
     # take) instead of sending a `subscribe`; the client counts once `subscribed` arrives.
     url_symbols: bool = False
+    # A client counts once its snapshot arrives (handshake, subscribe and snapshot all done).
+    until_snapshot: bool = False
     connect_parallel: int = 256
     ready_timeout: float = 120.0
     storm_timeout: float = 40.0
@@ -113,7 +115,7 @@ class Client(WSListener):
         if self.symbols and not self.gen.spec.url_symbols:
             request = {"action": "subscribe", "symbols": self.symbols, "id": "b"}
             transport.send(WSMsgType.TEXT, orjson.dumps(request))
-        elif not self.subscribed.done():
+        elif not self.subscribed.done() and not self.gen.spec.until_snapshot:
             self.subscribed.set_result(None)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -132,6 +134,8 @@ class Client(WSListener):
             if kind == "snapshot":
                 for q in msg["quotes"]:
                     self.versions.check(stats, q["symbol"], q["epoch"], q["seq"])
+                if not self.subscribed.done():
+                    self.subscribed.set_result(None)
             elif kind == "subscribed":
                 if not self.subscribed.done():
                     self.subscribed.set_result(None)

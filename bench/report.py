@@ -85,6 +85,7 @@ PEER_COLUMNS = (
     ("p99_ms", "p99 ms"), ("p50_ms", "p50 ms"), ("server_cpu", "CPU"),
     ("rss_per_conn_kb", "KB/conn"), ("cpu_us_per_quote", "CPU us/quote"),
     ("never_connected", "never connected"), ("connect_s", "connect s"),
+    ("join_s", "join s"), ("join_failed", "join failed"),
 )  # fmt: skip
 
 
@@ -96,7 +97,7 @@ def _peer_cell(row: dict[str, Any] | None, key: str) -> str:
         return "-"
     if key == "server_cpu":
         return f"{float(value):.0%}"
-    if key == "connect_s":
+    if key in ("connect_s", "join_s"):
         return f"{float(value):.1f}"
     return str(value)
 

@@ -78,6 +78,9 @@ class Workload:
     # at each of `counts` clients (--clients picks one). Clients name their symbols in the URL.
     peers: tuple[str, ...] = ()
     counts: tuple[int, ...] = ()
+    # Clients that connect as the measured window opens, beside the streaming ones (stream-join):
+    # each counts once its snapshot arrives; the row gives how long all of them took.
+    joiners: int = 0
 
 
 def suite(scale: float) -> list[Workload]:
@@ -110,6 +113,16 @@ def suite(scale: float) -> list[Workload]:
             peers=PEERS,
             counts=tuple(n(c) for c in (5_000, 10_000, 12_500, 15_000)),
             target="ours p99 <= Node's; <=10 us CPU/quote; p99<=100ms at 15,000",
+        ),  # fmt: skip
+        Workload(
+            "stream-join",
+            "ws",
+            n(12_500),
+            env={**stream, **many},
+            peers=PEERS,
+            counts=(n(12_500),),
+            joiners=n(2_500),
+            target="2,500 more connect (to their snapshot) within 5 s, none fails; p99 <= 2x",
         ),  # fmt: skip
         Workload(
             "long-poll",
@@ -413,6 +426,7 @@ async def drive(
         await asyncio.sleep(0.1)
     await asyncio.sleep(w.warmup)
     app = apps[0]
+    joining = asyncio.create_task(join(w, app, symbols)) if w.joiners else None
     before, cpu0, t0 = app.metrics(), app.cpu_seconds(), time.monotonic()
     sys0 = app.cpu_split()[1]
     fed_before = feeder.metrics() if feeder is not None else {}
@@ -468,7 +482,31 @@ async def drive(
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             await asyncio.wait_for(proc.wait(), 30 + w.linger)
+    if joining is not None:
+        server["join"] = await joining
     return [o.get("result", {}) for o in outs], server
+
+
+async def join(w: Workload, app: Server, symbols: list[str]) -> dict[str, Any]:
+    """`w.joiners` more clients, as the measured window opens: how long until every one has its
+    snapshot (timed by their generator from its first connect), and how many failed."""
+    spec = {
+        "mode": "ws", "urls": [app.ws], "clients": w.joiners, "symbols": symbols,
+        "per_client": w.per_client, "warmup": 0, "duration": 1, "seed": 1000,
+        "url_symbols": True, "until_snapshot": True, "ready_timeout": 60,
+    }  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *pinned(1, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return {
+        "joined": result.get("subscribed", 0),
+        "join_s": result.get("connect_seconds"),
+        "join_errors": result.get("errors", {}),
+    }
 
 
 def server_lag(before: dict[str, float], after: dict[str, float]) -> dict[str, str]:
@@ -546,6 +584,13 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
         row["rss_per_conn_kb"] = round(
             (server["rss_start"] - idle_rss) / total["subscribed"] / 1024, 1
         )
+    if "join" in server:
+        row.update(server["join"])
+        row["join_failed"] = max(0, w.joiners - row["joined"])
+        if (row["join_s"] or 0) > w.duration:
+            # Joiners still connecting after the window: the window did not cover the join.
+            row["invalid_because"].append("the joiners outlasted the measured window")
+            row["valid"] = False
     if "rss_settled" in server:
         row["rss_baseline_mb"] = round(server["rss_start"] / 2**20, 1)
         row["rss_settled_mb"] = round(server["rss_settled"] / 2**20, 1)

@@ -63,3 +63,19 @@ def test_bench_runs_a_tiny_stream_redis_workload_with_both_peers(tmp_path: Path)
     assert "Node p99 ms | ours p99 ms" in done.stdout
     assert "| stream-redis | 20 |" in done.stdout
     assert "python -m bench.run stream-redis --clients 20" in done.stdout
+
+
+def test_bench_runs_a_tiny_stream_join_workload(tmp_path: Path) -> None:
+    """Clients that join while others stream: each counts once its snapshot has arrived."""
+    out = tmp_path / "runs.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "stream-join", "--scale", "0.002", "--peers", "ours",
+         "--duration", "3", "--warmup", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["workload"] == "stream-join" and row["clients"] == 25 and row["connected"] == 25
+    assert row["joined"] == 5 and row["join_failed"] == 0 and row["join_errors"] == {}
+    assert 0 <= row["join_s"] < 3 and row["valid"]
+    assert "| stream-join | 25 |" in done.stdout and "ours join s" in done.stdout
