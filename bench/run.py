@@ -462,9 +462,19 @@ async def drive(
     server["rss_end"] = app.rss()
     server["rss_peak"] = rss_peak
     after = app.metrics()
+    # A metrics read that failed (a replica too busy to answer in time) is {}: a counter read
+    # against it would count from the process's start (once read as 117 quotes/s "published").
+    unread = [
+        name for name, sample in (("server's before", before), ("server's after", after))
+        if isinstance(app, App) and not sample
+    ]  # fmt: skip
     if feeder is not None:
         published = "stocktracker_quotes_published_total"
         fed_after = feeder.metrics()
+        unread += [
+            name for name, m in (("leader's before", fed_before), ("leader's after", fed_after))
+            if not m
+        ]  # fmt: skip
         before[published] = fed_before.get(published, 0.0)
         after[published] = fed_after.get(published, 0.0)
     for key in ("quotes_conflated_total", "slow_client_closes_total", "frames_sent_total",
@@ -472,6 +482,7 @@ async def drive(
                 "quotes_published_total"):  # fmt: skip
         name = f"stocktracker_{key}"
         server[key] = after.get(name, 0) - before.get(name, 0)
+    server["metrics_unread"] = unread
     server["loop_lag_s"] = after.get("stocktracker_event_loop_lag_seconds")
     server.update(server_lag(before, after))
     if abusers is not None:
@@ -553,6 +564,8 @@ def combine(w: Workload, results: list[dict[str, Any]], server: dict[str, Any],
             (f"generator CPU {gen_cpu:.0%}", gen_cpu * len(results) > GEN_CPU_LIMIT),
             (f"generator loop lag p99 {gen_lag:.0f} ms", gen_lag > lag_limit),
             ("no result from a generator", any(not r for r in results)),
+            ("metrics unread: " + ", ".join(server.get("metrics_unread", [])),
+             bool(server.get("metrics_unread"))),
         ) if bad
     ]  # fmt: skip
     row: dict[str, Any] = {
