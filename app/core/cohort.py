@@ -125,3 +125,10 @@ class Cohorts:
                     del by_symbol[symbol]
         if not of_kind:
             del self.by_kind[cohort.kind]
+
+    def groups(self) -> list[Cohort]:
+        return list(self.cohorts.values())
+
+    def owed_notes(self) -> list[Cohort]:
+        """The cohorts owed a freshness note (Cohort.note)."""
+        return list(self.owing)

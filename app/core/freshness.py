@@ -91,12 +91,12 @@ class Freshness:
         stale_after = stale_after_ms(self.interval, refresh)
         quarter = stale_after // 4
         if self.at - self._noted >= stale_after // 2:
-            self._owe(fanout.groups(), refresh, stale_after, now, published)
-        return self._send_late(fanout.groups(), now - quarter)
+            self._owe(fanout, refresh, stale_after, now, published)
+        return self._send_late(fanout.registry.owed_notes(), now - quarter)
 
     def _owe(
         self,
-        cohorts: Iterable[Cohort],
+        fanout: Fanout,
         refresh: float | None,
         stale_after: int,
         now: int,
@@ -106,10 +106,13 @@ class Freshness:
         recent = at - stale_after // 4
         stale = self.stale(set(self.as_of), refresh)
         shared: dict[str, bytes] = {}  # when all is current, one note per format
-        for cohort in cohorts:
-            symbols = cohort.symbols
-            if all(published(s) >= recent for s in symbols):
+        # The watched symbols whose last quote is not recent, found once: a cohort watching
+        # none of them is skipped with one set operation (thousands of cohorts, each time).
+        old = frozenset(s for s in fanout.counts() if published(s) < recent)
+        for cohort in fanout.registry.groups():
+            if old.isdisjoint(cohort.symbol_set):
                 continue
+            symbols = cohort.symbols
             mine = {s: stale[s] for s in symbols if s in stale} if stale else {}
             fmt = cohort.fmt
             if mine:
