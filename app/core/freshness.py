@@ -18,8 +18,7 @@ clients age their data from the last note (see docs/protocol.md, `fresh`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
-from typing import cast
+from collections.abc import Callable, Iterable
 
 from app.core.cohort import Cohort
 from app.core.fanout import Fanout
@@ -27,9 +26,6 @@ from app.core.wire import WireFormat
 from app.models import Quote
 
 SLACK_MS = 2000
-# Cohorts owed a note, and notes written alone, per step of `Freshness.steps` (about 1 ms each).
-OWE_STEP = 1000
-SEND_STEP = 64
 
 
 def stale_after_ms(interval: float, refresh: float | None) -> int:
@@ -92,27 +88,11 @@ class Freshness:
         were last sent was published; a cohort whose every price was published in the last
         quarter threshold is current by those quotes alone and is owed nothing (when every price
         moves each tick, notes cost nothing at all)."""
-        steps = self.steps(fanout, refresh, now, published)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return cast(int, done.value)
-
-    def steps(
-        self,
-        fanout: Fanout,
-        refresh: float | None,
-        now: int,
-        published: Callable[[str], int] = lambda symbol: 0,
-    ) -> Generator[None, None, int]:
-        """`note`, a bounded step at a time (the hub yields the loop between two): at 10,000
-        connections it would otherwise stall the loop for 10-20 ms, and the quotes behind it."""
         stale_after = stale_after_ms(self.interval, refresh)
         quarter = stale_after // 4
         if self.at - self._noted >= stale_after // 2:
-            yield from self._owe(fanout, refresh, stale_after, now, published)
-        return (yield from self._send_late(fanout.registry.owed_notes(), now - quarter))
+            self._owe(fanout, refresh, stale_after, now, published)
+        return self._send_late(fanout.registry.owed_notes(), now - quarter)
 
     def _owe(
         self,
@@ -121,7 +101,7 @@ class Freshness:
         stale_after: int,
         now: int,
         published: Callable[[str], int],
-    ) -> Generator[None, None, None]:
+    ) -> None:
         self._noted = at = self.at
         recent = at - stale_after // 4
         stale = self.stale(set(self.as_of), refresh)
@@ -129,9 +109,7 @@ class Freshness:
         # The watched symbols whose last quote is not recent, found once: a cohort watching
         # none of them is skipped with one set operation (thousands of cohorts, each time).
         old = frozenset(s for s in fanout.counts() if published(s) < recent)
-        for done, cohort in enumerate(fanout.registry.groups(), 1):
-            if done % OWE_STEP == 0:
-                yield
+        for cohort in fanout.registry.groups():
             if old.isdisjoint(cohort.symbol_set):
                 continue
             symbols = cohort.symbols
@@ -145,13 +123,10 @@ class Freshness:
                 cohort.noted = now
             cohort.note = payload
 
-    def _send_late(self, cohorts: Iterable[Cohort], due_before: int) -> Generator[None, None, int]:
+    def _send_late(self, cohorts: Iterable[Cohort], due_before: int) -> int:
         prepared: dict[bytes, dict[object, bytes]] = {}
-        sent = step = 0
+        sent = 0
         for cohort in cohorts:
-            if sent >= step + SEND_STEP:  # each note sent alone is a write
-                step = sent
-                yield
             note = cohort.note
             if note is None or cohort.noted > due_before:
                 continue

@@ -277,8 +277,7 @@ class Hub:
             if self.current_status() != self._told:
                 self._broadcast_status()
             now = int(time.time() * 1000)
-            for _ in self.freshness.steps(self.fanout, self.refresh, now, self.latest.published_at):
-                await asyncio.sleep(0)  # the bus listener and the fan-out go between two steps
+            self.freshness.note(self.fanout, self.refresh, now, self.latest.published_at)
             await asyncio.sleep(every)
 
     def _broadcast_status(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from app.core.fanout import Fanout
-from app.core.freshness import OWE_STEP, SEND_STEP, Freshness, stale_after_ms
+from app.core.freshness import Freshness, stale_after_ms
 from app.core.outbox import Outbox
 from app.formats import JSON_FORMAT
 from tests.core.sinks import Socket, untag
@@ -140,30 +140,3 @@ def test_a_cohort_whose_prices_all_just_moved_needs_no_note() -> None:
     fresh.note(fanout, None, T0, lambda s: published.get(s, 0))
     assert fresh.note(fanout, None, T0 + 1500) == 1
     assert moved_sock.frames == [] and len(quiet_sock.frames) == 1
-
-
-def test_notes_for_thousands_of_connections_go_out_a_bounded_step_at_a_time() -> None:
-    """The hub yields the loop between two steps: owing 2,500 cohorts and sending 2,500 late
-    notes must take several steps, each bounded, and do what one `note` call does."""
-    fanout, fresh = Fanout(), Freshness(2.0)
-    symbols = [f"S{i:02d}" for i in range(60)]
-    socks = [client(fanout, [symbols[i % 60], symbols[i // 60], f"X{i}"])[1] for i in range(2500)]
-    assert fanout.cohorts == 2500
-    fresh.heard([], symbols, T0)
-    steps = fresh.steps(fanout, None, T0)  # owes a note to every cohort (none sent yet)
-    owed = sum(1 for _ in steps)
-    assert owed >= 2500 // OWE_STEP and fanout.registry.owed_notes()
-    assert all(sock.frames == [] for sock in socks)
-    steps = fresh.steps(fanout, None, T0 + 5000)  # a quarter threshold later: sent alone
-    sent_steps = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            assert done.value == 2500
-            break
-        sent_steps += 1
-        assert sum(len(s.frames) for s in socks) <= sent_steps * SEND_STEP + 3  # bounded steps
-    assert sent_steps >= 2500 // SEND_STEP - 1
-    assert all(notes(sock)[0]["type"] == "fresh" for sock in socks)
-    assert not fanout.registry.owed_notes() and fresh.notes == 2500
