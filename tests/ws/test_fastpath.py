@@ -61,6 +61,17 @@ class Wire(asyncio.Transport):
         )
 
 
+def upgraded(app: Any) -> tuple[FastProtocol, Wire]:
+    """Our protocol on a connection whose peer sent the upgrade request to `app`."""
+    config = Config(app, ws=FastProtocol, lifespan="off", log_config=None)
+    config.load()
+    protocol = FastProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    wire = Wire()
+    protocol.connection_made(wire)
+    protocol.data_received(HANDSHAKE)
+    return protocol, wire
+
+
 async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_it_must() -> None:
     """Fails when the uvicorn internals the fast path reads (handshake, flow control, close
     state, the scope's extensions, the queue and flag it swaps for lighter ones) change."""
@@ -79,12 +90,7 @@ async def test_the_fast_path_writes_what_uvicorn_itself_would_and_declines_when_
         await closing.wait()
         await send({"type": "websocket.close", "code": 1000})
 
-    config = Config(app, ws=FastProtocol, lifespan="off", log_config=None)
-    config.load()
-    protocol = FastProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    wire = Wire()
-    protocol.connection_made(wire)
-    protocol.data_received(HANDSHAKE)
+    protocol, wire = upgraded(app)
     await asyncio.wait_for(sent.wait(), 5)
     assert wire.written[0].startswith(b"HTTP/1.1 101")
     assert wire.written[-1] == text_frame("héllo".encode())  # our framing is uvicorn's
@@ -141,12 +147,7 @@ async def test_the_direct_write_goes_the_moment_the_connection_stops_taking_fram
         await receive()
 
     told: list[Direct | None] = []
-    config = Config(app, ws=FastProtocol, lifespan="off", log_config=None)
-    config.load()
-    protocol = FastProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    wire = Wire()
-    protocol.connection_made(wire)
-    protocol.data_received(HANDSHAKE)
+    protocol, wire = upgraded(app)
     await asyncio.wait_for(accepted.wait(), 5)
     assert told == [None, wire.write]
     if how == "peer closes":
