@@ -38,6 +38,10 @@ _consume = deque[object](maxlen=0).extend  # runs an iterator to its end, in C
 _NO_TEXTS: dict[str, bytes] = {}  # nothing encoded in a format yet (never written to)
 
 
+def _members(cohorts: Iterable[Cohort]) -> Iterator[Outbox]:
+    return chain.from_iterable(map(_MEMBERS, cohorts))
+
+
 def _encode(fmt: WireFormat, quote: Quote) -> bytes:
     return fmt.encode(quote)
 
@@ -67,8 +71,7 @@ class Fanout:
         self.registry.regroup(outbox)
 
     def members_watching(self, symbol: str) -> Iterator[Outbox]:
-        for cohort in self._by_symbol.get(symbol, ()):
-            yield from cohort.members
+        return _members(self._by_symbol.get(symbol, _NONE))
 
     def counts(self) -> dict[str, int]:
         """Watchers per symbol."""
@@ -162,23 +165,15 @@ class Fanout:
     ) -> int:
         """`_write_all` for cohorts of one kind owed no note: every member gets the same
         payload, so the loop over them runs in C, a call per client with no Python frame."""
-        texts, prepared = self._build(next(iter(cohorts)), changed, fresh, encoded)
-        if prepared is None:
-            return self._write_all(cohorts, changed, fresh, encoded, oldest)
-        outboxes = list(chain.from_iterable(map(_MEMBERS, cohorts)))
-        directs = list(map(_DIRECT, outboxes))
-        self.delivered += len(changed) * len(outboxes)
-        if None not in directs:
-            _consume(map(call, directs, repeat(prepared)))
-            return len(directs)
-        written = 0
-        for outbox, direct in zip(outboxes, directs, strict=True):
-            if direct is None:
-                outbox.offer_all(changed, texts, oldest, None)
-            else:
-                direct(prepared)
-                written += 1
-        return written
+        _, prepared = self._build(next(iter(cohorts)), changed, fresh, encoded)
+        if prepared is not None:
+            directs = list(map(_DIRECT, _members(cohorts)))
+            if None not in directs:
+                self.delivered += len(changed) * len(directs)
+                _consume(map(call, directs, repeat(prepared)))
+                return len(directs)
+        # No sink, or a member that cannot take it now: `_write` queues for it, cohort by cohort.
+        return self._write_all(cohorts, changed, fresh, encoded, oldest)
 
     def _write_all(
         self,
