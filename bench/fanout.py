@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Callable
 from decimal import Decimal
 
 from app.core.fanout import Fanout
-from app.core.outbox import Direct, Outbox
+from app.core.outbox import OnDirect, Outbox
 from app.formats import JSON_FORMAT
 from app.models import Quote
 from app.ws.framing import text_frame
@@ -45,7 +44,7 @@ class CountingSink:
         self.frames += 1
         return True
 
-    def watch(self, on_direct: Callable[[Direct | None], None] | None) -> None:
+    def watch(self, on_direct: OnDirect | None) -> None:
         if on_direct is not None:
             on_direct(self.write)
 

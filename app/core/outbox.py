@@ -1,7 +1,8 @@
 """A connection's outbox: what the server owes one client, bounded and conflated.
 
 Live quotes normally never stop here: the fan-out (app.core.fanout) writes one shared payload
-straight to each client's sink through `send_now`. They are queued only when that cannot be done
+straight to each client's socket with `direct`, the sink's own write, which this outbox holds
+only while nothing stands in the way (`_gate`). They are queued only when that cannot be done
 at once (no sink, a socket paused by flow control, an awaited send in progress, control messages
 waiting ahead of them), and then kept as the latest payload per symbol, so a client that falls
 behind gets the newest price, never a backlog. Control messages (acks, errors, snapshots, status)
@@ -27,6 +28,7 @@ from app.core.wire import WireFormat
 WS_1012_SERVICE_RESTART = 1012  # the close code's value; the core imports nothing of Starlette
 # A sink's own write of a prepared payload, that cannot decline (see Sink.watch).
 Direct = Callable[[bytes], object]
+OnDirect = Callable[[Direct | None], None]
 
 
 class Sink(Protocol):
@@ -42,7 +44,7 @@ class Sink(Protocol):
         """Write now; False (nothing written) when it must not write now (paused, closing)."""
         ...
 
-    def watch(self, on_direct: Callable[[Direct | None], None] | None) -> None:
+    def watch(self, on_direct: OnDirect | None) -> None:
         """Call `on_direct` now and whenever that changes: with a `Direct` write while `write`
         would take a payload, with None while it would not; None stops the calls."""
         ...
@@ -138,14 +140,6 @@ class Outbox:
             self.direct = None
         else:
             self.direct = self._raw
-
-    def send_now(self, prepared: bytes) -> bool:
-        """Write a live payload (prepared by the sink) at once if nothing is owed before it."""
-        direct = self.direct
-        if direct is None:
-            return False
-        direct(prepared)
-        return True
 
     def offer(self, symbol: str, payload: bytes, published_at: int) -> None:
         """Queue a live update for the writer task, replacing a pending one of that symbol."""

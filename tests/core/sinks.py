@@ -3,9 +3,7 @@ was written, or declines while paused, and "frames" a payload by tagging it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from app.core.outbox import Direct
+from app.core.outbox import OnDirect
 
 
 def tag(payload: bytes) -> bytes:
@@ -27,7 +25,7 @@ class Socket:
         self.frames: list[bytes] = []
         self._paused = False
         self._room = room
-        self._on_direct: Callable[[Direct | None], None] | None = None
+        self._on_direct: OnDirect | None = None
 
     @property
     def room(self) -> int | None:
@@ -51,7 +49,7 @@ class Socket:
         if self._on_direct is not None:
             self._on_direct(None if self.paused else self._direct)
 
-    def watch(self, on_direct: Callable[[Direct | None], None] | None) -> None:
+    def watch(self, on_direct: OnDirect | None) -> None:
         self._on_direct = on_direct
         self._tell()
 
