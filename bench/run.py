@@ -387,6 +387,15 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+async def client_process(module: str, spec: dict[str, Any]) -> asyncio.subprocess.Process:
+    """A client-side process (`module` run with `spec`) on core 1, its JSON lines on stdout."""
+    return await asyncio.create_subprocess_exec(
+        *pinned(1, [sys.executable, "-m", module, json.dumps(spec)]),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
 async def drive(
     w: Workload, apps: list[Server], feeder: App | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -404,13 +413,7 @@ async def drive(
             "duration": w.duration, "seed": i, "slow_fraction": w.slow_fraction,
             "same_symbols": w.same_symbols, "linger": w.linger, "url_symbols": bool(w.peers),
         }  # fmt: skip
-        procs.append(
-            await asyncio.create_subprocess_exec(
-                *pinned(1, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        )
+        procs.append(await client_process("bench.loadgen", spec))
     server: dict[str, Any] = {}
 
     async def events(proc: asyncio.subprocess.Process, out: dict[str, Any]) -> None:
@@ -439,11 +442,7 @@ async def drive(
                 "max_bytes": int(app.env.get("MAX_MESSAGE_BYTES", 65536)),
                 "rate": float(app.env.get("CLIENT_RATE", 20)), "kinds": w.abuse_kinds,
                 "symbols": symbols}  # fmt: skip
-        abusers = await asyncio.create_subprocess_exec(
-            *pinned(1, [sys.executable, "-m", "bench.abuser", json.dumps(spec)]),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        abusers = await client_process("bench.abuser", spec)
     if w.mode == "storm":
         while not all("storm-armed" in o for o in outs):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -511,11 +510,7 @@ async def join(w: Workload, app: Server, symbols: list[str]) -> dict[str, Any]:
         "per_client": w.per_client, "warmup": 0, "duration": 1, "seed": 1000,
         "url_symbols": True, "until_snapshot": True, "ready_timeout": 60,
     }  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        *pinned(1, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await client_process("bench.loadgen", spec)
     out, _ = await proc.communicate()
     result = json.loads(out.decode().strip().splitlines()[-1])
     return {
