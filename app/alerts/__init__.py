@@ -145,14 +145,11 @@ async def _on_cluster(
 ) -> AsyncIterator[AlertStore]:
     """The alert store of a deployment on a Redis Cluster (app.alerts.cluster_store)."""
     from app.alerts.cluster_store import ClusterAlertStore
-    from app.pubsub.cluster import connect_cluster
+    from app.pubsub.cluster import cluster_client
     from app.pubsub.cluster_names import ClusterNames
 
-    client = connect_cluster(url, client_name, **(redis_options or {}))
-    try:
+    async with cluster_client(url, client_name, **(redis_options or {})) as client:
         yield ClusterAlertStore(client, ClusterNames(backend.prefix), rate=rate)
-    finally:
-        await client.aclose()
 
 
 def _built(

@@ -99,8 +99,8 @@ class GuardedProvider:
         self.pacer = Pacer(quota.per_minute, clock, poll_interval)
         self.last_error: str | None = None
         self.quota_reachable = True
-        # Calls by outcome (ok, rate_limited, quota_blocked, quota_unknown, circuit_open, error),
-        # for /metrics.
+        # Calls by outcome (ok, rate_limited, error, cancelled; no call made: quota_blocked,
+        # quota_unknown, circuit_open), for /metrics.
         self.outcomes: dict[str, int] = {}
 
     def check_symbol(self, symbol: str) -> str | None:
@@ -170,6 +170,11 @@ class GuardedProvider:
         try:
             with self.breaker.calling():
                 result = await self._call(picked)
+        except asyncio.CancelledError:
+            # The poll's time ran out (or the process stops) mid-call: the request may have
+            # reached the provider and cost a credit, so it is a call made, counted as such.
+            self._count("cancelled")
+            raise
         except pybreaker.CircuitBreakerError:
             self.pacer.requeue(picked)  # short-circuited: nothing was sent, their turn stays
             await self._quietly(self.quota.give_back(len(picked)), "refund (it stays charged)")

@@ -96,12 +96,12 @@ async def _refuse_a_cluster(client: Any) -> None:
     say so at start. Best effort: a server that does not answer now is not refused for that."""
     import asyncio
 
-    from redis.exceptions import RedisError
+    from app.pubsub.redis import REDIS_ERRORS
 
     try:
         async with asyncio.timeout(1.0):
             info = await client.info("cluster")
-    except (RedisError, OSError, TimeoutError):
+    except (*REDIS_ERRORS, TimeoutError):
         return
     if str(info.get("cluster_enabled", "0")) == "1":
         raise RuntimeError(
@@ -139,13 +139,12 @@ async def _cluster_backend(
         ClusterRegistry,
         ClusterSnapshotStore,
         ShardInterest,
-        connect_cluster,
+        cluster_client,
     )
 
     names = ClusterNames(prefix, shards)
-    client = connect_cluster(url, client_name, **(redis_options or {}))
     interest = ShardInterest(names)
-    try:
+    async with cluster_client(url, client_name, **(redis_options or {})) as client:
         yield Backend(
             ClusterBus(client, names, interest),
             ClusterSnapshotStore(client, names, interest),
@@ -158,5 +157,3 @@ async def _cluster_backend(
             "redis-cluster",
             names.prefix,
         )
-    finally:
-        await client.aclose()

@@ -37,7 +37,8 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -47,7 +48,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import RedisError
 
 from app.pubsub.base import UPDATES_CHANNEL, BusUnavailable, LeaseHolder, Message, StateCallback
 from app.pubsub.cluster_names import ClusterNames, group_by_shard
@@ -57,6 +57,7 @@ from app.pubsub.redis import (
     BACKOFF_CAP,
     BACKOFF_START,
     PING_TIMEOUT,
+    REDIS_ERRORS,
     RedisHistoryStore,
     RedisRegistry,
     _close_quietly,
@@ -74,28 +75,49 @@ SETTLE_TIMEOUT = 2.0
 DEAF_AFTER = 5
 # How long a round waits for its first subscriptions before giving up and starting again.
 SUBSCRIBE_TIMEOUT = 5.0
+# How long opening a client waits for the cluster's slots before leaving it to the first command.
+INITIALIZE_TIMEOUT = 3.0
 
 
 def connect_cluster(url: str, client_name: str, **options: Any) -> RedisCluster:
     """The cluster client. Unlike app.pubsub.redis.connect it retries a command up to 6 times
-    (10-200 ms apart): redis-py 8.1's cluster client loses some of the connections it opens at
-    the same moment (measured: 30 concurrent scripts on a fresh client against Redis 7.0 fail
-    with "Connection closed by server" without retries; with 3 retries they still did once on a
-    loaded machine; a plain client on the same node never does), and a failover moves slots
-    under it (MOVED, then one more try).
+    (10-200 ms apart): a failover moves slots under it (MOVED, then one more try), and redis-py
+    8.1 drops connections in use when it re-reads the topology (see `cluster_client`).
+    `options` (TLS settings for rediss:// URLs; tests' own retry policy) override the defaults.
 
     No `CLIENT SETINFO` on connect (driver_info None): Redis before 7.2 refuses it."""
-    client: RedisCluster = RedisCluster.from_url(
-        url,
-        **options,
-        socket_connect_timeout=2.0,
-        socket_timeout=5.0,
-        health_check_interval=5,
-        retry=Retry(ExponentialWithJitterBackoff(0.01, 0.2), 6),
-        client_name=client_name,
-        driver_info=None,
-    )
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 5.0,
+        "health_check_interval": 5,
+        "retry": Retry(ExponentialWithJitterBackoff(0.01, 0.2), 6),
+        "client_name": client_name,
+        "driver_info": None,
+    }
+    client: RedisCluster = RedisCluster.from_url(url, **{**settings, **options})
     return client
+
+
+@asynccontextmanager
+async def cluster_client(url: str, client_name: str, **options: Any) -> AsyncIterator[RedisCluster]:
+    """A cluster client that has read the cluster's slots before anyone uses it, closed on exit.
+
+    A fresh redis-py 8.1 cluster client reads the topology on its first command; when several
+    commands start at once, that read disconnects connections the others are using (the server
+    logs "Connection reset by peer"; the client says "Connection closed by server"). Measured:
+    30 concurrent INCRs on a fresh client without retries lost 3-14 every time, and none after
+    one `initialize()`. A cluster that does not answer yet is read later by the first command,
+    whose retries cover that race."""
+    client = connect_cluster(url, client_name, **options)
+    try:
+        try:
+            async with asyncio.timeout(INITIALIZE_TIMEOUT):
+                await client.initialize()
+        except (*REDIS_ERRORS, TimeoutError) as exc:
+            log.warning("redis cluster: its slots are not read yet (%s)", exc)
+        yield client
+    finally:
+        await client.aclose()
 
 
 # ---- splitting a tick's update by shard ------------------------------------------------------
@@ -243,7 +265,7 @@ class _NodeReader:
                     if self._leaving[channel] <= 0:
                         del self._leaving[channel]
                 self._queue.put_nowait(raw)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._queue.put_nowait(exc)
 
     async def close(self) -> None:
@@ -256,7 +278,7 @@ class _NodeReader:
         await _close_quietly(self.pubsub)
         try:
             await self.client.aclose()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.debug("closing a node client: %s", exc)
 
 
@@ -328,7 +350,7 @@ class ClusterBus:
                             deaf.check(self.interest.heard)
                         if message is not None:
                             yield message
-                except (RedisError, OSError, TimeoutError, _Moved) as exc:
+                except (*REDIS_ERRORS, BusUnavailable, TimeoutError, _Moved) as exc:
                     resume_cancellation()
                     if connected and on_state is not None:
                         on_state(False)
@@ -361,7 +383,9 @@ class ClusterBus:
         symbols = [s for s in self.interest.symbols if self._names.shard(s) == shard]
         if not symbols:
             return None
-        values: list[Any] = await self._client.hmget(self._names.last_quotes_of(shard), symbols)
+        with translated(f"reading the stored quotes of shard {shard}"):
+            key = self._names.last_quotes_of(shard)
+            values: list[Any] = await self._client.hmget(key, symbols)
         stored = [bytes(v) for v in values if v is not None]
         if not stored:
             return None
@@ -371,7 +395,7 @@ class ClusterBus:
         """Re-read the cluster's slots: a failover or a resharding moved them."""
         try:
             await self._client.nodes_manager.initialize()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.debug("re-reading the cluster's slots failed: %s", exc)
         resume_cancellation()
 
@@ -440,7 +464,7 @@ class ClusterBus:
         try:
             async with asyncio.timeout(PING_TIMEOUT):
                 answered = bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_ERRORS, TimeoutError):
             answered = False
         resume_cancellation()
         return answered
@@ -725,7 +749,7 @@ class ClusterLease:
         )
         resume_cancellation()
         for result in results:
-            if isinstance(result, (RedisError, OSError)):
+            if isinstance(result, REDIS_ERRORS):
                 raise BusUnavailable(f"publishing quotes: {result}") from result
             if isinstance(result, BaseException):
                 raise result

@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.pubsub.base import BusUnavailable, LeaseHolder, Message, StateCallback
 from app.pubsub.redis_names import RedisNames
@@ -48,6 +50,11 @@ BACKOFF_CAP = 5.0
 PING_TIMEOUT = 0.5
 # A page render waits at most this long for the chart's history before drawing without it.
 HISTORY_READ_TIMEOUT = 1.0
+
+
+# What the Redis adapters translate at their boundary: the client's errors (a cluster client
+# that reaches no node raises RedisClusterException, which is not a RedisError) and sockets'.
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 def resume_cancellation() -> None:
@@ -64,15 +71,42 @@ def resume_cancellation() -> None:
         raise asyncio.CancelledError
 
 
+def closed_under_the_call(exc: BaseException) -> bool:
+    """A command whose connection redis-py itself closed while the command used it.
+
+    The cluster client closes every connection, those in use too, on CLUSTERDOWN, an uncovered
+    slot or a run of MOVED (a cluster forming, a failover). A command of another task on one of
+    them then fails inside redis-py with RuntimeError (uvloop: "the handler is closed") or
+    AttributeError (its writer is gone), not ConnectionError. Raised anywhere else, those two
+    stay what they are: bugs."""
+    if not isinstance(exc, (RuntimeError, AttributeError)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(_REDIS_PY):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_REDIS_PY = os.path.dirname(redis.__file__) + os.sep
+
+
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """The adapter boundary: Redis and socket errors become `BusUnavailable("what: error")`,
-    and a cancellation redis-py swallowed is raised again (`resume_cancellation`)."""
+    """The adapter boundary: Redis and socket errors (and a connection closed under the call,
+    `closed_under_the_call`) become `BusUnavailable("what: error")`, and a cancellation redis-py
+    swallowed is raised again (`resume_cancellation`)."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         resume_cancellation()
         raise BusUnavailable(f"{what}: {exc}") from exc
+    except (RuntimeError, AttributeError) as exc:
+        if not closed_under_the_call(exc):
+            raise
+        resume_cancellation()
+        raise BusUnavailable(f"{what}: the connection was closed under the call ({exc})") from exc
     resume_cancellation()
 
 
@@ -122,7 +156,7 @@ class RedisBus:
                     if raw is not None and raw["type"] == "message":
                         channel = self._names.logical(_text(raw["channel"]))
                         yield Message(channel, bytes(raw["data"]))
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 if connected and on_state is not None:
                     on_state(False)
                 log.warning("redis listener lost (%s); retrying in %.1fs", exc, delay)
@@ -136,7 +170,7 @@ class RedisBus:
         try:
             async with asyncio.timeout(PING_TIMEOUT):
                 answered = bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_ERRORS, TimeoutError):
             answered = False
         resume_cancellation()
         return answered
@@ -264,7 +298,7 @@ class RedisHistoryStore:
         try:
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
                 values: list[Any] = await self._client.lrange(self._names.history(symbol), 0, -1)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (*REDIS_ERRORS, TimeoutError) as exc:
             resume_cancellation()
             why = str(exc) or "timed out"
             raise BusUnavailable(f"reading the price history failed: {why}") from exc
@@ -280,7 +314,7 @@ class RedisHistoryStore:
         try:
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
                 lists: list[Any] = await self._sample(keys=keys, args=[points])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (*REDIS_ERRORS, TimeoutError) as exc:
             resume_cancellation()
             why = str(exc) or "timed out"
             raise BusUnavailable(f"sampling the price history failed: {why}") from exc
@@ -437,5 +471,5 @@ def _text(value: bytes | str) -> str:
 async def _close_quietly(pubsub: Any) -> None:
     try:
         await pubsub.aclose()
-    except (RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         log.debug("closing pubsub: %s", exc)

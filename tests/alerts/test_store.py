@@ -15,7 +15,7 @@ from app.alerts.memory_store import MemoryAlertStore
 from app.alerts.model import State
 from app.alerts.redis_store import RedisAlertStore
 from app.alerts.store import ALERTS_CHANNEL, Added, AlertStore, Change
-from app.pubsub.cluster import connect_cluster
+from app.pubsub.cluster import cluster_client
 from app.pubsub.cluster_names import ClusterNames
 from app.pubsub.redis import connect
 from tests.alerts.conftest import Replica, alert, listening
@@ -114,8 +114,8 @@ async def test_the_deployment_holds_a_bounded_number_of_alerts(
         if kind == "memory":
             store = MemoryAlertStore(backend.lease, backend.bus, max_alerts=2)
         elif kind == "redis-cluster":
-            cluster = connect_cluster(request.getfixturevalue("redis_cluster_url"), "cap")
-            stack.push_async_callback(cluster.aclose)
+            url = request.getfixturevalue("redis_cluster_url")
+            cluster = await stack.enter_async_context(cluster_client(url, "cap"))
             store = ClusterAlertStore(cluster, ClusterNames(backend.prefix), max_alerts=2)
         else:
             client = connect(request.getfixturevalue("redis_url"), "cap")

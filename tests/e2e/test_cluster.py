@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from app.pubsub.cluster_names import ClusterNames
 from tests.e2e.test_replicas import Versions, leader_of, open_client
-from tests.support import AppServer, RedisCluster, recv_json
+from tests.support import AppServer, RedisCluster, eventually, recv_json
 
 LEASE = 1.0
 
@@ -130,3 +132,33 @@ async def test_a_node_failover_is_survived(redis_cluster_replicated: RedisCluste
     finally:
         for _ in gen:
             pass
+
+
+async def test_a_replica_started_before_its_cluster_serves_says_not_ready_and_heals(
+    tmp_path: Path,
+) -> None:
+    """The cluster client's "no node reachable" error (not a RedisError) is translated at the
+    boundary like any other: /health answers, /ready says why not, the loops log one line per
+    attempt and no traceback, and the replica goes live once the cluster is up."""
+    cluster = RedisCluster(tmp_path)  # ports chosen, nothing listening yet
+    [server] = next(gen := replicas(cluster.url, 1))
+    try:
+        async with httpx.AsyncClient(base_url=server.base, timeout=5) as http:
+
+            async def unready() -> str | None:
+                reply = await http.get("/ready")
+                return reply.text if reply.status_code == 503 else None
+
+            assert "bus does not answer" in await eventually(unready, 10, "/ready to say 503")
+            assert (await http.get("/health")).status_code == 200
+            ws = await open_client(server, "TCS")
+            cluster.start()
+            await quotes_until(ws, Versions(), lambda g: len(g) >= 2, within=30)
+            await ws.close()
+        # Nor does a connection redis-py closes under a command while the cluster forms (its
+        # CLUSTERDOWN handling closes them all) crash a loop: see closed_under_the_call.
+        assert "Traceback" not in server.log()
+    finally:
+        for _ in gen:
+            pass
+        cluster.stop()

@@ -202,3 +202,13 @@ async def test_a_poll_that_prices_nothing_keeps_a_stale_status_until_a_real_quot
         clock.advance(2.0)
         result = await chain.fetch(["A"])
     assert result.quotes and chain.status().state == "live"
+
+
+async def test_a_call_the_polls_timeout_cuts_short_is_counted_as_a_call_made() -> None:
+    provider = guarded(Hanging("td"))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await provider.fetch(["A"])
+    # It may have cost a credit at the provider: /metrics counts it, and the quota keeps it.
+    assert provider.describe()["calls"] == {"cancelled": 1}
+    assert provider.quota.remaining() == 1_000_000 - 1

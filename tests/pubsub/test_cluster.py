@@ -4,6 +4,7 @@ sharded publish, per-replica shard following, the per-shard fence, and the cost 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -11,14 +12,17 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 
 from app.core.latest import LatestQuotes
 from app.models import FeedStatus, Quote, encode_quote, encode_update, parse_update
 from app.pubsub import open_backend
 from app.pubsub.base import CONTROL_CHANNEL, UPDATES_CHANNEL, Backend, BusUnavailable, Message
-from app.pubsub.cluster import ClusterBus, ClusterLease, split_update
+from app.pubsub.cluster import ClusterBus, ClusterLease, cluster_client, split_update
 from app.pubsub.cluster_names import ClusterNames, shard_of
-from tests.support import RedisCluster, eventually
+from tests.support import RedisCluster, eventually, free_port
 
 SHARDS = 16
 
@@ -99,6 +103,27 @@ async def test_a_cluster_node_without_cluster_mode_is_refused_at_start(
     with pytest.raises(RuntimeError, match="set REDIS_CLUSTER=on"):
         async with open_backend(redis_cluster_url, registry_ttl=5.0, client_name="t"):
             pass
+
+
+async def test_a_new_client_has_read_the_slots_before_its_first_concurrent_commands(
+    redis_cluster_url: str,
+) -> None:
+    """redis-py 8.1: commands that start at once on a fresh cluster client lose connections to
+    its first topology read. Without retries to hide it, all 30 must go through."""
+    async with cluster_client(redis_cluster_url, "t", retry=Retry(NoBackoff(), 0)) as client:
+        results = await asyncio.gather(*(client.incr("n") for _ in range(30)))
+    assert sorted(results) == list(range(1, 31))
+
+
+async def test_a_client_of_a_cluster_that_does_not_answer_opens_and_leaves_the_read_for_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The app starts (and says it is degraded) while its Redis is down."""
+    with caplog.at_level(logging.WARNING, logger="app.pubsub.cluster"):
+        async with cluster_client(f"redis://127.0.0.1:{free_port()}", "t") as client:
+            assert "slots are not read yet" in caplog.text
+            with pytest.raises(RedisClusterException):
+                await client.ping()
 
 
 def test_a_prefix_with_a_hash_tag_is_refused() -> None:

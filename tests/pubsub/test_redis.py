@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from redis.asyncio import Connection
 
 from app.feeds.ledger import QuotaUsage, quota_windows
 from app.pubsub import open_backend
@@ -17,8 +18,9 @@ from app.pubsub.base import (
     Backend,
     BusUnavailable,
 )
+from app.pubsub.redis import translated
 from tests.pubsub.test_contract import Listener
-from tests.support import RedisServer, eventually
+from tests.support import RedisServer, eventually, free_port
 
 
 async def test_reconcile_maintains_the_seed_keys(redis_url: str, redis_server: RedisServer) -> None:
@@ -119,6 +121,20 @@ async def test_quota_ledger_errors_are_bus_unavailable(
             await ledger.give_back("td", now, 1)
         with pytest.raises(BusUnavailable):
             await ledger.merge("td", now, QuotaUsage(1, 1))
+
+
+async def test_a_connection_closed_under_a_command_is_unavailable_and_our_bugs_are_not() -> None:
+    """redis-py's cluster client may close a connection another task is using; the command then
+    fails inside redis-py with AttributeError or RuntimeError (app.pubsub.redis
+    .closed_under_the_call). Those are translated; the same errors raised by our code are not."""
+    closed = Connection(port=free_port())  # never connected: no writer, as after disconnect()
+    with pytest.raises(BusUnavailable, match="closed under the call"):
+        with translated("writing"):
+            await closed._send_packed_command([b"PING\r\n"])  # where the race lands
+    for bug in (AttributeError("ours"), RuntimeError("ours")):
+        with pytest.raises(type(bug)):
+            with translated("writing"):
+                raise bug
 
 
 async def test_history_is_a_capped_expiring_list_per_symbol(
