@@ -264,6 +264,10 @@ def _pings(sock: socket.socket) -> bool:
     return sock.recv(16)[:1] in (b"+", b"-")
 
 
+class _PortTaken(Exception):
+    """The app exited at start because its port was taken."""
+
+
 class AppServer:
     """`python -m app` in its own process, as `make run` starts it."""
 
@@ -287,6 +291,7 @@ class AppServer:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"stocktracker-{self.port}.log"
+        self._started = False
 
     @property
     def base(self) -> str:
@@ -297,6 +302,27 @@ class AppServer:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> None:
+        """Start and wait until /health answers. On its first start an app whose port was taken
+        meanwhile (by another xdist worker's server: it exits saying "address already in use")
+        moves to a fresh port; a restart keeps its port, as tests that stop and start it expect."""
+        for _ in range(5):
+            self._spawn()
+            try:
+                wait_for(self._healthy, 20, f"the app on port {self.port} (log: {self.log_path})")
+            except _PortTaken:
+                if self._started:
+                    raise
+                self.proc = None
+                self._log.close()
+                self.port = free_port()
+                self.env["PORT"] = str(self.port)
+                self.log_path = self.log_path.with_name(f"stocktracker-{self.port}.log")
+                continue
+            self._started = True
+            return
+        raise AssertionError(f"the app found no free port (log: {self.log_path})")
+
+    def _spawn(self) -> None:
         self._log = self.log_path.open("wb")
         limit = self.fd_limit
 
@@ -308,7 +334,6 @@ class AppServer:
             [sys.executable, "-m", "app"], env=self.env, cwd=ROOT, stdout=self._log,
             stderr=subprocess.STDOUT, preexec_fn=limit_fds,
         )  # fmt: skip
-        wait_for(self._healthy, 20, f"the app on port {self.port} (log: {self.log_path})")
 
     def stop(self) -> int:
         """SIGTERM and wait for the drain; a process that hangs is killed, and the test fails."""
@@ -360,6 +385,9 @@ class AppServer:
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
+            self.proc.wait()
+            if "address already in use" in self.log():
+                raise _PortTaken(self.port)
             raise AssertionError(f"app exited with {self.proc.returncode}:\n{self.log()}")
         try:
             return httpx.get(f"{self.base}/health", timeout=1).status_code == 200

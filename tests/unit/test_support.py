@@ -1,11 +1,12 @@
-"""The test helpers' own promises: a redis-server whose port was taken before it bound moves on."""
+"""The test helpers' own promises: a redis-server or an app whose port was taken before it bound
+moves on."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from tests.support import RedisServer, free_port
+from tests.support import AppServer, RedisServer, free_port
 
 
 def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
@@ -27,3 +28,20 @@ def test_a_server_whose_port_was_taken_starts_on_another() -> None:
             assert "PONG" in server.cli("PING")
         finally:
             server.stop()
+
+
+def test_an_app_whose_port_was_taken_starts_on_another_and_keeps_it_on_restart() -> None:
+    server = AppServer()
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        server.start()
+    try:
+        moved = server.port
+        assert moved != taken and server.health().status_code == 200
+        server.stop()
+        server.start()
+        assert server.port == moved and server.health().status_code == 200
+    finally:
+        server.stop()
