@@ -88,9 +88,12 @@ async def download(request: Request) -> Response:
 
 
 async def add(request: Request) -> Response:
-    """POST /watchlist (form field `symbol`)."""
+    """POST /watchlist (form field `symbol`; `at`, the 0-based place to put it, is how an undo
+    puts a removed row back where it was: anything but a number there means the end)."""
     body = (await request.body())[:MAX_FORM_BYTES].decode(errors="replace")
-    raw = (parse_qs(body).get("symbol") or [""])[0].strip()
+    form = parse_qs(body)
+    raw = (form.get("symbol") or [""])[0].strip()
+    at = (form.get("at") or [""])[0]
     symbols = _current(request)
     error = notice = ""
     try:
@@ -108,7 +111,8 @@ async def add(request: Request) -> Response:
         elif len(symbols) >= svc.settings.max_symbols_per_connection:
             error = f"Your watchlist is full ({len(symbols)} symbols): remove one first."
         else:
-            symbols.append(symbol)
+            place = int(at) if at.isdigit() and len(at) <= 3 else len(symbols)
+            symbols.insert(place, symbol)  # past the end: at the end
             notice = f"Added {symbol}."
     return await _respond(
         request, symbols, error=error, notice=notice, entered=raw if error else ""

@@ -60,7 +60,7 @@ export class Keys {
     this.toasts = toasts;
     this.pendingG = 0;
     this.focused = null; // { el, key, symbol, index } of the row holding the focus
-    this.undo = null; // { symbol, toast } while a removal can be undone
+    this.undo = null; // { symbol, at, toast } while a removal can be undone
     this.opener = null; // what had the focus before the shortcuts dialog opened
     this.dialog = document.getElementById("shortcuts");
   }
@@ -232,11 +232,15 @@ export class Keys {
 
   // Through the dashboard's own add form (htmx swaps the list, the message says what happened),
   // elsewhere the same endpoint as htmx posts it, its message shown as a toast.
-  async post(symbol) {
+  // `at`: the place on the list to put it (an undo), else the end.
+  async post(symbol, at = null) {
     const form = document.querySelector("#watchlist form.add");
     if (form) {
       form.querySelector("#add-symbol").value = symbol;
-      form.requestSubmit();
+      const place = form.querySelector("input[name=at]");
+      if (place) place.value = at === null ? "" : String(at);
+      form.requestSubmit(); // htmx reads the fields now: a later add by hand goes at the end
+      if (place) place.value = "";
       return;
     }
     let text = `Could not add ${symbol}: the server did not answer.`;
@@ -279,14 +283,16 @@ export class Keys {
       return;
     }
     const symbol = row.dataset.symbol;
+    // Its place on the list (the rows are in the list's order), for the undo.
+    const at = [...row.parentElement.querySelectorAll("tr.quote")].indexOf(row);
     // A row swapped in a moment ago may not be wired by htmx yet: wire it now, or the submit
     // would be a plain form post (a page load, which takes the undo toast with it).
     if (window.htmx) window.htmx.process(form);
     form.requestSubmit();
-    this.offerUndo(symbol);
+    this.offerUndo(symbol, at);
   }
 
-  offerUndo(symbol) {
+  offerUndo(symbol, at) {
     if (this.undo) this.undo.toast.remove();
     const toast = document.createElement("div");
     toast.className = "toast toast-info toast-undo";
@@ -301,7 +307,7 @@ export class Keys {
     button.addEventListener("click", () => this.undoRemoval());
     toast.append(text, button);
     document.getElementById("toasts").append(toast);
-    const undo = { symbol, toast };
+    const undo = { symbol, at, toast };
     this.undo = undo;
     setTimeout(() => {
       toast.remove();
@@ -314,7 +320,7 @@ export class Keys {
     if (!undo) return false;
     this.undo = null;
     undo.toast.remove();
-    this.post(undo.symbol);
+    this.post(undo.symbol, undo.at);
     return true;
   }
 

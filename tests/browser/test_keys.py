@@ -201,6 +201,9 @@ def test_x_removes_the_focused_row_and_undo_puts_it_back(page: Page, server: App
     page.keyboard.press("u")
     expect(page.locator('#watchlist tr[data-symbol="INFY"]')).to_have_count(1)
     expect(page.locator("#watchlist-message")).to_have_text("Added INFY.")
+    # Back at its place, not at the end.
+    rows = page.locator("#watchlist tr.quote")
+    assert [rows.nth(i).get_attribute("data-symbol") for i in range(3)] == ["TCS", "INFY", "AAPL"]
     expect(undo).to_have_count(0)
     page.keyboard.press("u")  # one undo per removal
     expect(page.locator("#watchlist tr.quote")).to_have_count(3)

@@ -123,3 +123,19 @@ def test_a_cross_site_post_is_refused_and_changes_nothing(client: TestClient) ->
         assert response.headers["content-type"].startswith("text/html")
     same = add(client, "AAPL", {**FORM, "Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 303
+
+
+def test_an_undo_puts_a_symbol_back_at_its_place_and_a_bad_place_means_the_end(
+    client: TestClient,
+) -> None:
+    for at, expected in [
+        ("1", "TCS,INFY,AAPL"), ("0", "INFY,TCS,AAPL"), ("2", "TCS,AAPL,INFY"),
+        ("9", "TCS,AAPL,INFY"), ("", "TCS,AAPL,INFY"), ("-1", "TCS,AAPL,INFY"),
+        ("1e3", "TCS,AAPL,INFY"), ("9" * 40, "TCS,AAPL,INFY"),
+    ]:  # fmt: skip
+        keep(client, "TCS,AAPL")
+        response = client.post(
+            "/watchlist", content=f"symbol=INFY&at={at}", headers=HTMX, follow_redirects=False
+        )
+        assert cookie_set(response) == expected, at
+        assert symbols_on(response.text) == expected.split(","), at
