@@ -394,10 +394,10 @@ class ClusterBus:
     async def _refresh_slots(self) -> None:
         """Re-read the cluster's slots: a failover or a resharding moved them."""
         try:
-            await self._client.nodes_manager.initialize()
-        except REDIS_ERRORS as exc:
-            log.debug("re-reading the cluster's slots failed: %s", exc)
-        resume_cancellation()
+            with translated("re-reading the cluster's slots failed"):
+                await self._client.nodes_manager.initialize()
+        except BusUnavailable as exc:
+            log.debug("%s", exc)
 
     async def _next(self, queue: asyncio.Queue[Any]) -> Any:
         item = await queue.get()
@@ -462,12 +462,11 @@ class ClusterBus:
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(PING_TIMEOUT):
-                answered = bool(await self._client.ping())
-        except (*REDIS_ERRORS, TimeoutError):
-            answered = False
-        resume_cancellation()
-        return answered
+            with translated("ping"):
+                async with asyncio.timeout(PING_TIMEOUT):
+                    return bool(await self._client.ping())
+        except BusUnavailable:
+            return False
 
 
 class _DeafShards:

@@ -101,7 +101,7 @@ def translated(what: str) -> Iterator[None]:
         yield
     except REDIS_ERRORS as exc:
         resume_cancellation()
-        raise BusUnavailable(f"{what}: {exc}") from exc
+        raise BusUnavailable(f"{what}: {str(exc) or 'timed out'}") from exc  # an empty TimeoutError
     except (RuntimeError, AttributeError) as exc:
         if not closed_under_the_call(exc):
             raise
@@ -168,12 +168,11 @@ class RedisBus:
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(PING_TIMEOUT):
-                answered = bool(await self._client.ping())
-        except (*REDIS_ERRORS, TimeoutError):
-            answered = False
-        resume_cancellation()
-        return answered
+            with translated("ping"):
+                async with asyncio.timeout(PING_TIMEOUT):
+                    return bool(await self._client.ping())
+        except BusUnavailable:
+            return False
 
 
 class RedisSnapshotStore:
@@ -295,14 +294,9 @@ class RedisHistoryStore:
         self._sample = client.register_script(_SAMPLE)
 
     async def read(self, symbol: str) -> list[bytes]:
-        try:
+        with translated("reading the price history failed"):
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
                 values: list[Any] = await self._client.lrange(self._names.history(symbol), 0, -1)
-        except (*REDIS_ERRORS, TimeoutError) as exc:
-            resume_cancellation()
-            why = str(exc) or "timed out"
-            raise BusUnavailable(f"reading the price history failed: {why}") from exc
-        resume_cancellation()
         return [bytes(v) for v in values]
 
     async def sample(self, symbols: Sequence[str], points: int) -> list[list[bytes]]:
@@ -311,14 +305,9 @@ class RedisHistoryStore:
         if not symbols:
             return []
         keys = [self._names.history(s) for s in symbols]
-        try:
+        with translated("sampling the price history failed"):
             async with asyncio.timeout(HISTORY_READ_TIMEOUT):
                 lists: list[Any] = await self._sample(keys=keys, args=[points])
-        except (*REDIS_ERRORS, TimeoutError) as exc:
-            resume_cancellation()
-            why = str(exc) or "timed out"
-            raise BusUnavailable(f"sampling the price history failed: {why}") from exc
-        resume_cancellation()
         return [_unpack(bytes(packed)) for packed in lists]
 
 
