@@ -4,6 +4,8 @@ moves on."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support import AppServer, RedisServer, free_port
@@ -16,15 +18,22 @@ def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice() -> Non
     assert all(port < low for port in ports)
 
 
+@contextmanager
+def taken(port: int) -> Iterator[None]:
+    """Another process's listener on `port`, as a server of another xdist worker would be."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        yield
+
+
 def test_a_server_whose_port_was_taken_starts_on_another() -> None:
     server = RedisServer()
-    taken = server.port
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", taken))
-        squatter.listen()
+    chosen = server.port
+    with taken(chosen):
         server.start()
         try:
-            assert server.port != taken
+            assert server.port != chosen
             assert "PONG" in server.cli("PING")
         finally:
             server.stop()
@@ -32,14 +41,12 @@ def test_a_server_whose_port_was_taken_starts_on_another() -> None:
 
 def test_an_app_whose_port_was_taken_starts_on_another_and_keeps_it_on_restart() -> None:
     server = AppServer()
-    taken = server.port
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", taken))
-        squatter.listen()
+    chosen = server.port
+    with taken(chosen):
         server.start()
     try:
         moved = server.port
-        assert moved != taken and server.health().status_code == 200
+        assert moved != chosen and server.health().status_code == 200
         server.stop()
         server.start()
         assert server.port == moved and server.health().status_code == 200
