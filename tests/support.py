@@ -390,9 +390,19 @@ class AppServer:
                 raise _PortTaken(self.port)
             raise AssertionError(f"app exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
+            reply = httpx.get(f"{self.base}/health", timeout=1)
         except httpx.HTTPError:
             return False
+        return reply.status_code == 200 and self._ours(reply.json().get("replica", ""))
+
+    def _ours(self, replica: str) -> bool:
+        """Whether /health was answered by our process, not by another worker's app that holds
+        the port (ours then exits at bind, and the next poll sees it). The default replica id
+        carries the pid of the one process that serves; with REPLICA_ID or several workers set,
+        the port's owner is taken on trust."""
+        if "REPLICA_ID" in self.env or self.env.get("WEB_CONCURRENCY", "1") != "1":
+            return True
+        return self.proc is not None and f"-{self.proc.pid}-" in replica
 
 
 def without_replica(metrics: str) -> str:

@@ -111,7 +111,7 @@ async def add(request: Request) -> Response:
         elif len(symbols) >= svc.settings.max_symbols_per_connection:
             error = f"Your watchlist is full ({len(symbols)} symbols): remove one first."
         else:
-            place = int(at) if at.isdigit() and len(at) <= 3 else len(symbols)
+            place = int(at) if at.isascii() and at.isdigit() and len(at) <= 3 else len(symbols)
             symbols.insert(place, symbol)  # past the end: at the end
             notice = f"Added {symbol}."
     return await _respond(

@@ -63,6 +63,7 @@ from app.pubsub.redis import (
     _close_quietly,
     _now_ms,
     _text,
+    closed_under_the_call,
     resume_cancellation,
     translated,
 )
@@ -114,6 +115,11 @@ async def cluster_client(url: str, client_name: str, **options: Any) -> AsyncIte
             async with asyncio.timeout(INITIALIZE_TIMEOUT):
                 await client.initialize()
         except (*REDIS_ERRORS, TimeoutError) as exc:
+            if "Cluster mode is not enabled" in str(exc):
+                raise RuntimeError(
+                    "REDIS_CLUSTER=on, but REDIS_URL names a Redis server without cluster mode: "
+                    "unset REDIS_CLUSTER (or point REDIS_URL at a cluster node)"
+                ) from exc
             log.warning("redis cluster: its slots are not read yet (%s)", exc)
         yield client
     finally:
@@ -748,7 +754,7 @@ class ClusterLease:
         )
         resume_cancellation()
         for result in results:
-            if isinstance(result, REDIS_ERRORS):
+            if isinstance(result, REDIS_ERRORS) or closed_under_the_call(result):
                 raise BusUnavailable(f"publishing quotes: {result}") from result
             if isinstance(result, BaseException):
                 raise result

@@ -77,19 +77,22 @@ def closed_under_the_call(exc: BaseException) -> bool:
     The cluster client closes every connection, those in use too, on CLUSTERDOWN, an uncovered
     slot or a run of MOVED (a cluster forming, a failover). A command of another task on one of
     them then fails inside redis-py with RuntimeError (uvloop: "the handler is closed") or
-    AttributeError (its writer is gone), not ConnectionError. Raised anywhere else, those two
-    stay what they are: bugs."""
-    if not isinstance(exc, (RuntimeError, AttributeError)):
+    AttributeError (its writer is gone), not ConnectionError, from redis-py's connection module.
+    Raised anywhere else (or as a subclass: NotImplementedError), those two stay what they are:
+    bugs."""
+    if type(exc) not in (RuntimeError, AttributeError):  # not their subclasses (RecursionError)
         return False
+    deepest = ""  # the innermost frame of redis-py's own: where the connection was used
     tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename.startswith(_REDIS_PY):
-            return True
+            deepest = tb.tb_frame.f_code.co_filename
         tb = tb.tb_next
-    return False
+    return deepest == _REDIS_CONNECTION
 
 
 _REDIS_PY = os.path.dirname(redis.__file__) + os.sep
+_REDIS_CONNECTION = os.path.join(_REDIS_PY, "asyncio", "connection.py")
 
 
 @contextmanager

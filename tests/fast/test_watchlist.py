@@ -131,7 +131,7 @@ def test_an_undo_puts_a_symbol_back_at_its_place_and_a_bad_place_means_the_end(
     for at, expected in [
         ("1", "TCS,INFY,AAPL"), ("0", "INFY,TCS,AAPL"), ("2", "TCS,AAPL,INFY"),
         ("9", "TCS,AAPL,INFY"), ("", "TCS,AAPL,INFY"), ("-1", "TCS,AAPL,INFY"),
-        ("1e3", "TCS,AAPL,INFY"), ("9" * 40, "TCS,AAPL,INFY"),
+        ("1e3", "TCS,AAPL,INFY"), ("9" * 40, "TCS,AAPL,INFY"), ("%C2%B2", "TCS,AAPL,INFY"),
     ]:  # fmt: skip
         keep(client, "TCS,AAPL")
         response = client.post(

@@ -126,6 +126,12 @@ async def test_a_client_of_a_cluster_that_does_not_answer_opens_and_leaves_the_r
                 await client.ping()
 
 
+async def test_a_plain_server_given_as_a_cluster_is_refused_at_start(redis_url: str) -> None:
+    with pytest.raises(RuntimeError, match="without cluster mode: unset REDIS_CLUSTER"):
+        async with open_backend(redis_url, registry_ttl=5.0, client_name="t", cluster=True):
+            pass
+
+
 def test_a_prefix_with_a_hash_tag_is_refused() -> None:
     with pytest.raises(ValueError, match="must not contain"):
         ClusterNames("{app}:", 16)

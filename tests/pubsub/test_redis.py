@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from redis.asyncio import Connection
+from redis.asyncio import Connection, Redis
 
 from app.feeds.ledger import QuotaUsage, quota_windows
 from app.pubsub import open_backend
@@ -135,6 +135,9 @@ async def test_a_connection_closed_under_a_command_is_unavailable_and_our_bugs_a
         with pytest.raises(type(bug)):
             with translated("writing"):
                 raise bug
+    with pytest.raises(NotImplementedError):  # a RuntimeError, raised by redis-py, not a loss
+        with translated("asking"):
+            await Redis(port=free_port()).memory_doctor()
 
 
 async def test_history_is_a_capped_expiring_list_per_symbol(

@@ -52,3 +52,20 @@ def test_an_app_whose_port_was_taken_starts_on_another_and_keeps_it_on_restart()
         assert server.port == moved and server.health().status_code == 200
     finally:
         server.stop()
+
+
+def test_an_app_whose_port_another_app_holds_does_not_take_that_app_for_itself() -> None:
+    first = AppServer()
+    first.start()
+    try:
+        second = AppServer()
+        second.port = first.port
+        second.env["PORT"] = str(first.port)
+        second.start()  # /health answers at once on that port: the first app's, not its own
+        try:
+            assert second.port != first.port
+            assert str(second.proc.pid if second.proc else "?") in second.health().json()["replica"]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
