@@ -126,9 +126,7 @@ class Cohorts:
         if not of_kind:
             del self.by_kind[cohort.kind]
 
-    def groups(self) -> list[Cohort]:
-        return list(self.cohorts.values())
-
     def owed_notes(self) -> list[Cohort]:
-        """The cohorts owed a freshness note (Cohort.note)."""
+        """The cohorts owed a freshness note (Cohort.note), copied: sending one takes its cohort
+        out of `owing`."""
         return list(self.owing)

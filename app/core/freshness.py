@@ -108,8 +108,9 @@ class Freshness:
         shared: dict[str, bytes] = {}  # when all is current, one note per format
         # The watched symbols whose last quote is not recent, found once: a cohort watching
         # none of them is skipped with one set operation (thousands of cohorts, each time).
-        old = frozenset(s for s in fanout.counts() if published(s) < recent)
-        for cohort in fanout.registry.groups():
+        registry = fanout.registry  # read in place: nothing here adds or drops a cohort
+        old = frozenset(s for s in registry.counts if published(s) < recent)
+        for cohort in registry.cohorts.values():
             if old.isdisjoint(cohort.symbol_set):
                 continue
             symbols = cohort.symbols
